@@ -1,0 +1,44 @@
+"""Devices. One Backend object per device; each implements every op name of ARCHITECTURE.md once.
+
+- "numpy": vectorised NumPy, the reference and the fast CPU path.
+- "sim":   kernels/*.cu run on the CPU by minunet's simulator (slow, exact, debuggable).
+- "cuda":  kernels/*.cu run on a GPU through CuPy.
+- "auto":  cuda when a GPU is usable, else numpy.
+"""
+from functools import lru_cache
+
+DEVICES = ("numpy", "sim", "cuda")
+
+
+def cuda_available() -> bool:
+    """True when CuPy is installed and sees a usable GPU (never raises)."""
+    try:
+        import cupy
+        return cupy.cuda.is_available()
+    except Exception:
+        return False
+
+
+def resolve_device(name) -> str:
+    if name is None or name == "auto":
+        return "cuda" if cuda_available() else "numpy"
+    if not isinstance(name, str) or name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES + ('auto',)}, got {name!r}")
+    if name == "cuda" and not cuda_available():
+        raise RuntimeError("device 'cuda' asked for, but no usable GPU was found "
+                           "(install minunet[cuda13] on a machine with an NVIDIA GPU and driver)")
+    return name
+
+
+@lru_cache(maxsize=None)
+def get_backend(name="auto"):
+    name = resolve_device(name)
+    if name == "numpy":
+        from .numpy_backend import NumpyBackend
+        return NumpyBackend()
+    from .kernel_backend import KernelBackend
+    if name == "sim":
+        from ..sim import SimLauncher
+        return KernelBackend(SimLauncher())
+    from .cuda_launcher import CudaLauncher
+    return KernelBackend(CudaLauncher())

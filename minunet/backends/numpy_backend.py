@@ -1,0 +1,22 @@
+"""The numpy device: vectorised NumPy reference math. Each op family lives in its own module."""
+import numpy as np
+
+from .numpy_conv import ConvNumpyOps
+from .numpy_misc import MiscNumpyOps
+
+
+class NumpyBackend(ConvNumpyOps, MiscNumpyOps):
+    name = "numpy"
+    xp = np
+
+    def asarray(self, a):
+        return np.ascontiguousarray(a)
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)

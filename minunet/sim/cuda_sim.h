@@ -1,0 +1,242 @@
+// cuda_sim.h: the CUDA built-ins for minunet's CPU simulator.
+//
+// g++ force-includes this file (-include cuda_sim.h) before a kernels/*.cu file, so the unchanged CUDA
+// source compiles as ordinary C++. Each CUDA thread of a block runs as a cooperative fiber on one OS thread
+// (runtime.cpp); a barrier or a warp shuffle is a point where the fiber hands control back to the scheduler.
+//
+// - Qualifiers (__global__, __device__, ...) disappear; __shared__ becomes thread_local: at block scope that
+//   means one static array per OS thread, shared by every fiber, and `extern __shared__ T name[];` becomes a
+//   declaration that the generated wrapper defines. The runtime fills all of it with 0xFF bytes (NaN) at the
+//   start of every block, so a read of shared memory nobody wrote shows up.
+// - threadIdx/blockIdx/blockDim/gridDim are globals the scheduler sets before it resumes a fiber.
+// - __syncthreads() and the warp functions are macros, so they can record the line they are called from:
+//   the runtime names that line when threads of a block disagree about which barrier they are at.
+#pragma once
+
+#include <math.h>
+#include <stdio.h>
+
+#define MINUNET_SIM_HIDDEN __attribute__((visibility("hidden")))
+
+// ---- qualifiers -------------------------------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __constant__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__ thread_local
+// __restrict__ is already a g++ keyword.
+
+// ---- built-in vector types and the thread coordinates -----------------------------------------------------
+struct uint3 { unsigned int x, y, z; };
+struct dim3 {
+    unsigned int x, y, z;
+    dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct __attribute__((aligned(8))) int2 { int x, y; };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
+struct __attribute__((aligned(8))) float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(16))) double2 { double x, y; };
+inline int2 make_int2(int x, int y) { return {x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline double2 make_double2(double x, double y) { return {x, y}; }
+
+extern MINUNET_SIM_HIDDEN uint3 threadIdx;
+extern MINUNET_SIM_HIDDEN uint3 blockIdx;
+extern MINUNET_SIM_HIDDEN dim3 blockDim;
+extern MINUNET_SIM_HIDDEN dim3 gridDim;
+static const int warpSize = 32;
+
+// ---- the runtime's interface (runtime.cpp) ----------------------------------------------------------------
+namespace minunet_sim {
+enum WarpOp { SHFL_IDX = 1, SHFL_UP, SHFL_DOWN, SHFL_XOR, SYNCWARP };
+MINUNET_SIM_HIDDEN void syncthreads(int line, const char* file);
+// A warp-level rendezvous: the fiber waits until the lanes named in `mask` reach the same call, then the
+// scheduler writes the value of the source lane into *result.
+MINUNET_SIM_HIDDEN void warp_op(int op, unsigned mask, const void* value, void* result, int size, int arg,
+                                int width, int line, const char* file);
+[[noreturn]] MINUNET_SIM_HIDDEN void trap(const char* what, int line, const char* file);
+
+template <int Op, class T>
+inline T shfl(int line, const char* file, unsigned mask, T var, int arg, int width = 32) {
+    static_assert(sizeof(T) <= 8, "warp shuffles move at most 8 bytes");
+    T result;
+    warp_op(Op, mask, &var, &result, (int)sizeof(T), arg, width, line, file);
+    return result;
+}
+}  // namespace minunet_sim
+
+#define __syncthreads() ::minunet_sim::syncthreads(__LINE__, __FILE__)
+#define __syncwarp(...) ::minunet_sim::warp_op(::minunet_sim::SYNCWARP, (0xffffffffu, ##__VA_ARGS__), \
+                                               nullptr, nullptr, 0, 0, 32, __LINE__, __FILE__)
+#define __shfl_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_IDX>(__LINE__, __FILE__, __VA_ARGS__)
+#define __shfl_up_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_UP>(__LINE__, __FILE__, __VA_ARGS__)
+#define __shfl_down_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_DOWN>(__LINE__, __FILE__, __VA_ARGS__)
+#define __shfl_xor_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_XOR>(__LINE__, __FILE__, __VA_ARGS__)
+#define __trap() ::minunet_sim::trap("__trap()", __LINE__, __FILE__)
+#undef assert
+#define assert(e) ((e) ? (void)0 : ::minunet_sim::trap("assertion failed: " #e, __LINE__, __FILE__))
+#define __threadfence() ((void)0)
+#define __threadfence_block() ((void)0)
+
+// ---- atomics: fibers never switch inside one, so a plain read-modify-write is atomic ----------------------
+#define MINUNET_SIM_ATOMIC(name, T, expr) \
+    inline T name(T* address, T val) { T old = *address; *address = (expr); return old; }
+MINUNET_SIM_ATOMIC(atomicAdd, int, old + val)
+MINUNET_SIM_ATOMIC(atomicAdd, unsigned int, old + val)
+MINUNET_SIM_ATOMIC(atomicAdd, unsigned long long, old + val)
+MINUNET_SIM_ATOMIC(atomicAdd, float, old + val)
+MINUNET_SIM_ATOMIC(atomicAdd, double, old + val)
+MINUNET_SIM_ATOMIC(atomicSub, int, old - val)
+MINUNET_SIM_ATOMIC(atomicSub, unsigned int, old - val)
+MINUNET_SIM_ATOMIC(atomicMax, int, old > val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMax, unsigned int, old > val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMax, long long, old > val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMax, unsigned long long, old > val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMin, int, old < val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMin, unsigned int, old < val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMin, long long, old < val ? old : val)
+MINUNET_SIM_ATOMIC(atomicMin, unsigned long long, old < val ? old : val)
+MINUNET_SIM_ATOMIC(atomicExch, int, val)
+MINUNET_SIM_ATOMIC(atomicExch, unsigned int, val)
+MINUNET_SIM_ATOMIC(atomicExch, unsigned long long, val)
+MINUNET_SIM_ATOMIC(atomicExch, float, val)
+MINUNET_SIM_ATOMIC(atomicAnd, int, old & val)
+MINUNET_SIM_ATOMIC(atomicAnd, unsigned int, old & val)
+MINUNET_SIM_ATOMIC(atomicOr, int, old | val)
+MINUNET_SIM_ATOMIC(atomicOr, unsigned int, old | val)
+MINUNET_SIM_ATOMIC(atomicXor, int, old ^ val)
+MINUNET_SIM_ATOMIC(atomicXor, unsigned int, old ^ val)
+MINUNET_SIM_ATOMIC(atomicInc, unsigned int, old >= val ? 0u : old + 1u)
+MINUNET_SIM_ATOMIC(atomicDec, unsigned int, (old == 0u || old > val) ? val : old - 1u)
+#undef MINUNET_SIM_ATOMIC
+#define MINUNET_SIM_ATOMIC_CAS(T) \
+    inline T atomicCAS(T* address, T compare, T val) { T old = *address; if (old == compare) *address = val; return old; }
+MINUNET_SIM_ATOMIC_CAS(int)
+MINUNET_SIM_ATOMIC_CAS(unsigned int)
+MINUNET_SIM_ATOMIC_CAS(unsigned long long)
+MINUNET_SIM_ATOMIC_CAS(unsigned short)
+#undef MINUNET_SIM_ATOMIC_CAS
+
+// ---- math: <math.h> has the float and double functions; these are CUDA's extras ---------------------------
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
+inline unsigned int max(unsigned int a, unsigned int b) { return a > b ? a : b; }
+inline unsigned int min(int a, unsigned int b) { return min((unsigned int)a, b); }
+inline unsigned int max(int a, unsigned int b) { return max((unsigned int)a, b); }
+inline unsigned int min(unsigned int a, int b) { return min(a, (unsigned int)b); }
+inline unsigned int max(unsigned int a, int b) { return max(a, (unsigned int)b); }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
+inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
+inline double min(double a, double b) { return fmin(a, b); }
+inline double max(double a, double b) { return fmax(a, b); }
+inline double min(float a, double b) { return fmin((double)a, b); }
+inline double max(float a, double b) { return fmax((double)a, b); }
+inline double min(double a, float b) { return fmin(a, (double)b); }
+inline double max(double a, float b) { return fmax(a, (double)b); }
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+inline float __expf(float x) { return expf(x); }
+inline float __logf(float x) { return logf(x); }
+inline float __powf(float x, float y) { return powf(x, y); }
+inline float __sinf(float x) { return sinf(x); }
+inline float __cosf(float x) { return cosf(x); }
+inline float __fdividef(float x, float y) { return x / y; }
+inline float fdividef(float x, float y) { return x / y; }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __fma_rn(double a, double b, double c) { return fma(a, b, c); }
+
+// ---- bit casts and bit tricks ---------------------------------------------------------------------------
+inline unsigned int __float_as_uint(float x) { unsigned int u; __builtin_memcpy(&u, &x, 4); return u; }
+inline float __uint_as_float(unsigned int u) { float x; __builtin_memcpy(&x, &u, 4); return x; }
+inline int __float_as_int(float x) { int u; __builtin_memcpy(&u, &x, 4); return u; }
+inline float __int_as_float(int u) { float x; __builtin_memcpy(&x, &u, 4); return x; }
+inline long long __double_as_longlong(double x) { long long u; __builtin_memcpy(&u, &x, 8); return u; }
+inline double __longlong_as_double(long long u) { double x; __builtin_memcpy(&x, &u, 8); return x; }
+inline int __popc(unsigned int x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned int)x); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline unsigned int __brev(unsigned int x) {
+    unsigned int r = 0;
+    for (int i = 0; i < 32; i++) r |= ((x >> i) & 1u) << (31 - i);
+    return r;
+}
+
+// __ldg: a read through the read-only cache on a GPU; a plain read here.
+template <class T> inline T __ldg(const T* p) { return *p; }
+
+// ---- what the generated wrapper uses (see minunet/sim/build.py) -------------------------------------------
+// Largest dynamic shared memory a launch may ask for: CUDA's limit without cudaFuncSetAttribute.
+#define MINUNET_SIM_DYNAMIC_SHARED_BYTES 49152
+
+namespace minunet_sim {
+template <unsigned... I> struct seq {};
+template <unsigned N, unsigned... I> struct make_seq : make_seq<N - 1, N - 1, I...> {};
+template <unsigned... I> struct make_seq<0, I...> { typedef seq<I...> type; };
+
+// Call kernel f with args[i] pointing at the value of parameter i.
+template <class... P, unsigned... I>
+inline void invoke(void (*f)(P...), void** args, seq<I...>) { f(*static_cast<P*>(args[I])...); }
+template <class... P>
+inline void invoke(void (*f)(P...), void** args) { invoke(f, args, typename make_seq<sizeof...(P)>::type()); }
+
+// The parameter types as the compiler sees them, for the Python side's argument checks:
+// "f4" float, "f8" double, "i4" int, "u1" unsigned char, ...; "*" pointer, "*c" pointer to const.
+template <class T> struct code { static const char* get() { return "?"; } };
+#define MINUNET_SIM_CODE(T, s) template <> struct code<T> { static const char* get() { return s; } };
+MINUNET_SIM_CODE(float, "f4") MINUNET_SIM_CODE(double, "f8")
+MINUNET_SIM_CODE(char, "i1") MINUNET_SIM_CODE(signed char, "i1") MINUNET_SIM_CODE(unsigned char, "u1")
+MINUNET_SIM_CODE(short, "i2") MINUNET_SIM_CODE(unsigned short, "u2")
+MINUNET_SIM_CODE(int, "i4") MINUNET_SIM_CODE(unsigned int, "u4")
+MINUNET_SIM_CODE(long, "i8") MINUNET_SIM_CODE(unsigned long, "u8")
+MINUNET_SIM_CODE(long long, "i8") MINUNET_SIM_CODE(unsigned long long, "u8")
+MINUNET_SIM_CODE(bool, "b1") MINUNET_SIM_CODE(void, "v")
+#undef MINUNET_SIM_CODE
+template <class T> struct param_code { static void put(char*& out) { for (const char* s = code<T>::get(); *s;) *out++ = *s++; } };
+template <class T> struct param_code<T*> { static void put(char*& out) { *out++ = '*'; param_code<T>::put(out); } };
+template <class T> struct param_code<const T*> { static void put(char*& out) { *out++ = '*'; *out++ = 'c'; param_code<T>::put(out); } };
+template <class T> struct param_code<volatile T*> : param_code<T*> {};
+template <class T> struct param_code<const volatile T*> : param_code<const T*> {};
+
+template <class... P>
+inline const char* signature(void (*)(P...)) {
+    static char text[16 * sizeof...(P) + 1];
+    char* out = text;
+    int dummy[] = {0, (param_code<P>::put(out), *out++ = ',', 0)...};
+    (void)dummy;
+    *(out > text ? out - 1 : out) = '\0';
+    return text;
+}
+}  // namespace minunet_sim
+
+#define MINUNET_SIM_EXPORT extern "C" __attribute__((visibility("default")))
+// Once per module: an address inside this library's thread-local block, which holds every __shared__
+// array, so the runtime can find and poison the block.
+#define MINUNET_SIM_MODULE() \
+    thread_local char minunet_sim_tls_anchor; \
+    extern "C" MINUNET_SIM_HIDDEN void* minunet_sim_tls_address() { return &minunet_sim_tls_anchor; }
+// Storage for `extern __shared__ T name[];`, sized for the largest launch.
+#define MINUNET_SIM_DYNAMIC_SHARED(T, name) \
+    thread_local __attribute__((aligned(16))) T name[MINUNET_SIM_DYNAMIC_SHARED_BYTES / sizeof(T)];
+// Per kernel: an entry point the launcher calls in every fiber, and the parameter types.
+#define MINUNET_SIM_KERNEL(name) \
+    MINUNET_SIM_EXPORT void minunet_sim_run_##name(void** args) { ::minunet_sim::invoke(name, args); } \
+    MINUNET_SIM_EXPORT const char* minunet_sim_signature_##name() { return ::minunet_sim::signature(name); }

@@ -1,0 +1,71 @@
+"""Bad input is a clear TypeError/ValueError naming the argument, never a crash or a silent cast."""
+import numpy as np
+import pytest
+
+import minunet as mu
+import minunet.functional as F
+
+
+def t(*shape, dtype=np.float32, device="numpy"):
+    return mu.Tensor(np.ones(shape, dtype), device=device)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: F.conv3x3(np.ones((1, 1, 5, 5)), t(1, 1, 3, 3)), TypeError, "x must be a minunet Tensor"),
+    (lambda: F.conv3x3(t(1, 1, 5, 5, dtype=np.int32), t(1, 1, 3, 3)), TypeError, "float32 or float64"),
+    (lambda: F.conv3x3(t(1, 5, 5), t(1, 1, 3, 3)), ValueError, r"4 dimensions \(N, Cin, H, W\)"),
+    (lambda: F.conv3x3(t(1, 2, 5, 5), t(4, 3, 3, 3)), ValueError, r"w must have shape \('Cout', 2, 3, 3\)"),
+    (lambda: F.conv3x3(t(1, 1, 5, 5), t(1, 1, 3, 3, dtype=np.float64)), TypeError, "w is float64 but x is float32"),
+    (lambda: F.conv3x3(t(1, 1, 5, 5), t(2, 1, 3, 3), t(3)), ValueError, r"b must have shape \(2,\)"),
+    (lambda: F.conv3x3(t(1, 1, 2, 5), t(1, 1, 3, 3)), ValueError, "needs H, W >= 3"),
+    (lambda: F.conv3x3(t(1, 1, 5, 5), t(1, 1, 3, 3), padding=1), ValueError, "padding must be"),
+    (lambda: F.conv3x3(t(1, 1, 5, 5), t(1, 1, 3, 3, device="sim")), ValueError, "w is on 'sim' but x is on 'numpy'"),
+    (lambda: F.conv3x3(mu.Tensor(np.ones((1, 1, 5, 10), np.float32)[..., ::2]), t(1, 1, 3, 3)), ValueError,
+     "not C-contiguous"),
+    (lambda: F.max_pool2x2(t(1, 1, 5, 4)), ValueError, "must be even"),
+    (lambda: F.up_conv2x2(t(1, 3, 2, 2), t(2, 3, 2, 2)), ValueError, "w must have shape"),
+    (lambda: F.conv1x1(t(1, 3, 2, 2), t(2, 3, 3, 3)), ValueError, "w must have shape"),
+    (lambda: F.center_crop(t(1, 1, 4, 4), 5, 2), ValueError, r"h must be an int in \[1, 4\]"),
+    (lambda: F.concat(t(1, 1, 4, 4), t(1, 1, 4, 5)), ValueError, "center_crop the larger one"),
+    (lambda: F.dropout(t(1, 1, 4, 4), 1.0), ValueError, r"p must be in \[0, 1\)"),
+])
+def test_bad_operator_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def logits(n=1, k=2, h=3, w=3):
+    return t(n, k, h, w)
+
+
+@pytest.mark.parametrize("labels, weights, kwargs, error, message", [
+    (np.full((1, 3, 3), 255), None, {}, ValueError, r"found values \[255\] \(a mask stored as 0/255"),
+    (np.full((1, 3, 3), -2), None, {}, ValueError, r"found values \[-2\]"),
+    (np.zeros((1, 3, 3), np.float32), None, {}, TypeError, "integer array of class indices"),
+    (np.zeros((1, 3, 4), np.int64), None, {}, ValueError, r"labels must have shape \(N, H, W\)"),
+    (np.zeros((1, 3, 3), np.int64), np.ones((1, 3, 3)), {}, TypeError, "weights are float64 but logits float32"),
+    (np.zeros((1, 3, 3), np.int64), -np.ones((1, 3, 3), np.float32), {}, ValueError, "finite and >= 0"),
+    (np.zeros((1, 3, 3), np.int64), np.full((1, 3, 3), np.nan, np.float32), {}, ValueError, "finite and >= 0"),
+    (np.zeros((1, 3, 3), np.int64), np.ones((1, 2, 3), np.float32), {}, ValueError, "weights must have shape"),
+    (np.zeros((1, 3, 3), np.int64), None, {"ignore_index": 1}, ValueError, "outside the classes"),
+    (np.full((1, 3, 3), 9), None, {"ignore_index": 9}, ValueError, "every pixel has label ignore_index"),
+    ([[0]], None, {}, TypeError, "labels must be a Tensor or a numpy.ndarray"),
+])
+def test_bad_loss_arguments(labels, weights, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        F.weighted_softmax_cross_entropy(logits(), labels, weights, **kwargs)
+
+
+def test_loss_labels_on_another_device():
+    with pytest.raises(ValueError, match="labels is on 'sim' but logits on 'numpy'"):
+        F.weighted_softmax_cross_entropy(logits(), mu.Tensor(np.zeros((1, 3, 3), np.int32), device="sim"))
+
+
+def test_sgd_arguments():
+    p = mu.Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(ValueError, match="momentum must be < 1"):
+        mu.optim.SGD([p], lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        mu.optim.SGD([p], lr=float("nan"))
+    with pytest.raises(ValueError, match="non-empty list of Tensors"):
+        mu.optim.SGD([mu.Tensor(np.ones(2))], lr=0.1)

@@ -1,0 +1,17 @@
+"""README.md starts with the two set-up commands, and .ci/run runs exactly the README's test command."""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert "python -m pytest" in ci_command
+    assert ci_command in readme, f".ci/run's command is not in README.md: {ci_command}"
+
+
+def test_readme_starts_with_the_train_and_test_commands():
+    blocks = (ROOT / "README.md").read_text().split("```")
+    first = blocks[1]  # the first fenced block
+    assert "python -m minunet.train" in first and "python -m pytest" in first

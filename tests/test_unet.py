@@ -1,0 +1,61 @@
+"""The paper's network: layer count, channels, parameter count, and the tile-size rule."""
+import numpy as np
+import pytest
+
+import minunet as mu
+from minunet.unet import check_input_size, output_size, valid_input_sizes
+
+
+def test_paper_network_has_23_conv_layers_and_31_million_parameters():
+    net = mu.UNet()  # the paper's defaults
+    shapes = {name: p.shape for name, p in net.named_parameters()}
+    weights = [s for name, s in shapes.items() if name.endswith(".w")]
+    assert len(weights) == 23  # 18 3x3 convs + 4 up-convs + the 1x1 output layer
+    assert shapes["down.4.conv2.w"] == (1024, 1024, 3, 3)
+    assert shapes["up.0.w"] == (1024, 512, 2, 2)
+    assert shapes["head.w"] == (2, 64, 1, 1)
+    # Per level: 2 convs (3x3, with bias); up-convs 2x2; head 1x1. Added up by hand from the paper's Fig. 1:
+    assert net.n_parameters() == 31_030_658
+
+
+def test_he_initialisation_std():
+    net = mu.UNet(depth=2, base_channels=64)
+    w = net.down[1].conv2.w.numpy()
+    assert abs(w.std() - np.sqrt(2 / (128 * 9))) < 0.02 * np.sqrt(2 / (128 * 9))
+
+
+def test_paper_tile_rule():
+    assert output_size(572) == 388
+    sizes = valid_input_sizes(5, "valid", 1, 700)
+    assert sizes[0] == 188 and all(s % 16 == 12 for s in sizes)
+    assert all(output_size(s) == s - 184 for s in sizes)
+    assert valid_input_sizes(3, "same", 1, 20) == [4, 8, 12, 16, 20]
+
+
+def test_invalid_tile_names_the_nearest_valid_sizes():
+    with pytest.raises(ValueError, match=r"nearest valid sizes: \[556, 572\]"):
+        check_input_size(570)
+    with pytest.raises(ValueError, match=r"nearest valid sizes: \[188\]"):
+        check_input_size(100)
+
+
+def test_small_network_maps_tile_to_output_and_rejects_a_bad_tile():
+    net = mu.UNet(depth=3, base_channels=4, n_classes=3, seed=1)
+    y = net(mu.Tensor(np.zeros((2, 1, 52, 52), np.float32)))
+    assert y.shape == (2, 3, 12, 12) == (2, 3, net.output_size(52), net.output_size(52))
+    with pytest.raises(ValueError, match="does not fit a depth-3 U-Net"):
+        net(mu.Tensor(np.zeros((1, 1, 50, 50), np.float32)))
+
+
+def test_same_padding_keeps_the_size():
+    net = mu.UNet(depth=3, base_channels=2, padding="same")
+    assert net(mu.Tensor(np.zeros((1, 1, 16, 24), np.float32))).shape == (1, 2, 16, 24)
+
+
+def test_state_dict_round_trip():
+    a, b = mu.UNet(depth=2, base_channels=2, seed=1), mu.UNet(depth=2, base_channels=2, seed=2)
+    b.load_state_dict(a.state_dict())
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert na == nb and np.array_equal(pa.numpy(), pb.numpy())
+    with pytest.raises(ValueError, match="missing"):
+        b.load_state_dict({})
