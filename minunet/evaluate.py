@@ -32,7 +32,7 @@ class InputError(Exception):
 def describe_values(a):
     """'values [0, 128, 255]' or '3721 distinct values in [0.0, 1.7]': what was found, for error messages."""
     if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
-        return f"NaN among values in [{np.nanmin(a)}, {np.nanmax(a)}]"
+        return f"NaN at {np.count_nonzero(np.isnan(a))} of {a.size} pixels"
     values = np.unique(a)
     if values.size <= 8:
         return f"values {values.tolist()}"
@@ -155,8 +155,6 @@ def prediction_to_maps(array, full_scale, n_classes, name):
         return np.argmax(array, axis=0).astype(np.int64), foreground
     if array.ndim != 2:
         raise InputError(f"prediction {name}: expected a 2D image, got shape {array.shape}")
-    if is_float:  # unreachable for 2D floats; kept so the rules above stay the only float paths
-        raise InputError(f"prediction {name}: unexpected float image")
     labels = array.astype(np.int64)
     if labels.min() >= 0 and labels.max() < n_classes:
         foreground = (labels == 1).astype(np.float64) if n_classes == 2 else None
@@ -200,9 +198,10 @@ def evaluate(pairs, n_classes, thresholds):
         pred_frames, truth_frames = read_frames(pred_path), read_frames(truth_path)
         if len(pred_frames) != len(truth_frames):
             raise InputError(f"{pred_path} has {len(pred_frames)} images but {truth_path} has {len(truth_frames)}")
-        for (name, pred, scale), (_, truth, _) in zip(pred_frames, truth_frames):
-            truth_classes = truth_to_classes(truth, n_classes, f"{truth_path} ({name})")
-            pred_classes, foreground = prediction_to_maps(pred, scale, n_classes, f"{pred_path} ({name})")
+        for k, ((name, pred, scale), (_, truth, _)) in enumerate(zip(pred_frames, truth_frames)):
+            page = f" page {k}" if len(pred_frames) > 1 else ""
+            truth_classes = truth_to_classes(truth, n_classes, f"{truth_path}{page}")
+            pred_classes, foreground = prediction_to_maps(pred, scale, n_classes, f"{pred_path}{page}")
             if pred_classes.shape != truth_classes.shape:
                 raise InputError(f"size mismatch for '{name}': prediction {pred_path} is "
                                  f"{pred_classes.shape[0]}x{pred_classes.shape[1]} (HxW), truth {truth_path} is "
@@ -278,12 +277,13 @@ def format_table(summary):
         mean_cells += [mean["best_rand_error"], None, mean["best_vi_total"], None, mean["best_pixel_error"], None]
     cells = [" " * w if value is None else _fmt(value, w) for value, w in zip(mean_cells, widths)]
     lines.append("mean".ljust(name_width) + "".join(" " + cell for cell in cells))
-    if n_classes == 2:
+    if n_classes == 2 and len(summary["images"]) > 1:
         stack = summary["stack"]
         lines.append(f"one threshold for all {len(summary['images'])} images (as the challenge scores a stack): "
                      f"rand_err {_fmt(stack['rand_error'], 0)} @t={_fmt(stack['rand_error_threshold'], 0, 2)}, "
                      f"VI {_fmt(stack['vi_total'], 0)} @t={_fmt(stack['vi_total_threshold'], 0, 2)}, "
                      f"pix_err {_fmt(stack['pixel_error'], 0)} @t={_fmt(stack['pixel_error_threshold'], 0, 2)}")
+    if n_classes == 2:
         lines.append("(thresholds t apply to the class-0 (membrane) probability; best over "
                      f"{len(summary['thresholds'])} thresholds per image)")
     return "\n".join(lines)
@@ -335,14 +335,16 @@ def build_parser():
                "probability of class 1; floats (K, H, W) = per-class probabilities; integers all below "
                "--n-classes = class indices; an 8/16-bit gray image = probability of class 1 x 255 (x 65535). "
                "Exit status 2 with a one-line message on bad input.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--pred", required=True, help="prediction file, or a folder of them paired with --truth by file stem")
-    parser.add_argument("--truth", required=True, help="ground-truth mask file, or a folder of them")
-    parser.add_argument("--n-classes", type=int, default=2, help="number of classes (>= 2)")
-    parser.add_argument("--thresholds", type=parse_thresholds, default=None,
-                        help="sweep on the class-0 (membrane) probability, start:stop:step or a comma list "
-                             "(two classes only; default 0.1:0.9:0.1)")
-    parser.add_argument("--json", type=Path, default=None, help="also write every score (and the sweeps) to this file")
+    )
+    parser.add_argument("--pred", required=True, metavar="PATH",
+                        help="prediction file, or a folder of them paired with --truth by file stem")
+    parser.add_argument("--truth", required=True, metavar="PATH", help="ground-truth mask file, or a folder of them")
+    parser.add_argument("--n-classes", type=int, default=2, metavar="N", help="number of classes (default: 2)")
+    parser.add_argument("--thresholds", type=parse_thresholds, default=None, metavar="T",
+                        help="sweep on the class-0 (membrane) probability: start:stop:step, stop included, or a "
+                             "comma list (two classes only; default: 0.1:0.9:0.1)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write every score, with the per-threshold curves, to this file")
     return parser
 
 
@@ -353,6 +355,8 @@ def main(argv=None):
             raise InputError(f"--n-classes {args.n_classes}: need at least 2 classes")
         if args.thresholds is not None and args.n_classes != 2:
             raise InputError("--thresholds: the threshold sweep applies to two classes (--n-classes 2) only")
+        if args.json is not None and args.json.is_dir():
+            raise InputError(f"--json {args.json}: is a folder; give a file name")
         thresholds = args.thresholds or metrics.DEFAULT_THRESHOLDS
         summary = evaluate(collect_pairs(args.pred, args.truth), args.n_classes, thresholds)
         print(format_table(summary))

@@ -206,7 +206,8 @@ def _vi_from_table(c):
     p_joint = c.counts / c.n_pixels
     split = float(-np.sum(p_joint * np.log2(c.counts / c.truth_sizes[c.row])))
     merge = float(-np.sum(p_joint * np.log2(c.counts / c.pred_sizes[c.col])))
-    split, merge = max(split, 0.0), max(merge, 0.0)  # -0.0 and -1e-17 from rounding read badly
+    # a perfect match sums to -0.0 (or -1e-17 after rounding), which reads badly
+    split, merge = (value if value > 0 else 0.0 for value in (split, merge))
     return VariationOfInformation(split, merge, split + merge)
 
 
@@ -231,8 +232,11 @@ def segment_cells(membrane_mask):
 
 
 def _check_thresholds(thresholds):
-    t = np.asarray(thresholds, dtype=np.float64).ravel() if thresholds is not None else None
-    if t is None or t.size == 0:
+    try:
+        t = np.asarray(thresholds, dtype=np.float64).ravel() if thresholds is not None else np.zeros(0)
+    except (TypeError, ValueError):
+        t = np.zeros(0)
+    if t.size == 0:
         raise ValueError("thresholds: expected a non-empty sequence of numbers in [0, 1]")
     if not np.all(np.isfinite(t)) or t.min() < 0 or t.max() > 1:
         raise ValueError(f"thresholds: every threshold must lie in [0, 1], got {t.tolist()}")
@@ -286,9 +290,10 @@ def isbi_scores(membrane_probability, truth_membrane_mask, thresholds=DEFAULT_TH
         raise ValueError(f"membrane_probability: expected one 2D image (H, W), got shape {prob.shape}")
     if prob.size == 0:
         raise ValueError(f"membrane_probability: empty image (shape {prob.shape})")
-    if np.isnan(prob).any() or prob.min() < 0 or prob.max() > 1:
-        raise ValueError(f"membrane_probability: values must lie in [0, 1], found range "
-                         f"[{np.nanmin(prob)}, {np.nanmax(prob)}]{' and NaN' if np.isnan(prob).any() else ''}")
+    if np.isnan(prob).any():
+        raise ValueError(f"membrane_probability: contains NaN at {np.count_nonzero(np.isnan(prob))} pixels")
+    if prob.min() < 0 or prob.max() > 1:
+        raise ValueError(f"membrane_probability: values must lie in [0, 1], found [{prob.min()}, {prob.max()}]")
     truth_membrane = _as_binary(truth_membrane_mask, "truth_membrane_mask")
     _check_same_shape(prob, truth_membrane, "membrane_probability", "truth_membrane_mask")
     thresholds = _check_thresholds(thresholds)

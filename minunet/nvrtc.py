@@ -12,6 +12,7 @@ from its argument. With the options below, the cubin is byte-identical to the on
 import argparse
 import hashlib
 import io
+import os
 import re
 import sys
 import threading
@@ -253,11 +254,16 @@ def kernel_files() -> list:
     return sorted(paths.kernels_dir().glob("*.cu"))
 
 
+_nvrtc_loaded = False
+
+
 def compile_matrix(sources, archs, dtypes, workers=2):
     """Compile every (source, arch, dtype); returns [(path, arch, dtype, CompileResult or NvrtcError)].
 
-    NVRTC releases the GIL while compiling, so threads run compilations in parallel.
+    NVRTC releases the GIL while compiling, so threads run compilations in parallel. The process's first
+    one runs alone: NVRTC loads libnvrtc-builtins on first use, and concurrent first uses failed to open it.
     """
+    global _nvrtc_loaded
     jobs = [(resolve_source(s), arch_number(a), real_name(d)) for s in sources for d in dtypes for a in archs]
 
     def run(job):
@@ -268,7 +274,9 @@ def compile_matrix(sources, archs, dtypes, workers=2):
 
     compiler, _ = _cupy_compiler()
     with _arch_from_argument(compiler), ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(pool.map(run, jobs))
+        results = [] if _nvrtc_loaded else [run(job) for job in jobs[:1]]
+        _nvrtc_loaded = True
+        return results + list(pool.map(run, jobs[len(results):]))
 
 
 def format_table(results, block=256) -> str:
@@ -293,7 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", nargs="+", default=list(DEFAULT_ARCHS))
     parser.add_argument("--dtype", nargs="+", default=["float", "double"], choices=["float", "double"])
     parser.add_argument("--block", type=int, default=256, help="threads per block for the occupancy column")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel compilations")
+    parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 2), help="parallel compilations")
     parser.add_argument("files", nargs="*", help="kernel file stems (default: every kernels/*.cu)")
     args = parser.parse_args(argv)
     results = compile_matrix(args.files or kernel_files(), args.arch, args.dtype, args.jobs)

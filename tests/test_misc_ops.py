@@ -11,7 +11,9 @@ import pytest
 
 from conftest import DTYPES, KERNEL_DEVICES, assert_close, assert_close_dtype
 from minunet.backends import get_backend
+from minunet.backends.kernel_misc import DEFAULT_VERSIONS
 from minunet.backends.numpy_misc import hash32, hash_uniform
+from minunet.paths import kernel_path
 
 NP = get_backend("numpy")
 
@@ -202,6 +204,8 @@ def test_sgd_step_numpy(rng):
     lambda: NP.dropout(np.zeros(4), 0.5, -1),
     lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2), np.int64), None, -1, 1.0),
     lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2), np.int32), np.ones((1, 2, 2), np.float32), -1, 1.0),
+    lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.full((1, 2, 2), -2, np.int32), None, -1, 1.0),
+    lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.full((1, 2, 2), 2, np.int32), None, -1, 1.0),
     lambda: NP.sgd_step(np.zeros(3), np.zeros(4), np.zeros(3), 0.1, 0.9, 0.0),
 ])
 def test_bad_arguments_raise(call):
@@ -250,6 +254,26 @@ def test_softmax_cross_entropy_finite_differences(rng):
 
 # ---------------------------------------------------------------------------------------------------------------
 # 3. kernel devices against numpy
+
+def test_default_kernel_versions_exist():
+    source = "".join(kernel_path(stem).read_text() for stem in ("max_pool2x2", "elementwise",
+                                                               "softmax_cross_entropy", "sgd"))
+    for op, version in DEFAULT_VERSIONS.items():
+        assert f'extern "C" __global__ void {op}_v{version}(' in source, op
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_bad_arguments_raise_device(device):
+    dev, (x, odd) = on(device, np.zeros((1, 2, 4, 4), np.float32), np.zeros((1, 2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="even"):
+        dev.max_pool2x2(odd)
+    with pytest.raises(ValueError, match="does not fit"):
+        dev.crop(x, 1, 1, 4, 2)
+    with pytest.raises(ValueError, match="p must be"):
+        dev.dropout(x, 1.5, 0)
+    with pytest.raises(ValueError, match="relu_forward_v99"):
+        dev.relu(x, version=99)
+
 
 def on(device, *arrays):
     backend = get_backend(device)

@@ -74,6 +74,8 @@ def check_dropout(x, p, seed):
 def check_loss(logits, labels, weights, ignore_index):
     check_real("logits", logits, ndim=4)
     N, K, H, W = logits.shape
+    if K < 1:
+        raise ValueError(f"logits need at least one class, got shape {logits.shape}")
     if labels.dtype != np.int32 or labels.shape != (N, H, W):
         raise ValueError(f"labels must be int32 of shape {(N, H, W)}, got {labels.dtype} {labels.shape}")
     if weights is not None:
@@ -192,6 +194,9 @@ class MiscNumpyOps:
         dtype = logits.dtype.type
         N, K, H, W = logits.shape
         counted = labels != ignore_index  # all True when ignore_index == -1 (labels are >= 0)
+        # minunet.functional validates labels; checked again here because a negative index would wrap silently
+        if ((labels[counted] < 0) | (labels[counted] >= K)).any():
+            raise ValueError(f"labels must lie in [0, {K}) or equal ignore_index={ignore_index}")
         w = np.ones((N, H, W), logits.dtype) if weights is None else weights
         w = np.where(counted, w, dtype(0))
         # stable log-softmax: subtract the per-pixel max before exp

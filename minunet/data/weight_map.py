@@ -74,7 +74,8 @@ def instances_from_mask(mask):
     if mask.dtype != bool:
         if not np.issubdtype(mask.dtype, np.integer):
             raise TypeError(f"mask must be bool or integer, got dtype {mask.dtype}")
-        values = np.unique(mask)
+        values = (np.flatnonzero(np.bincount(mask.ravel())) if mask.dtype in (np.uint8, np.uint16)
+                  else np.unique(mask))
         if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
             raise ValueError(f"mask must be binary with values {{0, 1}} or {{0, 255}}, found values "
                              f"{values.tolist()[:20]}; threshold it first, e.g. mask > 127")

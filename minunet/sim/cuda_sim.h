@@ -55,13 +55,29 @@ static const int warpSize = 32;
 
 // ---- the runtime's interface (runtime.cpp) ----------------------------------------------------------------
 namespace minunet_sim {
-enum WarpOp { SHFL_IDX = 1, SHFL_UP, SHFL_DOWN, SHFL_XOR, SYNCWARP };
+enum WarpOp { SHFL_IDX = 1, SHFL_UP, SHFL_DOWN, SHFL_XOR, SYNCWARP, BALLOT, ANY, ALL };
 MINUNET_SIM_HIDDEN void syncthreads(int line, const char* file);
 // A warp-level rendezvous: the fiber waits until the lanes named in `mask` reach the same call, then the
 // scheduler writes the value of the source lane into *result.
 MINUNET_SIM_HIDDEN void warp_op(int op, unsigned mask, const void* value, void* result, int size, int arg,
                                 int width, int line, const char* file);
 [[noreturn]] MINUNET_SIM_HIDDEN void trap(const char* what, int line, const char* file);
+
+// __syncwarp() and __syncwarp(mask), with the caller's line.
+struct SyncwarpAt {
+    int line;
+    const char* file;
+    void call(unsigned mask = 0xffffffffu) { warp_op(SYNCWARP, mask, nullptr, nullptr, 0, 0, 32, line, file); }
+};
+
+// __ballot_sync / __any_sync / __all_sync: a rendezvous that combines every lane's predicate.
+template <int Op>
+inline unsigned vote(int line, const char* file, unsigned mask, int predicate) {
+    int value = predicate != 0;
+    unsigned result;
+    warp_op(Op, mask, &value, &result, 4, 0, 32, line, file);
+    return result;
+}
 
 template <int Op, class T>
 inline T shfl(int line, const char* file, unsigned mask, T var, int arg, int width = 32) {
@@ -73,12 +89,14 @@ inline T shfl(int line, const char* file, unsigned mask, T var, int arg, int wid
 }  // namespace minunet_sim
 
 #define __syncthreads() ::minunet_sim::syncthreads(__LINE__, __FILE__)
-#define __syncwarp(...) ::minunet_sim::warp_op(::minunet_sim::SYNCWARP, (0xffffffffu, ##__VA_ARGS__), \
-                                               nullptr, nullptr, 0, 0, 32, __LINE__, __FILE__)
+#define __syncwarp(...) ::minunet_sim::SyncwarpAt{__LINE__, __FILE__}.call(__VA_ARGS__)
 #define __shfl_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_IDX>(__LINE__, __FILE__, __VA_ARGS__)
 #define __shfl_up_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_UP>(__LINE__, __FILE__, __VA_ARGS__)
 #define __shfl_down_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_DOWN>(__LINE__, __FILE__, __VA_ARGS__)
 #define __shfl_xor_sync(...) ::minunet_sim::shfl<::minunet_sim::SHFL_XOR>(__LINE__, __FILE__, __VA_ARGS__)
+#define __ballot_sync(...) ::minunet_sim::vote<::minunet_sim::BALLOT>(__LINE__, __FILE__, __VA_ARGS__)
+#define __any_sync(...) (int)::minunet_sim::vote<::minunet_sim::ANY>(__LINE__, __FILE__, __VA_ARGS__)
+#define __all_sync(...) (int)::minunet_sim::vote<::minunet_sim::ALL>(__LINE__, __FILE__, __VA_ARGS__)
 #define __trap() ::minunet_sim::trap("__trap()", __LINE__, __FILE__)
 #undef assert
 #define assert(e) ((e) ? (void)0 : ::minunet_sim::trap("assertion failed: " #e, __LINE__, __FILE__))
@@ -117,7 +135,11 @@ MINUNET_SIM_ATOMIC(atomicInc, unsigned int, old >= val ? 0u : old + 1u)
 MINUNET_SIM_ATOMIC(atomicDec, unsigned int, (old == 0u || old > val) ? val : old - 1u)
 #undef MINUNET_SIM_ATOMIC
 #define MINUNET_SIM_ATOMIC_CAS(T) \
-    inline T atomicCAS(T* address, T compare, T val) { T old = *address; if (old == compare) *address = val; return old; }
+    inline T atomicCAS(T* address, T compare, T val) { \
+        T old = *address; \
+        if (old == compare) *address = val; \
+        return old; \
+    }
 MINUNET_SIM_ATOMIC_CAS(int)
 MINUNET_SIM_ATOMIC_CAS(unsigned int)
 MINUNET_SIM_ATOMIC_CAS(unsigned long long)
@@ -210,9 +232,15 @@ MINUNET_SIM_CODE(long, "i8") MINUNET_SIM_CODE(unsigned long, "u8")
 MINUNET_SIM_CODE(long long, "i8") MINUNET_SIM_CODE(unsigned long long, "u8")
 MINUNET_SIM_CODE(bool, "b1") MINUNET_SIM_CODE(void, "v")
 #undef MINUNET_SIM_CODE
-template <class T> struct param_code { static void put(char*& out) { for (const char* s = code<T>::get(); *s;) *out++ = *s++; } };
-template <class T> struct param_code<T*> { static void put(char*& out) { *out++ = '*'; param_code<T>::put(out); } };
-template <class T> struct param_code<const T*> { static void put(char*& out) { *out++ = '*'; *out++ = 'c'; param_code<T>::put(out); } };
+template <class T> struct param_code {
+    static void put(char*& out) { for (const char* s = code<T>::get(); *s;) *out++ = *s++; }
+};
+template <class T> struct param_code<T*> {
+    static void put(char*& out) { *out++ = '*'; param_code<T>::put(out); }
+};
+template <class T> struct param_code<const T*> {
+    static void put(char*& out) { *out++ = '*'; *out++ = 'c'; param_code<T>::put(out); }
+};
 template <class T> struct param_code<volatile T*> : param_code<T*> {};
 template <class T> struct param_code<const volatile T*> : param_code<const T*> {};
 

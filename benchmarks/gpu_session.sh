@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The ONE script to run on a lent GPU machine (its minutes are scarce): everything CI cannot check.
+#   1. the GPU and the versions in use
+#   2. the gpu-marked tests (the cuda device against the numpy reference)
+#   3. the NVRTC resource table (registers, shared memory, spills) for the usual archs and this GPU's
+#   4. the benchmarks, once minunet.bench exists
+# Every step runs even if an earlier one failed; the exit status says whether any failed.
+# Results go to ${OUT:-benchmarks/results}. Run from the repository root: bash benchmarks/gpu_session.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+OUT="${OUT:-benchmarks/results}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+failed=()
+
+# step NAME COMMAND...: run it, show and keep its output in $OUT/NAME.txt, remember a failure and go on.
+step() {
+    local name="$1"
+    shift
+    echo "=== $name: $*" | tee "$OUT/$name.txt"
+    local start=$SECONDS
+    if "$@" 2>&1 | tee -a "$OUT/$name.txt"; then
+        echo "=== $name: ok ($((SECONDS - start)) s)" | tee -a "$OUT/$name.txt"
+    else
+        echo "=== $name: FAILED ($((SECONDS - start)) s)" | tee -a "$OUT/$name.txt"
+        failed+=("$name")
+    fi
+}
+
+step gpu nvidia-smi
+step versions python3 -c "import sys, numpy, cupy; print(sys.version); print('numpy', numpy.__version__); \
+print('cupy', cupy.__version__); print('cuda runtime', cupy.cuda.runtime.runtimeGetVersion()); \
+print('gpu', cupy.cuda.Device().compute_capability, cupy.cuda.runtime.getDeviceProperties(0)['name'].decode())"
+
+step pytest_gpu python3 -m pytest -m gpu -q -rs -p no:cacheprovider --junitxml "$OUT/pytest_gpu.xml"
+
+# The usual archs plus the one of this GPU (e.g. compute_cap 9.0 -> sm_90), without duplicates.
+archs="sm_75 sm_80 sm_86 sm_90"
+cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .' || true)"
+if [[ "$cap" =~ ^[0-9]+$ ]] && [[ " $archs " != *" sm_$cap "* ]]; then
+    archs="$archs sm_$cap"
+fi
+# shellcheck disable=SC2086  # archs is a word list on purpose
+step nvrtc_table python3 -m minunet.nvrtc --arch $archs
+
+if python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('minunet.bench') is None)"; then
+    step bench python3 -m minunet.bench --out "$OUT"
+else
+    echo "=== bench: skipped (minunet.bench does not exist yet)" | tee "$OUT/bench.txt"
+fi
+
+if ((${#failed[@]})); then
+    echo "FAILED steps: ${failed[*]} (logs in $OUT)"
+    exit 1
+fi
+echo "all steps ok (logs in $OUT)"

@@ -1,0 +1,63 @@
+"""Checkpoints: one .npz file (no pickle), written atomically.
+
+Layout: "model/<parameter name>" and "optim/<key>" arrays, plus "meta", a JSON string holding the model
+configuration, the step, the random generators' states and anything else the trainer wants back.
+Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over the old file:
+an interrupt at any moment leaves either the previous checkpoint or the new one, never half of one.
+"""
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "minunet-checkpoint-1"
+
+
+def save(path, model, optimizer=None, **meta):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
+    meta = dict(meta, format=FORMAT, model_config=model.config, dtype=str(model.parameters()[0].dtype))
+    arrays["meta"] = np.array(json.dumps(meta))
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(path):
+    """(meta dict, model state, optimizer state); a clear ValueError for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
+        raise ValueError(f"checkpoint {path} is not a readable minunet checkpoint ({type(e).__name__}: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
+    return meta, model, optim
+
+
+def load_model(path, device="auto"):
+    """The U-Net stored in a checkpoint, on device, in eval mode; and the checkpoint's meta."""
+    from .unet import UNet
+    meta, state, _ = load(path)
+    model = UNet(**meta["model_config"], dtype=np.dtype(meta["dtype"]), device=device)
+    model.load_state_dict(state)
+    return model.eval(), meta

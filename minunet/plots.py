@@ -1,0 +1,47 @@
+"""PNG figures of a training run: loss and validation curves; an input / truth / prediction / weights panel."""
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_metrics(metrics_path, out_path):
+    steps, losses, val_steps, val_iou = [], [], [], []
+    for line in open(metrics_path):
+        record = json.loads(line)
+        if "loss" in record:
+            steps.append(record["step"])
+            losses.append(record["loss"])
+        if "val_iou" in record:
+            val_steps.append(record["step"])
+            val_iou.append(record["val_iou"])
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax[0].plot(steps, losses, lw=0.6, alpha=0.5, label="per step")
+    if len(losses) >= 20:
+        k = max(len(losses) // 50, 5)
+        ax[0].plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+    ax[0].set(xlabel="step", ylabel="weighted cross-entropy", yscale="log", title="training loss")
+    ax[0].legend()
+    ax[1].plot(val_steps, val_iou, "o-")
+    ax[1].set(xlabel="step", ylabel="foreground IoU", ylim=(0, 1), title="validation")
+    ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+
+
+def plot_panel(out_path, image, truth, prediction, weights, titles=("input", "truth", "prediction", "weight map")):
+    """Four images side by side (the paper's Fig. 3 layout with the prediction added)."""
+    image = image[0] if image.ndim == 3 else image
+    fig, ax = plt.subplots(1, 4, figsize=(14, 3.8))
+    for a, data, title, cmap in zip(ax, (image, truth, prediction, weights), titles, ("gray", "gray", "gray", "jet")):
+        shown = a.imshow(data, cmap=cmap)
+        a.set_title(title)
+        a.axis("off")
+    fig.colorbar(shown, ax=ax[3], fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)

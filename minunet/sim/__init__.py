@@ -1,0 +1,89 @@
+"""The sim device: kernels/*.cu run unchanged on the CPU by a small CUDA simulator.
+
+How it works
+- Compiling (build.py): the .cu file is compiled by g++ as C++, with cuda_sim.h force-included first. That
+  header turns the CUDA qualifiers into nothing, `__shared__` into `thread_local`, and supplies the built-ins
+  (threadIdx, atomics, shuffles, math). A generated wrapper adds one C entry point per
+  `extern "C" __global__` kernel. The library is cached under <cache>/sim/ by a hash of every input.
+- Running (runtime.cpp, fiber.h): every CUDA thread of a block is a fiber -- its own 64 KB stack with a guard
+  page -- and all fibers run on the calling OS thread, one at a time, so runs are deterministic. A fiber
+  runs until `__syncthreads()` or a warp shuffle, then hands control back to the scheduler (a dozen
+  instructions of assembly on x86-64/aarch64). When every thread of the block waits at the same barrier, the
+  barrier opens. Blocks run one after another.
+- Catching bugs: a thread that returns while others wait at a barrier, barriers at different lines, a
+  shuffle that some lanes never reach, and crashes inside the kernel (caught with a signal handler on an
+  alternate stack; the line is looked up with addr2line) raise SimError naming the kernel, block, thread
+  and source line; the process stays usable. Output buffers from `empty` and all shared memory (at the
+  start of every block) are filled with NaN bytes, so an element nobody wrote shows up. Arguments are
+  checked against the compiled parameter types: a Python int for an `int`, np.float64 for a `float`, a
+  float32 array for a `const double*` are TypeErrors.
+- Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the threads of each
+  barrier phase and the blocks in a random order, so a missing `__syncthreads()` shows up as a wrong result.
+- MINUNET_SIM_FIBERS=ucontext switches fibers with glibc's swapcontext (slower; a check of the assembly).
+  MINUNET_SIM_SANITIZE=1 builds with AddressSanitizer (and ucontext fibers); run Python with libasan in
+  LD_PRELOAD to see out-of-bounds accesses with their source line.
+
+Not simulated: warp lockstep without __syncwarp (code relying on it breaks), __syncthreads_count/and/or,
+__activemask, cooperative groups, inline PTX, half precision, textures. `extern __shared__` arrays get
+48 KB each and do not alias one another as they do on a GPU; an infinite loop in a kernel hangs.
+
+    launcher = SimLauncher()
+    f = launcher.function("conv3x3", "conv3x3_forward_v1", np.float32)
+    f(grid, block, (x, w, b, y, np.int32(N), ...))
+"""
+import numpy as np
+
+from .. import paths
+from .build import SimCompileError, SimError
+from .launch import SimKernel, SimModule
+
+__all__ = ["SimLauncher", "SimModule", "SimKernel", "SimError", "SimCompileError"]
+
+_REAL_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+class SimLauncher:
+    """The launcher of the sim device (the contract in ARCHITECTURE.md, the same as CudaLauncher's)."""
+    name = "sim"
+    xp = np
+
+    def __init__(self, shuffle_seed=None):
+        self.shuffle_seed = shuffle_seed
+        self._modules = {}
+        self._functions = {}
+
+    def asarray(self, a):
+        return np.array(a, order="C", copy=True)
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def empty(self, shape, dtype):
+        """A new array filled with NaN (floats) or all-ones bytes (integers): unwritten elements show."""
+        dtype = np.dtype(dtype)
+        if dtype.kind in "fc":
+            return np.full(shape, np.nan, dtype)
+        out = np.empty(shape, dtype)
+        out.view(np.uint8).fill(0xFF)
+        return out
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def module(self, stem, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in _REAL_TYPES:
+            raise ValueError(f"kernel element type must be float32 or float64, got {dtype}")
+        key = (stem, dtype)
+        if key not in self._modules:
+            self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": _REAL_TYPES[dtype]},
+                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed)
+        return self._modules[key]
+
+    def function(self, stem, kernel_name, dtype):
+        """f(grid, block, args, shared_mem=0) for kernel_name of kernels/<stem>.cu compiled for dtype."""
+        key = (stem, kernel_name, np.dtype(dtype))
+        fn = self._functions.get(key)
+        if fn is None:
+            fn = self._functions[key] = self.module(stem, dtype).get_function(kernel_name)
+        return fn

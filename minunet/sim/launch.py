@@ -1,0 +1,221 @@
+"""Load a compiled kernel library with ctypes and launch its kernels the way CuPy would.
+
+A launch takes the same (grid, block, args, shared_mem) as a CuPy RawKernel call. Each argument is
+checked against the parameter type the compiler reported, because a wrong type would not fail on a GPU
+either: it would silently pass the wrong bytes.
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+import threading
+
+import numpy as np
+
+from .build import SimError, build_library, sanitize_enabled
+
+# One launch at a time in the whole process: the runtime's state and the crash handlers are process-wide.
+_LAUNCH_LOCK = threading.Lock()
+_LIBRARIES = {}
+
+_CODES = {"f4": np.float32, "f8": np.float64, "i1": np.int8, "u1": np.uint8, "i2": np.int16, "u2": np.uint16,
+          "i4": np.int32, "u4": np.uint32, "i8": np.int64, "u8": np.uint64, "b1": np.bool_}
+_C_NAMES = {"f4": "float", "f8": "double", "i1": "char", "u1": "unsigned char", "i2": "short",
+            "u2": "unsigned short", "i4": "int", "u4": "unsigned int", "i8": "long long",
+            "u8": "unsigned long long", "b1": "bool", "v": "void"}
+_MAX_BLOCK = (1024, 1024, 64)
+_MAX_GRID = (2**31 - 1, 65535, 65535)
+_MAX_DYNAMIC_SHARED = 48 * 1024
+
+
+def shuffle_seed_from_env():
+    value = os.environ.get("MINUNET_SIM_SHUFFLE", "").strip()
+    if not value:
+        return None
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise ValueError(f"MINUNET_SIM_SHUFFLE must be an integer seed, got {value!r}") from None
+
+
+def _source_line(library_path, offset):
+    """' (at file.cu:LINE in function)' for a crash at offset into the library, from its line tables."""
+    addr2line = shutil.which("addr2line")
+    if not offset or not addr2line:
+        return ""
+    try:
+        result = subprocess.run([addr2line, "-f", "-i", "-C", "-e", str(library_path), hex(offset)],
+                                capture_output=True, text=True, timeout=10)
+        function, location = result.stdout.splitlines()[:2]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return ""
+    if location.startswith("??"):
+        return ""
+    path, _, line = location.partition(":")
+    function = function.replace("minunet_sim_run_", "")  # the kernel inlined into its entry point
+    if path.endswith(".tmp.cpp"):  # the generated wrapper: the kernel's first instructions
+        return f" (on entry to {function})"
+    return f" (the faulting instruction is at {os.path.basename(path)}:{line.split()[0]} in {function})"
+
+
+def _asan_loaded():
+    try:
+        with open("/proc/self/maps") as maps:
+            return "libasan" in maps.read()
+    except OSError:
+        return False
+
+
+def _load(path):
+    lib = _LIBRARIES.get(path)
+    if lib is None:
+        if sanitize_enabled() and not _asan_loaded():  # ASan would abort the whole process on dlopen
+            raise SimError("MINUNET_SIM_SANITIZE=1 builds need AddressSanitizer loaded before Python starts: "
+                           "run with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0")
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            hint = ""
+            if "ASan runtime" in str(e) or "asan" in str(e).lower():
+                hint = (" (MINUNET_SIM_SANITIZE=1 builds need AddressSanitizer loaded first: run Python with "
+                        "LD_PRELOAD=$(g++ -print-file-name=libasan.so))")
+            raise SimError(f"could not load the simulator library {path}: {e}{hint}") from None
+        lib.minunet_sim_launch.restype = ctypes.c_int
+        lib.minunet_sim_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                                           ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
+                                           ctypes.c_int, ctypes.c_ulonglong]
+        lib.minunet_sim_last_error.restype = ctypes.c_char_p
+        lib.minunet_sim_fault_offset.restype = ctypes.c_ulonglong
+        _LIBRARIES[path] = lib
+    return lib
+
+
+class Param:
+    """One kernel parameter: its name and the type code the compiler reported ("*cf4" = const float*)."""
+
+    def __init__(self, name, code):
+        self.name = name
+        self.pointer = code.startswith("*")
+        self.const = code.startswith("*c")
+        self.base = code.lstrip("*c") if self.pointer else code
+        self.c_type = ("const " if self.const else "") + _C_NAMES.get(self.base, "?") + ("*" if self.pointer else "")
+        self.dtype = np.dtype(_CODES[self.base]) if self.base in _CODES else None
+
+
+class SimKernel:
+    """A launchable kernel: f(grid, block, args, shared_mem=0), like cupy.RawKernel.__call__."""
+
+    def __init__(self, module, name, param_names):
+        self.module = module
+        self.name = name
+        lib = module.library
+        self._run = ctypes.cast(getattr(lib, f"minunet_sim_run_{name}"), ctypes.c_void_p).value
+        signature = getattr(lib, f"minunet_sim_signature_{name}")
+        signature.restype = ctypes.c_char_p
+        codes = [c for c in signature().decode().split(",") if c]
+        if len(param_names) != len(codes):  # the source parse was fooled (a macro in the list?): use numbers
+            param_names = [f"#{i}" for i in range(len(codes))]
+        self.params = [Param(n, c) for n, c in zip(param_names, codes)]
+        for p in self.params:
+            if p.base not in _CODES and not (p.pointer and p.base == "v"):
+                raise SimError(f"kernel '{name}': parameter '{p.name}' has a type the simulator cannot pass "
+                               f"(only arithmetic scalars and pointers)")
+
+    def __repr__(self):
+        params = ", ".join(f"{p.c_type} {p.name}" for p in self.params)
+        return f"<sim kernel {self.name}({params})>"
+
+    # -- argument checks ---------------------------------------------------------------------------------
+    def _dims(self, value, what, limits):
+        if isinstance(value, (int, np.integer)):
+            value = (value,)
+        if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 3:
+            raise ValueError(f"kernel '{self.name}': {what} must be an int or a tuple of 1 to 3 ints, got {value!r}")
+        dims = []
+        for v in value:
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise ValueError(f"kernel '{self.name}': {what} must hold ints, got {value!r}")
+            dims.append(int(v))
+        dims += [1] * (3 - len(dims))
+        for v, limit, axis in zip(dims, limits, "xyz"):
+            if not 1 <= v <= limit:
+                raise ValueError(f"kernel '{self.name}': {what}.{axis} = {v} is outside [1, {limit}] "
+                                 f"({what} {tuple(dims)})")
+        return dims
+
+    def _marshal(self, param, value):
+        """A ctypes object holding the argument's bytes, after checking it against the parameter."""
+        where = f"kernel '{self.name}': parameter '{param.name}' ({param.c_type})"
+        if param.pointer:
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{where} needs a numpy array on the sim device, got {type(value).__name__}")
+            if not value.flags.c_contiguous:
+                raise TypeError(f"{where} needs a C-contiguous array (the kernel ignores strides); "
+                                f"pass np.ascontiguousarray(...)")
+            if param.dtype is not None and value.dtype != param.dtype:
+                raise TypeError(f"{where} needs an array of dtype {param.dtype}, got {value.dtype}")
+            if not param.const and not value.flags.writeable:
+                raise TypeError(f"{where} may be written by the kernel, but the array is read-only")
+            return ctypes.c_void_p(value.ctypes.data)
+        if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):  # np.float64 is a float
+            raise TypeError(f"{where} needs np.{param.dtype.type.__name__}(...), got a Python "
+                            f"{type(value).__name__} (CuPy would pass a Python {type(value).__name__} as 8 bytes)")
+        if not isinstance(value, np.generic) or value.dtype != param.dtype:
+            got = f"np.{value.dtype}" if isinstance(value, np.generic) else type(value).__name__
+            raise TypeError(f"{where} needs np.{param.dtype.type.__name__}, got {got}")
+        return np.ctypeslib.as_ctypes_type(param.dtype).from_buffer_copy(value.tobytes())
+
+    # -- launch ------------------------------------------------------------------------------------------
+    def __call__(self, grid, block, args, shared_mem=0):
+        grid = self._dims(grid, "grid", _MAX_GRID)
+        block = self._dims(block, "block", _MAX_BLOCK)
+        threads = block[0] * block[1] * block[2]
+        if threads > 1024:
+            raise ValueError(f"kernel '{self.name}': block {tuple(block)} has {threads} threads; CUDA allows 1024")
+        if not isinstance(shared_mem, (int, np.integer)) or not 0 <= shared_mem <= _MAX_DYNAMIC_SHARED:
+            raise ValueError(f"kernel '{self.name}': shared_mem must be an int in [0, {_MAX_DYNAMIC_SHARED}] "
+                             f"bytes, got {shared_mem!r}")
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"kernel '{self.name}': args must be a tuple, got {type(args).__name__}")
+        if len(args) != len(self.params):
+            raise TypeError(f"kernel '{self.name}' takes {len(self.params)} arguments "
+                            f"({', '.join(p.name for p in self.params)}), got {len(args)}")
+        holders = [self._marshal(p, a) for p, a in zip(self.params, args)]
+        argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
+        grid_c = (ctypes.c_uint * 3)(*grid)
+        block_c = (ctypes.c_uint * 3)(*block)
+        seed = self.module.shuffle_seed
+        lib = self.module.library
+        with _LAUNCH_LOCK:
+            failed = lib.minunet_sim_launch(self.name.encode(), self._run, argv, grid_c, block_c,
+                                            int(seed is not None), (seed or 0) & (2**64 - 1))
+            message = lib.minunet_sim_last_error().decode(errors="replace") if failed else ""
+            fault_offset = lib.minunet_sim_fault_offset() if failed else 0
+        del holders, args  # the arrays stayed alive for the whole launch
+        if failed:
+            raise SimError(message + _source_line(self.module.library_path, fault_offset))
+
+
+class SimModule:
+    """A .cu file compiled for the simulator, like cupy.RawModule: SimModule(path).get_function(name).
+
+    defines: {"MINUNET_REAL": "double", ...} (or a list of names); include_dirs: extra -I folders;
+    shuffle_seed: run threads and blocks in a random order from this seed (None: MINUNET_SIM_SHUFFLE or
+    in order).
+    """
+
+    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None):
+        if defines is not None and not isinstance(defines, dict):
+            defines = {name: None for name in defines}
+        self.path = path
+        self.shuffle_seed = shuffle_seed if shuffle_seed is not None else shuffle_seed_from_env()
+        self.library_path, self.kernels = build_library(path, defines, include_dirs)
+        self.library = _load(self.library_path)
+        self._functions = {}
+
+    def get_function(self, name):
+        if name not in self._functions:
+            if name not in self.kernels:
+                raise ValueError(f"no kernel {name!r} in {self.path}; its kernels: {sorted(self.kernels)}")
+            self._functions[name] = SimKernel(self, name, self.kernels[name])
+        return self._functions[name]

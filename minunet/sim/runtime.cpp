@@ -1,0 +1,561 @@
+// runtime.cpp: the scheduler of minunet's CUDA simulator, linked into every compiled kernel library.
+//
+// minunet_sim_launch runs a grid block after block on the calling OS thread. A block's threads are fibers
+// (fiber.h); the scheduler resumes every runnable fiber in turn ("a round"), and each runs until it waits at
+// __syncthreads, waits at a warp function, or returns. After a round:
+//   - lanes of a warp that all reached the same shuffle get their values and become runnable again;
+//   - when every live thread waits at the same __syncthreads, all become runnable (the barrier opens);
+//   - anything else is a bug of the kernel (a thread returned while others wait, barriers at different
+//     lines, a shuffle some lanes never reach) and the launch stops with a message naming threads and lines.
+// A crash inside the kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, a fiber stack overflow into its guard page)
+// is caught on an alternate signal stack and jumps back here, so the Python process survives.
+// Nothing here is thread_local: this library's thread-local block holds only the kernel's __shared__
+// arrays, which is what the runtime poisons at the start of every block.
+#include "cuda_sim.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "fiber.h"
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+extern "C" MINUNET_SIM_HIDDEN void* minunet_sim_tls_address();  // defined by the generated wrapper
+
+namespace minunet_sim {
+namespace {
+
+enum State { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
+
+struct Thread {
+    Context ctx;
+    uint3 idx;
+    State state;
+    int line;            // where it waits (barrier or warp function)
+    const char* file;
+    int op;              // warp function: WarpOp, its mask, lane argument, width and value
+    unsigned mask;
+    int arg, width, size;
+    const void* value;
+    void* result;
+};
+
+const size_t STACK_BYTES = 64 * 1024;
+const char* const STATE_NAMES[] = {"is runnable", "waits at __syncthreads", "waits at a warp function", "has exited"};
+
+// The launch in progress.
+const char* g_kernel = "";
+void (*g_body)(void**);
+void** g_args;
+Thread* g_threads;
+unsigned g_count;            // threads per block
+Thread* g_current;           // the running fiber, null in the scheduler
+Context g_scheduler;
+bool g_failed;
+char g_error[4096];
+uint64_t g_rng;
+bool g_shuffle;
+unsigned* g_order;           // resume order of a round
+
+// Fiber stacks: one mapping, each stack with an inaccessible guard region below it.
+char* g_pool;
+size_t g_pool_slots, g_slot_bytes, g_guard_bytes;
+
+// Crash handling.
+sigjmp_buf g_crash_jump;
+volatile sig_atomic_t g_in_launch;
+pthread_t g_launch_thread;
+int g_fault_signal;
+void* g_fault_address;
+uintptr_t g_fault_pc;
+const int FAULT_SIGNALS[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+struct sigaction g_saved_actions[4];
+stack_t g_saved_altstack;
+char* g_altstack;
+const size_t ALTSTACK_BYTES = 64 * 1024;
+
+const char* base_name(const char* path) {
+    const char* slash = path ? strrchr(path, '/') : nullptr;
+    return slash ? slash + 1 : (path ? path : "?");
+}
+
+// Append to the error message (which the Python side raises as SimError).
+void report(const char* fmt, ...) {
+    size_t used = strlen(g_error);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_error + used, sizeof(g_error) - used, fmt, ap);
+    va_end(ap);
+    g_failed = true;
+}
+
+const char* where(const Thread* t) {
+    static char text[2][160];
+    static int which;
+    char* out = text[which ^= 1];
+    snprintf(out, 160, "thread (%u,%u,%u) of block (%u,%u,%u)", t->idx.x, t->idx.y, t->idx.z,
+             blockIdx.x, blockIdx.y, blockIdx.z);
+    return out;
+}
+
+uint64_t next_random() {  // splitmix64
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+template <class T> void shuffle_in_place(T* a, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = next_random() % i;
+        T tmp = a[i - 1]; a[i - 1] = a[j]; a[j] = tmp;
+    }
+}
+
+// ---- fibers ---------------------------------------------------------------------------------------------
+void fiber_entry() {
+    for (;;) {  // never returns: a finished fiber is restarted with context_start
+        g_body(g_args);
+        g_current->state = DONE;
+        context_switch(&g_current->ctx, &g_scheduler);
+    }
+}
+
+// Back to the scheduler; returns when the scheduler resumes this fiber.
+void yield_to_scheduler() { context_switch(&g_current->ctx, &g_scheduler); }
+
+bool ensure_stacks(unsigned count) {
+    if (count <= g_pool_slots) return true;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    g_guard_bytes = page > 16384 ? page : 16384;
+    g_slot_bytes = g_guard_bytes + ((STACK_BYTES + 4096 + page - 1) / page) * page;  // 4 KB for the colouring
+    if (g_pool) munmap(g_pool, g_pool_slots * g_slot_bytes);
+    g_pool = nullptr;
+    g_pool_slots = 0;
+    void* p = mmap(nullptr, count * g_slot_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return false;
+    g_pool = (char*)p;
+    for (unsigned i = 0; i < count; i++)
+        if (mprotect(g_pool + i * g_slot_bytes, g_guard_bytes, PROT_NONE) != 0) return false;
+    g_pool_slots = count;
+    free(g_threads);
+    free(g_order);
+    g_threads = (Thread*)calloc(count, sizeof(Thread));
+    g_order = (unsigned*)calloc(count, sizeof(unsigned));
+    return g_threads && g_order;
+}
+
+char* stack_lo(unsigned i) { return g_pool + i * g_slot_bytes + g_guard_bytes; }
+
+// Stacks start at different offsets modulo 4 KB: otherwise every fiber's hot stack top maps to the same
+// cache sets (the slots are a multiple of the page size apart) and switching thrashes the L1 cache.
+size_t stack_size(unsigned i) { return g_slot_bytes - g_guard_bytes - (i % 64) * 64; }
+
+void resume(Thread* t) {
+    g_current = t;
+    threadIdx = t->idx;
+    context_switch(&g_scheduler, &t->ctx);
+    g_current = nullptr;
+}
+
+// ---- shared memory poisoning ----------------------------------------------------------------------------
+struct TlsBlock { char* lo; size_t size; char* anchor; };
+
+int find_tls(struct dl_phdr_info* info, size_t, void* data) {
+    TlsBlock* block = (TlsBlock*)data;
+    if (!info->dlpi_tls_data) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        if (ph.p_type != PT_TLS) continue;
+        char* lo = (char*)info->dlpi_tls_data;
+        if (block->anchor >= lo && block->anchor < lo + ph.p_memsz) {
+            block->lo = lo;
+            block->size = ph.p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// ---- warps ----------------------------------------------------------------------------------------------
+// The source lane of a shuffle, computed as the PTX shfl instruction does (c = the clamp/segment operand
+// that CUDA's __shfl_*_sync pass for `width`); returns the caller's own lane when the source is out of range.
+int source_lane(int op, int lane, int arg, int width) {
+    int segmask = (32 - width) & 31;
+    int clamp = op == SHFL_UP ? 0 : 31;
+    int max_lane = (lane & segmask) | (clamp & ~segmask);
+    int min_lane = lane & segmask;
+    int b = arg & 31, j;
+    bool ok;
+    switch (op) {
+        case SHFL_IDX: j = min_lane | (b & ~segmask); ok = j <= max_lane; break;
+        case SHFL_UP: j = lane - b; ok = j >= max_lane; break;
+        case SHFL_DOWN: j = lane + b; ok = j <= max_lane; break;
+        default: j = lane ^ b; ok = j <= max_lane; break;
+    }
+    return ok ? j : lane;
+}
+
+bool same_call(const Thread* a, const Thread* b) {
+    if (a->op != b->op) return false;
+    if (a->op == SYNCWARP) return true;  // any __syncwarp meets any other
+    return a->line == b->line && a->file == b->file;
+}
+
+// Complete every warp function whose lanes have all arrived. Returns true if some fiber became runnable.
+bool resolve_warps() {
+    bool progress = false;
+    for (unsigned first = 0; first < g_count; first += 32) {
+        unsigned lanes = g_count - first < 32 ? g_count - first : 32;
+        unsigned exists = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+        unsigned handled = 0;
+        for (unsigned a = 0; a < lanes; a++) {
+            Thread* ta = &g_threads[first + a];
+            if (ta->state != AT_WARP || (handled >> a & 1u)) continue;
+            unsigned members = 0, required = 0;
+            for (unsigned b = 0; b < lanes; b++) {
+                Thread* tb = &g_threads[first + b];
+                if (tb->state == AT_WARP && same_call(ta, tb)) {
+                    members |= 1u << b;
+                    required |= tb->mask | (1u << b);
+                }
+            }
+            handled |= members;
+            required &= exists;
+            if ((required & members) != required) continue;  // someone named in a mask has not arrived
+            unsigned votes = 0;  // lanes whose predicate is true, for __ballot_sync and friends
+            for (unsigned b = 0; b < lanes; b++)
+                if ((members >> b & 1u) && ta->op >= BALLOT && *(const int*)g_threads[first + b].value)
+                    votes |= 1u << b;
+            for (unsigned b = 0; b < lanes; b++) {
+                if (!(members >> b & 1u)) continue;
+                Thread* tb = &g_threads[first + b];
+                if (tb->op >= BALLOT) {
+                    unsigned own = votes & tb->mask;
+                    unsigned answer = tb->op == BALLOT ? own
+                                      : tb->op == ANY ? own != 0u
+                                                      : own == (tb->mask & members);
+                    memcpy(tb->result, &answer, 4);
+                } else if (tb->op != SYNCWARP) {
+                    int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
+                    const Thread* src = &g_threads[first + j];
+                    // A lane that does not exist or did not take part gives an undefined value: poison.
+                    if (j < (int)lanes && (members >> j & 1u) && src->size == tb->size)
+                        memcpy(tb->result, src->value, tb->size);
+                    else
+                        memset(tb->result, 0xff, tb->size);
+                }
+                tb->state = RUNNABLE;
+            }
+            progress = true;
+        }
+    }
+    return progress;
+}
+
+const char* op_name(int op) {
+    switch (op) {
+        case SHFL_IDX: return "__shfl_sync";
+        case SHFL_UP: return "__shfl_up_sync";
+        case SHFL_DOWN: return "__shfl_down_sync";
+        case SHFL_XOR: return "__shfl_xor_sync";
+        case BALLOT: return "__ballot_sync";
+        case ANY: return "__any_sync";
+        case ALL: return "__all_sync";
+        default: return "__syncwarp";
+    }
+}
+
+void report_stuck_warp() {
+    for (unsigned i = 0; i < g_count; i++) {
+        const Thread* t = &g_threads[i];
+        if (t->state != AT_WARP) continue;
+        unsigned first = i & ~31u;
+        for (unsigned b = 0; b < 32 && first + b < g_count; b++) {
+            const Thread* other = &g_threads[first + b];
+            if (!((t->mask | (1u << (i - first))) >> b & 1u)) continue;
+            if (other->state == AT_WARP && same_call(t, other)) continue;
+            report("kernel '%s': %s waits at %s (mask 0x%08x) at %s:%d, but lane %u, %s, %s",
+                   g_kernel, where(t), op_name(t->op), t->mask, base_name(t->file), t->line, b, where(other),
+                   STATE_NAMES[other->state]);
+            if (other->state == AT_BARRIER || other->state == AT_WARP)
+                report(" at %s:%d", base_name(other->file), other->line);
+            report(" (every lane named in the mask must reach the same warp function)");
+            return;
+        }
+    }
+    report("kernel '%s': warp functions can never complete in block (%u,%u,%u)", g_kernel,
+           blockIdx.x, blockIdx.y, blockIdx.z);
+}
+
+// ---- barriers -------------------------------------------------------------------------------------------
+// Called when no fiber can run and no warp can complete: either every live thread waits at one
+// __syncthreads (open it) or the kernel has a bug (report it).
+bool open_barrier() {
+    const Thread* waiter = nullptr;
+    const Thread* exited = nullptr;
+    unsigned waiting = 0;
+    for (unsigned i = 0; i < g_count; i++) {
+        const Thread* t = &g_threads[i];
+        if (t->state == AT_WARP) { report_stuck_warp(); return false; }
+        if (t->state == AT_BARRIER) { waiting++; if (!waiter) waiter = t; }
+        if (t->state == DONE && !exited) exited = t;
+    }
+    if (exited) {
+        report("kernel '%s': %s exited while %u threads wait at __syncthreads at %s:%d "
+               "(every thread of a block must reach every __syncthreads; an early return before a barrier "
+               "is the usual cause)", g_kernel, where(exited), waiting, base_name(waiter->file), waiter->line);
+        return false;
+    }
+    for (unsigned i = 0; i < g_count; i++) {
+        const Thread* t = &g_threads[i];
+        if (t->line != waiter->line || t->file != waiter->file) {
+            unsigned here = 0;
+            for (unsigned k = 0; k < g_count; k++)
+                here += g_threads[k].line == waiter->line && g_threads[k].file == waiter->file;
+            report("kernel '%s': threads of block (%u,%u,%u) wait at different __syncthreads: %u at %s:%d "
+                   "(e.g. thread (%u,%u,%u)) and %u elsewhere, e.g. thread (%u,%u,%u) at %s:%d "
+                   "(a barrier inside a branch that not all threads take)",
+                   g_kernel, blockIdx.x, blockIdx.y, blockIdx.z, here, base_name(waiter->file), waiter->line,
+                   waiter->idx.x, waiter->idx.y, waiter->idx.z, g_count - here, t->idx.x, t->idx.y, t->idx.z,
+                   base_name(t->file), t->line);
+            return false;
+        }
+    }
+    for (unsigned i = 0; i < g_count; i++) g_threads[i].state = RUNNABLE;
+    return true;
+}
+
+// ---- blocks ---------------------------------------------------------------------------------------------
+void run_block(const TlsBlock& shared) {
+    memset(shared.lo, 0xff, shared.size);  // every __shared__ byte NaN until the block writes it
+    for (unsigned i = 0; i < g_count; i++) {
+        Thread* t = &g_threads[i];
+        t->idx.x = i % blockDim.x;
+        t->idx.y = (i / blockDim.x) % blockDim.y;
+        t->idx.z = i / (blockDim.x * blockDim.y);
+        t->state = RUNNABLE;
+        t->line = 0;
+        t->file = nullptr;
+        context_start(&t->ctx, stack_lo(i), stack_size(i), fiber_entry);
+    }
+    for (;;) {
+        unsigned n = 0, done = 0;
+        for (unsigned i = 0; i < g_count; i++)
+            if (g_threads[i].state == RUNNABLE) g_order[n++] = i;
+        if (g_shuffle) shuffle_in_place(g_order, n);
+        for (unsigned k = 0; k < n; k++) {
+            resume(&g_threads[g_order[k]]);
+            if (g_failed) return;
+        }
+        for (unsigned i = 0; i < g_count; i++) done += g_threads[i].state == DONE;
+        if (done == g_count) return;
+        if (resolve_warps()) continue;
+        if (!open_barrier()) return;
+    }
+}
+
+// ---- crash handling ---------------------------------------------------------------------------------------
+uintptr_t program_counter(void* context) {
+    const ucontext_t* uc = (const ucontext_t*)context;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+void on_fault(int sig, siginfo_t* info, void* context) {
+    if (!g_in_launch || !pthread_equal(pthread_self(), g_launch_thread)) {
+        // Not ours (another OS thread): put the previous handler back and let the fault happen again.
+        for (int k = 0; k < 4; k++)
+            if (FAULT_SIGNALS[k] == sig) sigaction(sig, &g_saved_actions[k], nullptr);
+        return;
+    }
+    g_fault_signal = sig;
+    g_fault_address = info->si_addr;
+    g_fault_pc = program_counter(context);
+    siglongjmp(g_crash_jump, 1);
+}
+
+bool install_fault_handlers() {
+    if (!g_altstack) {
+        void* p = mmap(nullptr, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return false;
+        g_altstack = (char*)p;
+    }
+    stack_t ss;
+    ss.ss_sp = g_altstack;
+    ss.ss_size = ALTSTACK_BYTES;
+    ss.ss_flags = 0;
+    if (sigaltstack(&ss, &g_saved_altstack) != 0) return false;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (int k = 0; k < 4; k++) sigaction(FAULT_SIGNALS[k], &sa, &g_saved_actions[k]);
+    return true;
+}
+
+void remove_fault_handlers() {
+    for (int k = 0; k < 4; k++) sigaction(FAULT_SIGNALS[k], &g_saved_actions[k], nullptr);
+    sigaltstack(&g_saved_altstack, nullptr);
+}
+
+void report_crash() {
+    const char* what = g_fault_signal == SIGSEGV ? "SIGSEGV (invalid memory access)"
+                       : g_fault_signal == SIGBUS ? "SIGBUS (misaligned or invalid memory access)"
+                       : g_fault_signal == SIGFPE ? "SIGFPE (integer division by zero?)"
+                                                  : "SIGILL (illegal instruction)";
+    char* address = (char*)g_fault_address;
+    if (!g_current) {
+        report("kernel '%s': %s at address %p in the simulator itself, block (%u,%u,%u)", g_kernel, what,
+               g_fault_address, blockIdx.x, blockIdx.y, blockIdx.z);
+        return;
+    }
+    report("kernel '%s' crashed in %s: %s", g_kernel, where(g_current), what);
+    if (g_fault_signal == SIGSEGV || g_fault_signal == SIGBUS) report(" at address %p", g_fault_address);
+    if (g_pool && address >= g_pool && address < g_pool + g_pool_slots * g_slot_bytes &&
+        (size_t)(address - g_pool) % g_slot_bytes < g_guard_bytes)
+        report(" -- a fiber stack overflow: the thread's local variables exceed the simulator's %zu KB stack",
+               STACK_BYTES / 1024);
+    else if (g_fault_signal == SIGSEGV || g_fault_signal == SIGBUS)
+        report(" -- an out-of-bounds index into an array?");
+}
+
+}  // namespace
+
+// ---- called from kernel code (cuda_sim.h) -------------------------------------------------------------------
+void syncthreads(int line, const char* file) {
+    Thread* t = g_current;
+    t->state = AT_BARRIER;
+    t->line = line;
+    t->file = file;
+    yield_to_scheduler();
+}
+
+void warp_op(int op, unsigned mask, const void* value, void* result, int size, int arg, int width, int line,
+             const char* file) {
+    if (width < 1 || width > 32 || (width & (width - 1)))
+        trap("warp function with a width that is not a power of two in [1, 32]", line, file);
+    Thread* t = g_current;
+    t->state = AT_WARP;
+    t->op = op;
+    t->mask = mask;
+    t->value = value;
+    t->result = result;
+    t->size = size;
+    t->arg = arg;
+    t->width = width;
+    t->line = line;
+    t->file = file;
+    yield_to_scheduler();
+}
+
+void trap(const char* what, int line, const char* file) {
+    report("kernel '%s': %s at %s:%d in %s", g_kernel, what, base_name(file), line, where(g_current));
+    yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+    abort();
+}
+
+}  // namespace minunet_sim
+
+using namespace minunet_sim;
+
+extern "C" __attribute__((visibility("default"))) const char* minunet_sim_last_error() { return g_error; }
+
+// Where the last crash happened, as an offset into this library (for addr2line), or 0 if elsewhere.
+extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_fault_offset() {
+    Dl_info self, fault;
+    if (!g_fault_pc || !dladdr((void*)&minunet_sim_last_error, &self) || !dladdr((void*)g_fault_pc, &fault) ||
+        fault.dli_fbase != self.dli_fbase)
+        return 0;
+    return g_fault_pc - (uintptr_t)self.dli_fbase;
+}
+
+// Run body (a kernel's entry point) over the grid. Returns 0, or 1 with the message in minunet_sim_last_error.
+extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
+    const char* kernel, void (*body)(void**), void** args, const unsigned* grid, const unsigned* block,
+    int shuffle, unsigned long long seed) {
+    g_error[0] = '\0';
+    g_failed = false;
+    g_fault_pc = 0;
+    g_kernel = kernel;
+    g_body = body;
+    g_args = args;
+    g_shuffle = shuffle != 0;
+    g_rng = seed;
+    g_current = nullptr;
+    unsigned long long count = (unsigned long long)block[0] * block[1] * block[2];
+    unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
+    if (count == 0 || count > 1024 || blocks == 0) {
+        report("kernel '%s': bad launch configuration grid (%u,%u,%u) block (%u,%u,%u)", kernel,
+               grid[0], grid[1], grid[2], block[0], block[1], block[2]);
+        return 1;
+    }
+    if (!ensure_stacks((unsigned)count)) {
+        report("kernel '%s': could not allocate fiber stacks for %llu threads", kernel, count);
+        return 1;
+    }
+    g_count = (unsigned)count;
+    TlsBlock shared = {nullptr, 0, (char*)minunet_sim_tls_address()};
+    dl_iterate_phdr(find_tls, &shared);
+    if (!shared.lo) {
+        report("kernel '%s': could not find the library's __shared__ memory (PT_TLS)", kernel);
+        return 1;
+    }
+    blockDim = dim3(block[0], block[1], block[2]);
+    gridDim = dim3(grid[0], grid[1], grid[2]);
+
+    unsigned long long* order = nullptr;
+    if (g_shuffle) {
+        if (blocks > (1ull << 26)) {
+            report("kernel '%s': %llu blocks are too many to run in shuffled order", kernel, blocks);
+            return 1;
+        }
+        order = (unsigned long long*)malloc(blocks * sizeof *order);
+        if (!order) { report("kernel '%s': out of memory", kernel); return 1; }
+        for (unsigned long long b = 0; b < blocks; b++) order[b] = b;
+        shuffle_in_place(order, blocks);
+    }
+
+    if (!install_fault_handlers()) {
+        free(order);
+        report("kernel '%s': could not install the crash handlers", kernel);
+        return 1;
+    }
+    g_launch_thread = pthread_self();
+    g_in_launch = 1;
+    if (sigsetjmp(g_crash_jump, 1) == 0) {
+        for (unsigned long long b = 0; b < blocks && !g_failed; b++) {
+            unsigned long long id = order ? order[b] : b;
+            blockIdx.x = (unsigned)(id % grid[0]);
+            blockIdx.y = (unsigned)((id / grid[0]) % grid[1]);
+            blockIdx.z = (unsigned)(id / ((unsigned long long)grid[0] * grid[1]));
+            run_block(shared);
+        }
+    } else {
+        report_crash();
+    }
+    g_in_launch = 0;
+    g_current = nullptr;
+    remove_fault_handlers();
+    free(order);
+    fflush(stdout);  // the kernel's printf output before Python prints anything else
+    return g_failed ? 1 : 0;
+}

@@ -1,0 +1,272 @@
+"""Train a U-Net with the paper's recipe: `python -m minunet.train`.
+
+Recipe (Ronneberger et al. 2015, Sec. 3): random tiles with mirrored context, elastic deformations (plus
+flips, rotations, gray values), the pixel-wise weighted softmax cross-entropy whose weight map separates
+touching cells (w0 = 10, sigma = 5), SGD with momentum 0.99. On a GPU it trains the paper's network on
+572x572 tiles, batch 1; without one, a smaller network on the numpy device that finishes in minutes.
+
+The run folder holds config.json, metrics.jsonl (one JSON object per step / validation), checkpoint.npz
+(written atomically), loss.png and panel.png. `--resume RUN_DIR` continues exactly where it stopped: the
+same losses as an uninterrupted run. Ctrl-C saves a checkpoint and exits; a non-finite loss stops with a
+message and leaves the last good checkpoint untouched.
+"""
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from . import functional as F
+from .backends import resolve_device
+from .optim import SGD
+from .tensor import Tensor
+from .unet import UNet, check_input_size
+
+# (what, why): printed at start so the user knows what was chosen for them.
+GPU_DEFAULTS = dict(depth=5, base_channels=64, tile=572, batch_size=1, steps=4000, lr=0.01,
+                    why="a GPU: the paper's network and 572x572 tiles, batch 1")
+CPU_DEFAULTS = dict(depth=3, base_channels=16, tile=124, batch_size=2, steps=500, lr=0.05,
+                    why="no GPU: a smaller network (depth 3, 16 base channels) on the numpy device, "
+                        "small tiles, so the run takes minutes on a laptop")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m minunet.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "isbi2012", "folder"])
+    p.add_argument("--data-dir", help="folder of the isbi2012 or folder data")
+    p.add_argument("--n-synthetic", type=int, default=40, help="images generated for --data synthetic")
+    p.add_argument("--device", default="auto", choices=["auto", "numpy", "sim", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--steps", type=int, help="optimizer steps (default: by device)")
+    p.add_argument("--epochs", type=float, help="instead of --steps: passes over the training images")
+    p.add_argument("--tile", type=int, help="input tile side (default: by device)")
+    p.add_argument("--batch-size", type=int, help="tiles per step (default: by device)")
+    p.add_argument("--depth", type=int, help="levels of the U-Net (paper: 5)")
+    p.add_argument("--base-channels", type=int, help="channels of the first level (paper: 64)")
+    p.add_argument("--padding", default="valid", choices=["valid", "same"])
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--lr", type=float, help="learning rate (default: by device)")
+    p.add_argument("--momentum", type=float, default=0.99)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--w0", type=float, default=10.0, help="border weight of the weight map")
+    p.add_argument("--sigma", type=float, default=5.0, help="border width of the weight map, px")
+    p.add_argument("--no-augment", action="store_true", help="no elastic deformation / flips / gray values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-every", type=int, default=100, help="steps between validations")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--out", help="run folder (default: runs/<data>-<time>)")
+    p.add_argument("--resume", help="a run folder (or its checkpoint.npz) to continue")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve_config(args):
+    """Fill the device-dependent defaults; say what was chosen and why."""
+    device = resolve_device(args.device)
+    defaults = GPU_DEFAULTS if device == "cuda" else CPU_DEFAULTS
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
+    config["device"] = device
+    for key in ("depth", "base_channels", "tile", "batch_size", "steps", "lr"):
+        if config[key] is None:
+            config[key] = defaults[key]
+    check_input_size(config["tile"], config["depth"], config["padding"])
+    for key, low in (("steps", 1), ("batch_size", 1), ("val_every", 1), ("checkpoint_every", 1)):
+        if config[key] < low:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {config[key]}")
+    if not 0 < config["val_fraction"] < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {config['val_fraction']}")
+    return config, defaults["why"]
+
+
+class Trainer:
+    def __init__(self, config, run_dir, meta=None, model_state=None, optim_state=None):
+        from .data.training import prepare_training_data
+        self.config, self.run_dir = config, Path(run_dir)
+        c = config
+        self.data = prepare_training_data(c["data"], c["data_dir"], n_synthetic=c["n_synthetic"],
+                                          val_fraction=c["val_fraction"], seed=c["seed"],
+                                          w0=c["w0"], sigma=c["sigma"])
+        self.model = UNet(in_channels=self.data.in_channels, n_classes=self.data.n_classes, depth=c["depth"],
+                          base_channels=c["base_channels"], padding=c["padding"], dropout=c["dropout"],
+                          dtype=np.dtype(c["dtype"]), device=c["device"], seed=c["seed"])
+        self.optimizer = SGD(self.model.parameters(), c["lr"], c["momentum"], c["weight_decay"])
+        self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
+        self.out_size = self.model.output_size(c["tile"])
+        self.step = 0
+        if meta is not None:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optim_state)
+            self.step = meta["step"]
+            self.rng.bit_generator.state = meta["rng"]
+            self.model.dropout_rng.bit_generator.state = meta["dropout_rng"]
+
+    # -- one step ------------------------------------------------------------------------------------------
+    def sample_batch(self):
+        from .data.augment import augment
+        from .data.tiles import random_tile
+        c, d = self.config, self.data
+        images, labels, weights = [], [], []
+        for _ in range(c["batch_size"]):
+            i = int(self.rng.integers(len(d.train_images)))
+            image, label, weight = d.train_images[i], d.train_labels[i], d.train_weights[i]
+            if not c["no_augment"]:
+                image, label, weight = augment(image, label, weight, self.rng)
+            image, label, weight = random_tile(image, label, weight, c["tile"], self.out_size, self.rng)
+            images.append(image[None] if image.ndim == 2 else image)
+            labels.append(label)
+            weights.append(weight)
+        dtype = np.dtype(c["dtype"])
+        return (np.stack(images).astype(dtype), np.stack(labels).astype(np.int32), np.stack(weights).astype(dtype))
+
+    def train_step(self):
+        x, labels, weights = self.sample_batch()
+        device = self.config["device"]
+        self.model.train()
+        self.optimizer.zero_grad()
+        logits = self.model(Tensor(x, device=device))
+        loss = F.weighted_softmax_cross_entropy(logits, Tensor(labels, device=device), Tensor(weights, device=device))
+        value = loss.item()
+        if not np.isfinite(value):
+            return value
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return value
+
+    # -- validation, checkpoints, plots --------------------------------------------------------------------
+    def validate(self):
+        """Mean foreground IoU of the held-out images, predicted whole with overlap-tile."""
+        from .metrics import foreground_iou
+        from .predict import predict_probabilities
+        self.model.eval()
+        scores, self.last_prediction = [], None
+        for image, label in zip(self.data.val_images, self.data.val_labels):
+            probs = predict_probabilities(self.model, image)
+            prediction = probs.argmax(0)
+            scores.append(foreground_iou(prediction, label))
+            self.last_prediction = self.last_prediction or (image, label, prediction)
+        return float(np.mean(scores))
+
+    def save(self):
+        checkpoint.save(self.run_dir / "checkpoint.npz", self.model, self.optimizer, step=self.step,
+                        rng=self.rng.bit_generator.state, dropout_rng=self.model.dropout_rng.bit_generator.state,
+                        train_config=self.config)
+
+    def plot(self):
+        from .plots import plot_metrics, plot_panel
+        plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+        if getattr(self, "last_prediction", None) is not None:
+            image, label, prediction = self.last_prediction
+            d = self.data
+            plot_panel(self.run_dir / "panel.png", image, label, prediction, d.val_weights[0])
+
+
+def _log(path, **record):
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _trim_log(path, step):
+    """On resume, drop records after the checkpoint's step (they will be recomputed identically)."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
+def run(config, run_dir, resume_from=None, quiet=False):
+    """Train; returns (trainer, exit code). 0 done, 1 non-finite loss, 130 interrupted (checkpoint saved)."""
+    from tqdm import tqdm
+    run_dir = Path(run_dir)
+    meta = model_state = optim_state = None
+    if resume_from is not None:
+        meta, model_state, optim_state = checkpoint.load(resume_from)
+    trainer = Trainer(config, run_dir, meta, model_state, optim_state)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    metrics = run_dir / "metrics.jsonl"
+    _trim_log(metrics, trainer.step)
+    print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
+          f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
+          f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
+          f"{len(trainer.data.val_images)} validation images; run folder {run_dir}")
+
+    interrupted = []
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    code, val_iou, start = 0, None, time.time()
+    try:
+        with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
+            while trainer.step < config["steps"] and not interrupted:
+                loss = trainer.train_step()
+                if not np.isfinite(loss):
+                    print(f"\nstopped: the loss became {loss} at step {trainer.step + 1} (learning rate "
+                          f"{config['lr']} too high?). The last good checkpoint is {run_dir / 'checkpoint.npz'}.",
+                          file=sys.stderr)
+                    code = 1
+                    break
+                _log(metrics, step=trainer.step, loss=loss, time=round(time.time() - start, 3))
+                if trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]:
+                    val_iou = trainer.validate()
+                    _log(metrics, step=trainer.step, val_iou=val_iou)
+                if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
+                    trainer.save()
+                bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
+                bar.update(1)
+        if interrupted:
+            trainer.save()
+            print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
+                  f"--resume {run_dir}", file=sys.stderr)
+            code = 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    trainer.plot()
+    if code == 0:
+        print(f"done: {trainer.step} steps in {time.time() - start:.0f} s; validation foreground IoU "
+              f"{val_iou:.3f}; wrote {run_dir}/checkpoint.npz, metrics.jsonl, loss.png, panel.png")
+    return trainer, code
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.resume:
+            resume = Path(args.resume)
+            resume = resume / "checkpoint.npz" if resume.is_dir() else resume
+            meta, _, _ = checkpoint.load(resume)
+            config = meta["train_config"]
+            if args.steps is not None:  # the one thing a resume may change: how far to go
+                config["steps"] = args.steps
+            run_dir = Path(args.out) if args.out else resume.parent
+            print(f"resuming {resume} at step {meta['step']} of {config['steps']}")
+        else:
+            config, why = resolve_config(args)
+            if args.epochs is not None:
+                config["steps"] = None  # resolved by the trainer's image count below
+            run_dir = Path(args.out or f"runs/{config['data']}-{time.strftime('%Y%m%d-%H%M%S')}")
+            print(f"device {config['device']}: {why}")
+            resume = None
+        if config.get("steps") is None:
+            config["steps"] = _steps_for_epochs(args.epochs, config)
+        _, code = run(config, run_dir, resume, quiet=args.quiet)
+        return code
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _steps_for_epochs(epochs, config):
+    from .data.training import prepare_training_data
+    if epochs <= 0:
+        raise ValueError(f"--epochs must be > 0, got {epochs}")
+    d = prepare_training_data(config["data"], config["data_dir"], n_synthetic=config["n_synthetic"],
+                              val_fraction=config["val_fraction"], seed=config["seed"], weights=False)
+    return max(1, int(round(epochs * len(d.train_images) / config["batch_size"])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
