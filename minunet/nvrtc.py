@@ -282,7 +282,9 @@ def compile_matrix(sources, archs, dtypes, workers=2):
 def format_table(results, block=256) -> str:
     header = ("file", "kernel", "dtype", "arch", "regs", "smem", "spill st/ld", "stack", f"occ@{block}", "warnings")
     rows = []
-    for path, arch, dtype, result in sorted(results, key=lambda r: (r[0].name, r[2] == "double", r[1])):
+    def order(result):  # by file, float before double, archs by number (sm_120 after sm_90)
+        return result[0].name, result[2] == "double", int(result[1].rstrip("a"))
+    for path, arch, dtype, result in sorted(results, key=order):
         if isinstance(result, NvrtcError):
             rows.append((path.name, "COMPILE ERROR", dtype, f"sm_{arch}") + ("-",) * 6)
             continue

@@ -108,16 +108,14 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------------
     def sample_batch(self):
-        from .data.augment import augment
-        from .data.tiles import random_tile
+        from .data.tiles import random_augmented_tile, random_tile
         c, d = self.config, self.data
         images, labels, weights = [], [], []
         for _ in range(c["batch_size"]):
             i = int(self.rng.integers(len(d.train_images)))
-            image, label, weight = d.train_images[i], d.train_labels[i], d.train_weights[i]
-            if not c["no_augment"]:
-                image, label, weight = augment(image, label, weight, self.rng)
-            image, label, weight = random_tile(image, label, weight, c["tile"], self.out_size, self.rng)
+            sample = (d.train_images[i], d.train_labels[i], d.train_weights[i], c["tile"], self.out_size, self.rng)
+            # Augmenting only a window around the tile costs per tile, not per image.
+            image, label, weight = random_tile(*sample) if c["no_augment"] else random_augmented_tile(*sample)
             images.append(image[None] if image.ndim == 2 else image)
             labels.append(label)
             weights.append(weight)

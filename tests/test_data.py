@@ -116,7 +116,8 @@ def test_weight_map_matches_brute_force(cells):
         out = weight_map(labels, w0=7, sigma=3.5, class_balance=class_balance)
         assert_close(out, ref, atol=7e-6, rtol=1e-6, name=f"weight map class_balance={class_balance}")
     exact1, exact2 = two_nearest_cell_distances(labels)
-    assert_close(exact1, d1, atol=0, rtol=0) and assert_close(exact2, d2, atol=0, rtol=0)
+    assert_close(exact1, d1, atol=0, rtol=0, name="d1")
+    assert_close(exact2, d2, atol=0, rtol=0, name="d2")
 
 
 def test_weight_map_class_balance_and_edge_cases():
@@ -132,8 +133,8 @@ def test_weight_map_class_balance_and_edge_cases():
     assert np.all(weight_map(np.zeros((5, 7), np.int32)) == 1)
     assert np.all(weight_map(np.full((5, 7), 3, np.int32)) == 1)
     # unused label numbers are fine
-    gappy = np.where(labels == 2, 9, labels)
-    assert np.array_equal(weight_map(gappy), weight_map(labels))
+    for big in (9, 10 ** 12):
+        assert np.array_equal(weight_map(np.where(labels == 2, big, labels.astype(np.int64))), weight_map(labels))
 
 
 def test_weight_map_bad_arguments():
@@ -257,6 +258,8 @@ def test_augment_determinism_gray_values_and_errors():
         augment(image[None], None, None, np.random.default_rng(0))
     with pytest.raises(ValueError, match="std"):
         elastic_deform(image, rng=np.random.default_rng(0), std=-1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        augment(image * 255, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="gamma"):
         augment(image, rng=np.random.default_rng(0), gamma=(0, 1))
 

@@ -196,7 +196,8 @@ def test_a_different_cupy_version_is_refused_naming_the_pin(tmp_path, monkeypatc
 
 
 def test_source_hash_follows_the_included_headers(tmp_path):
-    folder = kernel_dir_with(tmp_path, scale__cu=SCALE_KERNEL.replace('"common.cuh"', '"common.cuh"\n#include "extra.cuh"'),
+    including_extra = SCALE_KERNEL.replace('"common.cuh"', '"common.cuh"\n#include "extra.cuh"')
+    folder = kernel_dir_with(tmp_path, scale__cu=including_extra,
                              extra__cuh='#include "nested.cuh"\n', nested__cuh="// v1\n", other__cu="// unrelated\n")
     path = folder / "scale.cu"
     first = nvrtc.compile_options(path, np.float32)

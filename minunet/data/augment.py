@@ -56,6 +56,9 @@ def augment(image, labels=None, weights=None, rng=None, *, elastic=True, elastic
     """
     image, labels, weights = _check_arrays(image, labels, weights)
     rng = _check_rng(rng)
+    if gray and image.size and (image.min() < 0 or image.max() > 1):
+        raise ValueError(f"gray-value changes expect an image in [0, 1], got values in "
+                         f"[{image.min()}, {image.max()}] (divide 8-bit images by 255, or pass gray=False)")
     max_angle = _check_nonnegative(max_angle, "max_angle")
     max_shift = _check_nonnegative(max_shift, "max_shift")
     contrast, brightness, gamma = (_check_range(contrast, "contrast", positive=True),

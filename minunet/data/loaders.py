@@ -230,8 +230,10 @@ def _read_single(path):
         if getattr(img, "n_frames", 1) > 1:
             raise ValueError(f"{path} has {img.n_frames} pages; the folder loader reads single images "
                              f"(for a stack use load_isbi2012 or split it)")
-        if img.mode in ("RGBA", "LA", "PA"):
-            img = img.convert("RGB") if img.mode != "LA" else img.convert("L")
+        if img.mode == "LA":
+            img = img.convert("L")
+        elif img.mode in ("RGBA", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+            img = img.convert("RGB")
         return np.array(img)
 
 

@@ -21,11 +21,10 @@ class TrainingData:
 
 
 def class_balance_map(labels, n_classes):
-    """w_c alone: each pixel weighted by the inverse frequency of its class (mean weight 1 over present classes)."""
+    """w_c alone, for masks without instances: each class weighted by its inverse frequency, the most
+    frequent class weighing 1 (weight_map's class_balance term, generalised to K classes)."""
     counts = np.bincount(labels.ravel(), minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    w = np.zeros(n_classes)
-    w[present] = labels.size / (present.sum() * counts[present])
+    w = np.divide(counts.max(), counts, out=np.zeros(n_classes), where=counts > 0)
     return w[labels].astype(np.float32)
 
 

@@ -48,6 +48,8 @@ def two_nearest_cell_distances(instance_labels, reach=np.inf):
     the distance is > reach and is left as inf (pass reach=inf for exact distances everywhere).
     """
     labels = _check_labels(instance_labels, "instance_labels")
+    if labels.size and labels.max() > labels.size:   # sparse huge ids: renumber so find_objects stays small
+        labels = np.searchsorted(np.union1d([0], labels), labels)
     d1 = np.full(labels.shape, np.inf)
     d2 = np.full(labels.shape, np.inf)
     pad = labels.shape[0] + labels.shape[1] if np.isinf(reach) else int(np.ceil(reach))
