@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from . import metrics
+from .data.loaders import normalize_masks
 
 SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 FULL_SCALE = {"L": 255, "I;16": 65535, "I;16B": 65535, "I;16L": 65535}  # integer modes read as probabilities
@@ -118,17 +119,16 @@ def _integral(a):
 
 
 def truth_to_classes(array, n_classes, name):
-    """Class indices from a truth mask: 0/255 (two classes: 255 -> 1) or indices 0..n_classes-1."""
+    """Class indices from a truth mask, by the data loaders' rules: 0/255 (two classes: 255 -> 1) or indices."""
     if array.ndim != 2:
         raise InputError(f"truth {name}: expected a 2D mask, got shape {array.shape}")
-    if _integral(array):
-        values = np.unique(array)
-        if values.min() >= 0 and values.max() < n_classes:
-            return array.astype(np.int64)
-        if n_classes == 2 and set(values.tolist()) <= {0, 255}:
-            return (array == 255).astype(np.int64)
-    expected = "0/255 or 0/1" if n_classes == 2 else f"class indices 0..{n_classes - 1}"
-    raise InputError(f"truth {name}: {describe_values(array)}; expected {expected} (--n-classes {n_classes})")
+    if not _integral(array):
+        raise InputError(f"truth {name}: {describe_values(array)}; expected an integer mask (0/255 or class indices)")
+    try:
+        (mask,), _ = normalize_masks([array], [f"truth {name}"], n_classes)
+    except ValueError as e:
+        raise InputError(f"{e} (--n-classes {n_classes})") from None
+    return mask.astype(np.int64)
 
 
 def prediction_to_maps(array, full_scale, n_classes, name):

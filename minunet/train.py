@@ -127,9 +127,11 @@ class Trainer:
         device = self.config["device"]
         self.model.train()
         self.optimizer.zero_grad()
-        logits = self.model(Tensor(x, device=device))
-        loss = F.weighted_softmax_cross_entropy(logits, Tensor(labels, device=device), Tensor(weights, device=device))
-        value = loss.item()
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, once
+            logits = self.model(Tensor(x, device=device))
+            loss = F.weighted_softmax_cross_entropy(logits, Tensor(labels, device=device),
+                                                    Tensor(weights, device=device))
+            value = loss.item()
         if not np.isfinite(value):
             return value
         loss.backward()
@@ -202,9 +204,11 @@ def run(config, run_dir, resume_from=None, quiet=False):
             while trainer.step < config["steps"] and not interrupted:
                 loss = trainer.train_step()
                 if not np.isfinite(loss):
+                    saved = run_dir / "checkpoint.npz"
+                    kept = (f"the last good checkpoint, {saved}, is kept" if saved.exists()
+                            else "no checkpoint had been saved yet")
                     print(f"\nstopped: the loss became {loss} at step {trainer.step + 1} (learning rate "
-                          f"{config['lr']} too high?). The last good checkpoint is {run_dir / 'checkpoint.npz'}.",
-                          file=sys.stderr)
+                          f"{config['lr']} too high?); {kept}.", file=sys.stderr)
                     code = 1
                     break
                 _log(metrics, step=trainer.step, loss=loss, time=round(time.time() - start, 3))

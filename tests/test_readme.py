@@ -15,3 +15,10 @@ def test_readme_starts_with_the_train_and_test_commands():
     blocks = (ROOT / "README.md").read_text().split("```")
     first = blocks[1]  # the first fenced block
     assert "python -m minunet.train" in first and "python -m pytest" in first
+
+
+def test_readme_python_example_runs():
+    blocks = (ROOT / "README.md").read_text().split("```python\n")[1:]
+    assert blocks, "README.md has a python example"
+    for block in blocks:
+        exec(compile(block.split("```")[0], "README.md", "exec"), {})
