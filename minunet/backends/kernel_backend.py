@@ -11,11 +11,6 @@ from .kernel_misc import MiscKernelOps
 _SCALAR_TYPES = (np.int32, np.uint32, np.float32, np.float64)
 
 
-def cdiv(a, b):
-    """Blocks needed to cover a items with b per block."""
-    return (a + b - 1) // b
-
-
 class KernelBackend(ConvKernelOps, MiscKernelOps):
     def __init__(self, launcher):
         self.launcher = launcher

@@ -6,6 +6,8 @@ is used, so a faster kernel can be added beside v1 and promoted by changing one 
 """
 import numpy as np
 
+from .grid import cdiv
+
 # The kernel version each op launches by default, and the versions that exist.
 DEFAULT_VERSIONS = {
     "conv3x3_forward": 2, "conv3x3_grad_input": 1, "conv3x3_grad_weight": 1,
@@ -21,11 +23,6 @@ CONV3X3_V2_TILE = 16       # must equal CONV3X3_V2_TILE in conv3x3.cu
 CONV3X3_V2_COUT = 8        # must equal CONV3X3_V2_COUT in conv3x3.cu
 _INT32_MAX = 2**31 - 1     # the kernels index with int
 _GRID_YZ_MAX = 65535       # CUDA's limit on gridDim.y and gridDim.z
-
-
-def _cdiv(a, b):
-    # kernel_backend.cdiv, repeated: kernel_backend imports this module before it defines cdiv.
-    return (a + b - 1) // b
 
 
 def _pick_version(op, version):
@@ -50,7 +47,7 @@ class ConvKernelOps:
     def _launch_per_element(self, stem, kernel, dtype, count, args):
         """One thread per element of a count-element output; nothing to launch for an empty output."""
         if count > 0:
-            self.launch(stem, kernel, dtype, (_cdiv(count, THREADS),), (THREADS,), args)
+            self.launch(stem, kernel, dtype, (cdiv(count, THREADS),), (THREADS,), args)
 
     def _bias_args(self, w, b):
         # Without a bias the kernel never reads b; it still needs a valid pointer of the right type.
@@ -73,7 +70,7 @@ class ConvKernelOps:
             self._launch_per_element("conv3x3", "conv3x3_forward_v1", x.dtype, y.size, args)
         else:
             T = CONV3X3_V2_TILE
-            grid = (_cdiv(Wo, T), _cdiv(Ho, T), N * _cdiv(Co, CONV3X3_V2_COUT))
+            grid = (cdiv(Wo, T), cdiv(Ho, T), N * cdiv(Co, CONV3X3_V2_COUT))
             if max(grid[1:]) > _GRID_YZ_MAX:
                 raise ValueError(f"conv3x3 v2: grid {grid} exceeds CUDA's limit of {_GRID_YZ_MAX} blocks in y "
                                  f"and z; use version=1 or a smaller batch")

@@ -7,6 +7,8 @@ without touching the callers. Argument checks are shared with the numpy backend.
 """
 import numpy as np
 
+from .grid import cdiv
+
 from .numpy_misc import (check_concat, check_concat_grad, check_dropout, check_loss, check_pool_grad,
                          check_pool_input, check_real, check_same, check_sgd, check_window, dropout_scale)
 
@@ -29,11 +31,6 @@ BLOCK = 256  # threads per block for the one-thread-per-element kernels; a power
 INT_LIMIT = 2**31  # kernels index with int
 
 
-def _cdiv(a, b):
-    # kernel_backend.cdiv, repeated: kernel_backend imports this module before it defines cdiv
-    return (a + b - 1) // b
-
-
 def _check_int_size(name, size):
     if size >= INT_LIMIT:
         raise ValueError(f"{name} has {size} elements; the kernels index with 32-bit int (at most {INT_LIMIT - 1})")
@@ -47,7 +44,7 @@ class MiscKernelOps:
         """One thread per element: n threads in blocks of BLOCK (nothing to do when n == 0)."""
         _check_int_size(op, n)
         if n > 0:
-            self.launch(stem, self._kernel(op, version), dtype, (_cdiv(n, BLOCK),), (BLOCK,), args)
+            self.launch(stem, self._kernel(op, version), dtype, (cdiv(n, BLOCK),), (BLOCK,), args)
 
     # --- bias gradient: one block per channel, shared-memory reduction ---
     def bias_grad(self, gy, version=None):
@@ -171,7 +168,7 @@ class MiscKernelOps:
         pixels = N * H * W
         if pixels == 0:
             return 0.0, grad
-        blocks = _cdiv(pixels, BLOCK)
+        blocks = cdiv(pixels, BLOCK)
         partials = self.empty((blocks,), np.float64)  # double even for float logits: see the kernel's header
         has_weights = weights is not None
         self.launch("softmax_cross_entropy", self._kernel("softmax_cross_entropy", version), logits.dtype,
