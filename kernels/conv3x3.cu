@@ -21,14 +21,56 @@
 //       N*Ho*Wo output pixels keeping 9 partial sums, then a shared-memory tree reduction. Deterministic
 //       (fixed summation order, no atomics). Launch with exactly CONV3X3_GW_THREADS threads per block.
 //
+// The implicit-GEMM versions. A 3x3 convolution is a matrix product whose second operand is never built:
+//   forward      y[o, q]  = sum_k  w[o, k] * X[k, q]      k = (c, ky, kx) in Ci*9, q = (n, oy, ox) in N*Ho*Wo,
+//                X[k, q]  = x[n, c, oy+ky-pad, ox+kx-pad]  ("im2col", gathered on the fly from x);
+//   grad_input   gx[c, q] = sum_k  w'[c, k] * G[k, q]      the forward applied to gy with the weights transposed
+//                (o <-> c) and flipped (tap t -> 8-t) and padding 2-pad: k = (o, ky, kx), q a pixel of x;
+//   grad_weight  gw[o, j] = sum_q  gy[o, q] * X[j, q]      j = (c, ky, kx): a product whose REDUCTION runs over
+//                all N*Ho*Wo pixels, so it is split over blocks ("split-K", see below).
+// All of them use one block-tile routine, conv3x3_gemm_fma (or _tf32), with the same tiling: a block of 256
+// threads owns a 64 x 64 tile of the product; per step it stages a 16-deep slice of both operands in shared
+// memory (zeros outside the matrices: that is the padding and the partial tiles), then every thread
+// accumulates a 4 x 4 block of outputs in registers (rows ty + 16i, columns tx + 16j: neighbouring threads
+// read neighbouring shared words, no bank conflicts, and write neighbouring pixels, coalesced).
+//   conv3x3_forward_v3: register-blocked implicit GEMM, 64 output channels x 64 pixels per block, with a
+//       fused epilogue: bias and (relu = 1) max(., 0) applied before the single write of y. Why faster
+//       than v2: each x value is loaded from global memory once per 64 output channels (v2: per 8), and
+//       each thread does 16 FMAs per 8 shared-memory loads (v2: about 1 per load). The pixel dimension runs
+//       over N*Ho*Wo, so the 28x28 layers with 1024 channels still fill the GPU (grid 13 x 16 blocks).
+//   conv3x3_forward_v4: v3 with the block tile multiplied on tensor cores in TF32 (mma.sync.m16n8k8, inputs
+//       rounded to 10 mantissa bits, float accumulation): 8 warps, each a 32 x 16 piece (2 x 2 mma tiles).
+//       Off by default (TF32 changes results at the 1e-3 level); float32 only; sm_80 or newer. The
+//       simulator runs it with an emulation of the documented fragment layout (conv3x3_mma_tf32), so the
+//       indexing is checked on the CPU; the PTX itself only on a GPU (tests marked gpu).
+//   conv3x3_grad_input_v2: the forward's implicit GEMM on gy with transposed, flipped weights (no atomics:
+//       every gx element is one thread's sum). v1 reads each gy value 9*Ci times from global memory; here
+//       once per 64 input channels.
+//   conv3x3_grad_input_v3: v2 on tensor cores (TF32), as forward_v4.
+//   conv3x3_grad_weight_v2: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the
+//       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; conv3x3_grad_weight_reduce_v2
+//       adds the slices in order of z. Deterministic (no atomics, fixed order). v1 reads x Co times and gy
+//       Ci times (one block per (o, c) pair); v2 reads each once per 64 channels.
+//   conv3x3_grad_weight_v3: v2 on tensor cores (TF32), same reduction.
+// NVRTC's resource report for all of them (no spills on sm_75..sm_90): `python -m minunet.nvrtc conv3x3`;
+// timings on the U-Net's layers: `python -m minunet.bench` (benchmarks/README.md). Without a GPU the
+// defaults in kernel_conv.py were chosen by the traffic arguments above; the GPU benchmark confirms them.
+//
 // The launch configurations are in minunet/backends/kernel_conv.py; the tile sizes there must match the
-// #defines here. Checked by `pytest tests/test_conv_ops.py` against minunet/backends/numpy_conv.py on the
-// sim device (and cuda with a GPU), both dtypes, both paddings, every version.
+// #defines here (the GEMM versions' too: CONV3X3_GEMM_*). Checked by `pytest tests/test_conv_ops.py`
+// against minunet/backends/numpy_conv.py on the sim device (and cuda with a GPU), both dtypes, both
+// paddings, every version; the GEMM versions also by
+// `pytest tests/test_conv_versions.py` (odd channel counts, gradient checks through each version).
 #include "common.cuh"
 
 #define CONV3X3_V2_TILE 16     // forward v2: output tile edge; the block is (TILE, TILE, 1) threads
 #define CONV3X3_V2_COUT 8      // forward v2: output channels per block (accumulators per thread)
 #define CONV3X3_GW_THREADS 256 // grad_weight v1: threads per block, a power of two for the tree reduction
+#define CONV3X3_GEMM_BM 64       // GEMM versions: rows of the block tile (output channels; grad_weight: Co)
+#define CONV3X3_GEMM_BN 64       // GEMM versions: columns of the block tile (pixels; grad_weight: Ci*9)
+#define CONV3X3_GEMM_BK 16       // GEMM versions: depth of the slice staged in shared memory per step
+#define CONV3X3_GEMM_PAD 8       // shared rows padded by 8 words: the TF32 fragment reads hit 32 distinct banks
+#define CONV3X3_GEMM_THREADS 256 // GEMM versions: threads per block (16 x 16, or 8 warps)
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
                                               int N, int Ci, int H, int W, int Co, int pad, int has_bias) {
@@ -160,4 +202,298 @@ extern "C" __global__ void conv3x3_grad_weight_v1(const real* x, const real* gy,
         __syncthreads();
     }
     if (t < 9) gw[blockIdx.x * 9 + t] = partial[t][0];
+}
+
+// ================================================================ the implicit-GEMM versions
+
+// One block tile on CUDA cores: C[64 x 64] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col].
+// load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with zeros outside the
+// matrices; store(row, col, value) receives every element of the tile (rows and columns relative to it).
+template <class Load, class Store>
+__device__ __forceinline__ void conv3x3_gemm_fma(Load& load, Store& store, int k_begin, int k_end) {
+    __shared__ real As[CONV3X3_GEMM_BK][CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD];
+    __shared__ real Bs[CONV3X3_GEMM_BK][CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD];
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    real acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = (real)0;
+    for (int k0 = k_begin; k0 < k_end; k0 += CONV3X3_GEMM_BK) {
+        load(As, Bs, k0);
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < CONV3X3_GEMM_BK; kk++) {
+            real a[4], b[4];  // 8 shared loads feed 16 multiply-adds
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();  // before the next slice overwrites the tiles
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
+}
+
+// ---- TF32 tensor cores: one warp-wide mma.sync.m16n8k8, D[16 x 8] += A[16 x 8] * B[8 x 8] ----
+// Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32), lane = 4*g + t:
+//   a[0] = A[g][t], a[1] = A[g+8][t], a[2] = A[g][t+4], a[3] = A[g+8][t+4];  b[0] = B[t][g], b[1] = B[t+4][g];
+//   d[0] = D[g][2t], d[1] = D[g][2t+1], d[2] = D[g+8][2t], d[3] = D[g+8][2t+1].
+
+// float -> TF32 (10 mantissa bits), rounded to nearest with ties away from zero, as cvt.rna.tf32.f32.
+__device__ __forceinline__ unsigned int conv3x3_to_tf32(float v) {
+#if defined(MINUNET_SIM)
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;  // finite: add half a TF32 unit, then truncate
+    return u & 0xffffe000u;
+#elif __CUDA_ARCH__ >= 800
+    unsigned int u;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
+    return u;
+#else
+    return __float_as_uint(v);  // sm_75 has no TF32; conv3x3_mma_tf32 traps, and Python never launches it
+#endif
+}
+
+__device__ __forceinline__ void conv3x3_mma_tf32(float d[4], const unsigned int a[4], const unsigned int b[2]) {
+#if defined(MINUNET_SIM)
+    // The simulator has no tensor cores: each warp lays its fragments out as matrices in shared scratch
+    // (per the layout above), multiplies them, and reads its own 4 outputs. Same fragments in, same out.
+    __shared__ float sa[CONV3X3_GEMM_THREADS / 32][16][8];
+    __shared__ float sb[CONV3X3_GEMM_THREADS / 32][8][8];
+    const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+    sa[warp][g][t] = __uint_as_float(a[0]);
+    sa[warp][g + 8][t] = __uint_as_float(a[1]);
+    sa[warp][g][t + 4] = __uint_as_float(a[2]);
+    sa[warp][g + 8][t + 4] = __uint_as_float(a[3]);
+    sb[warp][t][g] = __uint_as_float(b[0]);
+    sb[warp][t + 4][g] = __uint_as_float(b[1]);
+    __syncwarp();
+    for (int r = 0; r < 4; r++) {
+        int row = g + 8 * (r / 2), col = 2 * t + r % 2;
+        float sum = 0.0f;  // products of TF32 numbers are exact in float
+        for (int k = 0; k < 8; k++) sum += sa[warp][row][k] * sb[warp][k][col];
+        d[r] += sum;
+    }
+    __syncwarp();  // before the next call overwrites the scratch
+#elif __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    __trap();  // no TF32 tensor cores before sm_80
+#endif
+}
+
+// The block tile of conv3x3_gemm_fma on tensor cores: warp w owns rows 32*(w % 2) .. +31 and columns
+// 16*(w / 2) .. +15, i.e. 2 x 2 mma tiles; each 16-deep slice is two k-steps of 8.
+template <class Load, class Store>
+__device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int k_begin, int k_end) {
+    __shared__ real As[CONV3X3_GEMM_BK][CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD];
+    __shared__ real Bs[CONV3X3_GEMM_BK][CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD];
+    const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+    const int wm = 32 * (warp % 2), wn = 16 * (warp / 2);
+    float acc[2][2][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
+    for (int k0 = k_begin; k0 < k_end; k0 += CONV3X3_GEMM_BK) {
+        load(As, Bs, k0);
+        __syncthreads();
+#pragma unroll
+        for (int ks = 0; ks < CONV3X3_GEMM_BK; ks += 8) {
+            unsigned int a[2][4], b[2][2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                int row = wm + 16 * i + g;
+                a[i][0] = conv3x3_to_tf32((float)As[ks + t][row]);
+                a[i][1] = conv3x3_to_tf32((float)As[ks + t][row + 8]);
+                a[i][2] = conv3x3_to_tf32((float)As[ks + t + 4][row]);
+                a[i][3] = conv3x3_to_tf32((float)As[ks + t + 4][row + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                int col = wn + 8 * j + g;
+                b[j][0] = conv3x3_to_tf32((float)Bs[ks + t][col]);
+                b[j][1] = conv3x3_to_tf32((float)Bs[ks + t + 4][col]);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) conv3x3_mma_tf32(acc[i][j], a[i], b[j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+                store(wm + 16 * i + g + 8 * (r / 2), wn + 8 * j + 2 * t + r % 2, (real)acc[i][j][r]);
+}
+
+// out (N, Cout, Ho, Wo) = conv3x3 of img (N, Cimg, H, W), as an implicit GEMM (grid: ceil(N*Ho*Wo / 64),
+// ceil(Cout / 64)). kGradInput = false: the forward, A[o, k] = w[o, k], w (Cout, Cimg, 3, 3).
+// kGradInput = true: grad_input, img = gy, A[c, (o, t)] = w[o, c, 8 - t], w (Cimg, Cout, 3, 3), and the
+// caller passes pad = 2 - pad. Bias and ReLU are applied in the epilogue, before the one write of out.
+template <bool kTensorCores, bool kGradInput>
+__device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* w, const real* bias, real* out,
+                                                   int N, int Cimg, int H, int W, int Cout, int pad,
+                                                   int has_bias, int relu) {
+    const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, K = Cimg * 9;
+    const int m0 = blockIdx.y * CONV3X3_GEMM_BM, q0 = blockIdx.x * CONV3X3_GEMM_BN;
+    // This thread's share of each slice: A column a_k, rows a_row + 16r; B row b_row + 4r, column b_col.
+    const int a_k = threadIdx.x % CONV3X3_GEMM_BK, a_row = threadIdx.x / CONV3X3_GEMM_BK;
+    const int b_col = threadIdx.x % CONV3X3_GEMM_BN, b_row = threadIdx.x / CONV3X3_GEMM_BN;
+    // The output pixel of column b_col is the same in every slice: decompose it once.
+    const int q = q0 + b_col;
+    const bool q_ok = q < N * P;
+    const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
+    const int oy = qp / (Wo > 0 ? Wo : 1), ox = qp - oy * Wo;
+    const real* img_n = img + (long long)qn * Cimg * H * W;
+
+    auto load = [&](real (*As)[CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD], real (*Bs)[CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD],
+                    int k0) {
+        const int k = k0 + a_k;
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int m = m0 + a_row + 16 * r;
+            real v = (real)0;
+            if (m < Cout && k < K) {
+                const int c = k / 9, tap = k - 9 * c;  // kGradInput: c is the output channel o of the forward
+                v = kGradInput ? w[(c * Cout + m) * 9 + 8 - tap] : w[m * K + k];
+            }
+            As[a_k][a_row + 16 * r] = v;
+        }
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int kk = b_row + 4 * r, kb = k0 + kk;
+            real v = (real)0;
+            if (q_ok && kb < K) {
+                const int c = kb / 9, tap = kb - 9 * c, ky = tap / 3, kx = tap - 3 * ky;
+                const int iy = oy + ky - pad, ix = ox + kx - pad;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = img_n[(c * H + iy) * W + ix];
+            }
+            Bs[kk][b_col] = v;
+        }
+    };
+    auto store = [&](int row, int col, real v) {
+        const int m = m0 + row, qq = q0 + col;
+        if (m >= Cout || qq >= N * P) return;
+        if (has_bias) v += bias[m];
+        if (relu && !(v > (real)0)) v = (real)0;
+        const int n = qq / P;
+        out[(n * Cout + m) * P + (qq - n * P)] = v;
+    };
+    if (kTensorCores) conv3x3_gemm_tf32(load, store, 0, K);
+    else conv3x3_gemm_fma(load, store, 0, K);
+}
+
+// partial[z] (Co, Ci*9) = sum over the pixels q in [z*chunk, min((z+1)*chunk, N*Ho*Wo)) of gy[o, q] * X[j, q].
+// grid: (ceil(Ci*9 / 64), ceil(Co / 64), splits); chunk is a multiple of CONV3X3_GEMM_BK.
+template <bool kTensorCores>
+__device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const real* gy, real* partial,
+                                                         int N, int Ci, int H, int W, int Co, int pad, int chunk) {
+    const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, J = Ci * 9;
+    const int j0 = blockIdx.x * CONV3X3_GEMM_BN, m0 = blockIdx.y * CONV3X3_GEMM_BM;
+    const int k_begin = blockIdx.z * chunk;
+    const int k_end = min(k_begin + chunk, N * P);
+    // Both operands are read along the pixels: this thread loads pixel k0 + kk of each slice, for 4 rows
+    // (output channels) of A and 4 columns (c, ky, kx) of B, the same 4 columns in every slice.
+    const int kk = threadIdx.x % CONV3X3_GEMM_BK, lane_row = threadIdx.x / CONV3X3_GEMM_BK;
+    int col_c[4], col_ky[4], col_kx[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        const int j = j0 + lane_row + 16 * r;
+        col_c[r] = j < J ? j / 9 : -1;  // -1: a column past the matrix, loads zeros
+        const int tap = j - 9 * (j / 9);
+        col_ky[r] = tap / 3;
+        col_kx[r] = tap % 3;
+    }
+
+    auto load = [&](real (*As)[CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD], real (*Bs)[CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD],
+                    int k0) {
+        const int q = k0 + kk;
+        const bool ok = q < k_end;
+        const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
+        const int oy = p / Wo, ox = p - oy * Wo;
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int m = m0 + lane_row + 16 * r;
+            As[kk][lane_row + 16 * r] = (ok && m < Co) ? gy[(n * Co + m) * P + p] : (real)0;
+        }
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            real v = (real)0;
+            if (ok && col_c[r] >= 0) {
+                const int iy = oy + col_ky[r] - pad, ix = ox + col_kx[r] - pad;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = x[((n * Ci + col_c[r]) * H + iy) * W + ix];
+            }
+            Bs[kk][lane_row + 16 * r] = v;
+        }
+    };
+    auto store = [&](int row, int col, real v) {
+        const int m = m0 + row, j = j0 + col;
+        if (m < Co && j < J) partial[((long long)blockIdx.z * Co + m) * J + j] = v;
+    };
+    if (kTensorCores) conv3x3_gemm_tf32(load, store, k_begin, k_end);
+    else conv3x3_gemm_fma(load, store, k_begin, k_end);
+}
+
+// grid (ceil(N*Ho*Wo / 64), ceil(Co / 64)), block CONV3X3_GEMM_THREADS. relu = 1: y = max(conv + b, 0).
+extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+conv3x3_forward_v3(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
+                   int pad, int has_bias, int relu) {
+    conv3x3_image_gemm<false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+conv3x3_forward_v4(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
+                   int pad, int has_bias, int relu) {
+    conv3x3_image_gemm<true, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+}
+
+// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block CONV3X3_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+conv3x3_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
+    conv3x3_image_gemm<false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+conv3x3_grad_input_v3(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
+    conv3x3_image_gemm<true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+}
+
+// grid (ceil(Ci*9 / 64), ceil(Co / 64), splits), block CONV3X3_GEMM_THREADS; then the reduce kernel.
+extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+conv3x3_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
+                       int chunk) {
+    conv3x3_grad_weight_gemm<false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+conv3x3_grad_weight_v3(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
+                       int chunk) {
+    conv3x3_grad_weight_gemm<true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+}
+
+// gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
+extern "C" __global__ void conv3x3_grad_weight_reduce_v2(const real* partial, real* gw, int count, int splits) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    real sum = (real)0;
+    for (int z = 0; z < splits; z++) sum += partial[(long long)z * count + i];
+    gw[i] = sum;
 }

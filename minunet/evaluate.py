@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from . import metrics
-from .data.loaders import normalize_masks
+from .data.loaders import files_by_stem, normalize_masks
 
 SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 FULL_SCALE = {"L": 255, "I;16": 65535, "I;16B": 65535, "I;16L": 65535}  # integer modes read as probabilities
@@ -74,16 +74,10 @@ def read_frames(path):
 
 
 def _files_by_stem(folder):
-    files = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in SUFFIXES:
-            if path.stem in files:
-                raise InputError(f"{folder}: two files share the stem '{path.stem}' "
-                                 f"({files[path.stem].name}, {path.name}); pairing is by stem")
-            files[path.stem] = path
-    if not files:
-        raise InputError(f"{folder}: no {'/'.join(SUFFIXES)} files")
-    return files
+    try:
+        return files_by_stem(folder, "folder", SUFFIXES)
+    except (ValueError, FileNotFoundError) as e:
+        raise InputError(str(e)) from None
 
 
 def collect_pairs(pred, truth):

@@ -27,9 +27,9 @@ from .tensor import Tensor
 from .unet import UNet, check_input_size
 
 # (what, why): printed at start so the user knows what was chosen for them.
-GPU_DEFAULTS = dict(depth=5, base_channels=64, tile=572, batch_size=1, steps=4000, lr=0.01,
+GPU_DEFAULTS = dict(depth=5, base_channels=64, tile=572, batch_size=1, steps=4000, lr=0.002,
                     why="a GPU: the paper's network and 572x572 tiles, batch 1")
-CPU_DEFAULTS = dict(depth=3, base_channels=16, tile=124, batch_size=2, steps=500, lr=0.05,
+CPU_DEFAULTS = dict(depth=3, base_channels=16, tile=124, batch_size=2, steps=500, lr=0.002,
                     why="no GPU: a smaller network (depth 3, 16 base channels) on the numpy device, "
                         "small tiles, so the run takes minutes on a laptop")
 

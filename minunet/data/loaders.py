@@ -173,7 +173,7 @@ def _mask_error(where, values, rule):
 
 def pair_files(image_dir, mask_dir, mask_suffix=""):
     """(image paths, mask paths) paired by stem, natural order (2 before 10). Errors name unpaired files."""
-    images, masks = _files_by_stem(image_dir, "image_dir"), _files_by_stem(mask_dir, "mask_dir")
+    images, masks = files_by_stem(image_dir, "image_dir"), files_by_stem(mask_dir, "mask_dir")
     masks = {stem[:len(stem) - len(mask_suffix)] if mask_suffix else stem: path for stem, path in masks.items()
              if stem.endswith(mask_suffix)}
     lonely_images = sorted(set(images) - set(masks), key=natural_key)
@@ -193,19 +193,20 @@ def natural_key(text):
             for part in re.split(r"(\d+)", text) if part]
 
 
-def _files_by_stem(folder, name):
+def files_by_stem(folder, name, suffixes=IMAGE_SUFFIXES):
+    """{stem: path} of the files in folder with one of suffixes; two files with one stem are an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{name} {folder} is not a folder")
     found = {}
-    for path in folder.iterdir():
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
             if path.stem in found:
                 raise ValueError(f"two files with the stem {path.stem!r} in {folder}: "
                                  f"{found[path.stem].name} and {path.name}")
             found[path.stem] = path
     if not found:
-        raise ValueError(f"{name} {folder} has no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{name} {folder} has no image files ({', '.join(suffixes)})")
     return found
 
 

@@ -1,0 +1,249 @@
+"""Every version of every convolution kernel against the numpy reference, on the kernel devices.
+
+tests/test_conv_ops.py checks the ops at their default versions (and every conv3x3 forward version); this
+file sweeps ALL versions of all nine ops (kernel_conv.VERSIONS), with channel counts that are not multiples
+of the GEMM versions' register block or tile (1, 3, 17, 33, 65), odd image sizes, batch > 1, both dtypes,
+outputs poisoned with NaN by the sim (assert_close fails on an element never written). Then:
+- the fused bias + ReLU epilogue (relu=True) against max(conv + b, 0), for every forward version;
+- split-K weight gradients with several slices, and their determinism;
+- the gradient check (minunet.gradcheck.check_backward, float64, sim) of conv3x3 through each version;
+- the TF32 tensor-core versions: on sim (which emulates the mma fragment layout) against numpy on inputs
+  rounded to TF32 exactly as cvt.rna does; on a GPU (marked gpu) against float64 with TF32's error bound.
+"""
+import numpy as np
+import pytest
+
+import minunet.functional as F
+from conftest import KERNEL_DEVICES, assert_close, assert_close_dtype
+from minunet import Tensor
+from minunet.backends import get_backend, kernel_conv
+from minunet.backends.kernel_conv import TF32_VERSIONS, VERSIONS, all_versions, split_k
+from minunet.gradcheck import check_backward
+
+NP = get_backend("numpy")
+
+# (N, Ci, H, W, Co): no size a multiple of 4, 16 or 64 except by accident of the partial tiles it makes;
+# 65 channels give a second 64-row tile (Co for the forward, Ci for grad_input), 19x37 several pixel tiles.
+CONV_SHAPES = [(2, 3, 7, 9, 17), (1, 17, 12, 11, 33), (2, 1, 5, 6, 1), (1, 33, 9, 13, 3), (1, 3, 19, 37, 65),
+               (1, 65, 6, 7, 3)]
+SMALL_SHAPES = [(2, 3, 7, 9, 17), (1, 65, 5, 6, 3), (2, 1, 4, 3, 33)]  # up_conv2x2 and conv1x1
+
+
+def versions(op, dtype):
+    """The versions of op that take dtype (the TF32 ones take float32 only)."""
+    return [v for v in all_versions(op) if not (TF32_VERSIONS.get(op) == v and dtype != np.float32)]
+
+
+def tf32(a):
+    """Round float32 values to TF32 (10 mantissa bits), to nearest with ties away from zero: cvt.rna.tf32.f32."""
+    bits = np.asarray(a, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def randn(rng, *shape, dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture(params=KERNEL_DEVICES)
+def backend(request):
+    return get_backend(request.param)
+
+
+def run(backend, method, *arrays, **kwargs):
+    out = getattr(backend, method)(*[a if a is None or np.isscalar(a) or isinstance(a, tuple) else backend.asarray(a)
+                                     for a in arrays], **kwargs)
+    return backend.to_numpy(out)
+
+
+def scale(terms):
+    return max(1.0, float(np.sqrt(terms)))
+
+
+def check_tf32_or_exact(out, ref_exact, ref_tf32, terms, dtype, version, op, name):
+    """Non-TF32 versions: the dtype's tolerance against the exact reference. TF32 ones on sim: against the
+    reference computed from TF32-rounded inputs (only float accumulation differs)."""
+    if TF32_VERSIONS.get(op) == version:
+        assert_close_dtype(out, ref_tf32(), np.float32, name=name, scale=scale(terms))
+    else:
+        assert_close_dtype(out, ref_exact, dtype, name=name, scale=scale(terms))
+
+
+# ---------------------------------------------------------------- conv3x3, every version, both directions
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pad", [0, 1])
+def test_conv3x3_every_version(backend, rng, dtype, pad):
+    for N, Ci, H, W, Co in CONV_SHAPES:
+        x, w, b = randn(rng, N, Ci, H, W, dtype=dtype), randn(rng, Co, Ci, 3, 3, dtype=dtype), randn(rng, Co, dtype=dtype)
+        gy = randn(rng, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, dtype=dtype)
+        where = f"{(N, Ci, H, W, Co)} pad {pad} {np.dtype(dtype)}"
+        y_ref, gx_ref, gw_ref = (NP.conv3x3(x, w, b, pad), NP.conv3x3_grad_input(gy, w, pad, x.shape),
+                                 NP.conv3x3_grad_weight(x, gy, pad))
+        for v in versions("conv3x3_forward", dtype):
+            y = run(backend, "conv3x3", x, w, b, pad, version=v)
+            assert y.dtype == dtype
+            check_tf32_or_exact(y, y_ref, lambda: NP.conv3x3(tf32(x), tf32(w), b, pad), 9 * Ci, dtype, v,
+                                "conv3x3_forward", f"y v{v} {where}")
+        for v in versions("conv3x3_grad_input", dtype):
+            gx = run(backend, "conv3x3_grad_input", gy, w, pad, x.shape, version=v)
+            check_tf32_or_exact(gx, gx_ref, lambda: NP.conv3x3_grad_input(tf32(gy), tf32(w), pad, x.shape),
+                                9 * Co, dtype, v, "conv3x3_grad_input", f"gx v{v} {where}")
+        for v in versions("conv3x3_grad_weight", dtype):
+            gw = run(backend, "conv3x3_grad_weight", x, gy, pad, version=v)
+            check_tf32_or_exact(gw, gw_ref, lambda: NP.conv3x3_grad_weight(tf32(x), tf32(gy), pad),
+                                gy[:, 0].size, dtype, v, "conv3x3_grad_weight", f"gw v{v} {where}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv3x3_fused_bias_relu(backend, rng, dtype):
+    # relu=True must equal max(conv + b, 0) for every version: fused in the epilogue of the GEMM versions,
+    # a separate relu launch for v1/v2. Exact zeros where the pre-activation is negative.
+    x, w, b = randn(rng, 2, 17, 9, 11, dtype=dtype), randn(rng, 33, 17, 3, 3, dtype=dtype), randn(rng, 33, dtype=dtype)
+    for pad in (0, 1):
+        pre = NP.conv3x3(x, w, b, pad)
+        for v in versions("conv3x3_forward", dtype):
+            y = run(backend, "conv3x3", x, w, b, pad, version=v, relu=True)
+            assert (y[pre < -1e-3] == 0).all(), f"v{v}: negative pre-activations not zeroed"
+            ref = NP.conv3x3(tf32(x), tf32(w), b, pad) if TF32_VERSIONS["conv3x3_forward"] == v else pre
+            assert_close_dtype(y, np.maximum(ref, 0), dtype if v != 4 else np.float32, name=f"relu v{v}",
+                               scale=scale(9 * 17))
+        y = run(backend, "conv3x3", x, w, None, pad, version=3, relu=True)  # fused ReLU without a bias
+        assert_close_dtype(y, np.maximum(NP.conv3x3(x, w, None, pad), 0), dtype, name="relu, no bias",
+                           scale=scale(9 * 17))
+
+
+# ---------------------------------------------------------------- up_conv2x2 and conv1x1, every version
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_up_conv2x2_every_version(backend, rng, dtype):
+    for N, Ci, H, W, Co in SMALL_SHAPES:
+        x, w, b = randn(rng, N, Ci, H, W, dtype=dtype), randn(rng, Ci, Co, 2, 2, dtype=dtype), randn(rng, Co, dtype=dtype)
+        gy = randn(rng, N, Co, 2 * H, 2 * W, dtype=dtype)
+        where = f"{(N, Ci, H, W, Co)} {np.dtype(dtype)}"
+        for v in VERSIONS["up_conv2x2_forward"]:
+            for bias in (b, None):
+                assert_close_dtype(run(backend, "up_conv2x2", x, w, bias, version=v), NP.up_conv2x2(x, w, bias),
+                                   dtype, name=f"y v{v} {where}", scale=scale(Ci))
+        for v in VERSIONS["up_conv2x2_grad_input"]:
+            assert_close_dtype(run(backend, "up_conv2x2_grad_input", gy, w, version=v), NP.up_conv2x2_grad_input(gy, w),
+                               dtype, name=f"gx v{v} {where}", scale=scale(4 * Co))
+        for v in VERSIONS["up_conv2x2_grad_weight"]:
+            assert_close_dtype(run(backend, "up_conv2x2_grad_weight", x, gy, version=v),
+                               NP.up_conv2x2_grad_weight(x, gy), dtype, name=f"gw v{v} {where}", scale=scale(N * H * W))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv1x1_every_version(backend, rng, dtype):
+    for N, Ci, H, W, Co in SMALL_SHAPES + [(1, 64, 7, 5, 2)]:  # the U-Net's last layer: 64 -> 2 classes
+        x, w, b = randn(rng, N, Ci, H, W, dtype=dtype), randn(rng, Co, Ci, 1, 1, dtype=dtype), randn(rng, Co, dtype=dtype)
+        gy = randn(rng, N, Co, H, W, dtype=dtype)
+        where = f"{(N, Ci, H, W, Co)} {np.dtype(dtype)}"
+        for v in VERSIONS["conv1x1_forward"]:
+            for bias in (b, None):
+                assert_close_dtype(run(backend, "conv1x1", x, w, bias, version=v), NP.conv1x1(x, w, bias),
+                                   dtype, name=f"y v{v} {where}", scale=scale(Ci))
+        for v in VERSIONS["conv1x1_grad_input"]:
+            assert_close_dtype(run(backend, "conv1x1_grad_input", gy, w, version=v), NP.conv1x1_grad_input(gy, w),
+                               dtype, name=f"gx v{v} {where}", scale=scale(Co))
+        for v in VERSIONS["conv1x1_grad_weight"]:
+            assert_close_dtype(run(backend, "conv1x1_grad_weight", x, gy, version=v), NP.conv1x1_grad_weight(x, gy),
+                               dtype, name=f"gw v{v} {where}", scale=scale(N * H * W))
+
+
+# ---------------------------------------------------------------- split-K weight gradients
+
+def test_split_k_covers_every_pixel_in_slices_of_16():
+    for pixels, tiles in [(0, 1), (1, 1), (255, 1), (1300, 1), (325_000, 1), (784, 2304), (10_000, 9)]:
+        chunk, splits = split_k(pixels, tiles)
+        assert chunk % 16 == 0 and chunk > 0 and 1 <= splits <= 65535
+        assert (splits - 1) * chunk < max(pixels, 1) <= splits * chunk, (pixels, tiles, chunk, splits)
+    assert split_k(1300, 1)[1] > 1 and split_k(200, 1)[1] == 1
+
+
+def test_split_k_grad_weights_with_several_slices_are_right_and_deterministic(backend, rng):
+    # 2 x 19 x 37 pixels: several slices, the last one partial (split_k says how many).
+    x, gy3 = randn(rng, 2, 3, 21, 39, dtype=np.float32), randn(rng, 2, 5, 19, 37, dtype=np.float32)
+    assert split_k(gy3[:, 0].size, 1)[1] > 2
+    gyu, x1 = randn(rng, 2, 4, 42, 78, dtype=np.float32), randn(rng, 2, 3, 19, 37, dtype=np.float32)
+    gy1 = randn(rng, 2, 2, 19, 37, dtype=np.float32)
+    cases = [("conv3x3_grad_weight", (x, gy3, 0), NP.conv3x3_grad_weight(x, gy3, 0), gy3[:, 0].size),
+             ("up_conv2x2_grad_weight", (x, gyu), NP.up_conv2x2_grad_weight(x, gyu), x[:, 0].size),
+             ("conv1x1_grad_weight", (x1, gy1), NP.conv1x1_grad_weight(x1, gy1), x1[:, 0].size)]
+    for op, args, ref, terms in cases:
+        for v in all_versions(op):
+            first = run(backend, op, *args, version=v)
+            again = run(backend, op, *args, version=v)
+            assert np.array_equal(first, again), f"{op} v{v}: two runs differ (a non-deterministic reduction?)"
+            if TF32_VERSIONS.get(op) != v:
+                assert_close_dtype(first, ref, np.float32, name=f"{op} v{v}", scale=scale(terms))
+
+
+# ---------------------------------------------------------------- gradient checks through each version
+
+GRADCHECK_VERSIONS = [(1, 1, 1), (2, 1, 1), (3, 2, 2)]  # (forward, grad_input, grad_weight)
+
+
+@pytest.mark.parametrize("fwd, gin, gwt", GRADCHECK_VERSIONS)
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv3x3_gradient_check_through_each_version(rng, monkeypatch, fwd, gin, gwt, padding):
+    # The functional layer launches the DEFAULT versions; point them at the versions under test. (TF32
+    # versions are float32 only, so they cannot pass a float64 finite-difference check; they are checked
+    # against numpy above.)
+    for op, v in [("conv3x3_forward", fwd), ("conv3x3_grad_input", gin), ("conv3x3_grad_weight", gwt)]:
+        monkeypatch.setitem(kernel_conv.DEFAULT_VERSIONS, op, v)
+    x = Tensor(randn(rng, 2, 3, 7, 6), requires_grad=True, device="sim")
+    w = Tensor(randn(rng, 17, 3, 3, 3) * 0.3, requires_grad=True, device="sim")
+    b = Tensor(randn(rng, 17), requires_grad=True, device="sim")
+    check_backward(lambda x, w, b: F.conv3x3(x, w, b, padding=padding), [x, w, b])
+
+
+def test_every_version_is_covered_by_the_gradient_checks():
+    covered = {op: {row[i] for row in GRADCHECK_VERSIONS}
+               for i, op in enumerate(["conv3x3_forward", "conv3x3_grad_input", "conv3x3_grad_weight"])}
+    for op, seen in covered.items():
+        assert seen == set(VERSIONS[op]), f"{op}: versions {seen} checked, {VERSIONS[op]} exist"
+
+
+# ---------------------------------------------------------------- argument checks
+
+def test_tf32_versions_refuse_float64_and_unknown_versions_are_named():
+    sim = get_backend("sim")
+    x, w = np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="TF32.*float32 only"):
+        sim.conv3x3(x, w, None, 0, version=4)
+    with pytest.raises(ValueError, match="TF32.*float32 only"):
+        sim.conv3x3_grad_weight(x, np.zeros((1, 1, 2, 2)), 0, version=3)
+    for method, args in [("up_conv2x2", (x, np.zeros((1, 1, 2, 2)), None)), ("conv1x1", (x, np.zeros((1, 1, 1, 1)), None))]:
+        with pytest.raises(ValueError, match=r"version must be one of \(1, 2\)"):
+            getattr(sim, method)(*args, version=3)
+
+
+def test_defaults_are_exact_versions_and_tf32_ones_are_selectable():
+    for op, v in kernel_conv.DEFAULT_VERSIONS.items():
+        assert v in VERSIONS[op] and TF32_VERSIONS.get(op) != v, op
+    for op, v in TF32_VERSIONS.items():
+        assert v not in VERSIONS[op] and all_versions(op)[-1] == v, op
+
+
+# ---------------------------------------------------------------- TF32 on a real GPU
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pad", [0, 1])
+def test_tf32_versions_on_the_gpu_within_the_tf32_error_bound(rng, pad):
+    # TF32 keeps 10 of float32's 23 mantissa bits: each product is off by at most about 2 * 2^-11 of
+    # |x||w|, so |y - y_exact| <= 2^-9 * sum |x||w| (plus float accumulation) bounds every element.
+    cuda = get_backend("cuda")
+    x, w = randn(rng, 2, 33, 21, 19, dtype=np.float32), randn(rng, 65, 33, 3, 3, dtype=np.float32)
+    gy = randn(rng, 2, 65, 19 + 2 * pad, 17 + 2 * pad, dtype=np.float32)
+    x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
+    cases = [("conv3x3", (x, w, None, pad), NP.conv3x3(x64, w64, None, pad), NP.conv3x3(abs(x64), abs(w64), None, pad)),
+             ("conv3x3_grad_input", (gy, w, pad, x.shape), NP.conv3x3_grad_input(gy64, w64, pad, x.shape),
+              NP.conv3x3_grad_input(abs(gy64), abs(w64), pad, x.shape)),
+             ("conv3x3_grad_weight", (x, gy, pad), NP.conv3x3_grad_weight(x64, gy64, pad),
+              NP.conv3x3_grad_weight(abs(x64), abs(gy64), pad))]
+    for method, args, ref, magnitude in cases:
+        op = "conv3x3_forward" if method == "conv3x3" else method
+        out = run(cuda, method, *args, version=TF32_VERSIONS[op])
+        excess = np.abs(out - ref) - (2.0 ** -9 * magnitude + 1e-5)
+        assert excess.max() <= 0, f"{method} TF32: worst excess {excess.max()} over the TF32 bound"
+        assert_close(out, ref, atol=1e-2 * np.abs(ref).max(), rtol=0, name=f"{method} TF32")
