@@ -3,7 +3,7 @@
 #   1. the GPU and the versions in use
 #   2. the gpu-marked tests (the cuda device against the numpy reference)
 #   3. the NVRTC resource table (registers, shared memory, spills) for the usual archs and this GPU's
-#   4. the benchmarks, once minunet.bench exists
+#   4. the benchmarks (python -m minunet.bench: every kernel version, PyTorch beside it, a training step)
 # Every step runs even if an earlier one failed; the exit status says whether any failed.
 # Results go to ${OUT:-benchmarks/results}. Run from the repository root: bash benchmarks/gpu_session.sh
 set -euo pipefail
@@ -44,11 +44,9 @@ fi
 # shellcheck disable=SC2086  # archs is a word list on purpose
 step nvrtc_table python3 -m minunet.nvrtc --arch $archs
 
-if python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('minunet.bench') is None)"; then
-    step bench python3 -m minunet.bench --out "$OUT"
-else
-    echo "=== bench: skipped (minunet.bench does not exist yet)" | tee "$OUT/bench.txt"
-fi
+# Every kernel version on the paper's U-Net layers, PyTorch/cuDNN beside them, one training step end to end:
+# writes results-cuda-<date>.md/.json and roofline-cuda-<date>.png into $OUT (about 3-4 minutes on an H100).
+step bench python3 -m minunet.bench --device cuda --out "$OUT" --plot
 
 if ((${#failed[@]})); then
     echo "FAILED steps: ${failed[*]} (logs in $OUT)"

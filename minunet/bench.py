@@ -422,7 +422,7 @@ SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
 
 def bench_training_cpu(quick, log):
     rng = np.random.default_rng(0)
-    runs = dict(min_runs=2, max_runs=3, budget_s=2.0, warmup=1) if quick else dict(min_runs=3, max_runs=10, budget_s=20.0)
+    runs = dict(min_runs=1, max_runs=2, budget_s=1.0, warmup=1) if quick else dict(min_runs=3, max_runs=10, budget_s=20.0)
     results = {"network": dict(SMALL_UNET)}
     step, _ = training_step_minunet("numpy", rng=rng, **SMALL_UNET)
     seconds, n = median_time(step, cpu_timer, **runs)
@@ -451,7 +451,7 @@ def bench_sim(quick, log):
     rng = np.random.default_rng(0)
     a = _arrays(SIM_LAYER, rng)
     rows = []
-    runs = dict(min_runs=1, max_runs=2, budget_s=0.5, warmup=1) if quick else dict(min_runs=3, max_runs=5, budget_s=2.0)
+    runs = dict(min_runs=1, max_runs=1, budget_s=0.0, warmup=1) if quick else dict(min_runs=3, max_runs=5, budget_s=2.0)
     for direction in DIRECTIONS:
         flops, nbytes = cost(SIM_LAYER, direction)
         for version, is_tf32 in kernel_versions(SIM_LAYER, direction):
@@ -485,7 +485,7 @@ def environment(device):
 
 
 def _ms(seconds):
-    return "-" if not seconds else f"{seconds * 1e3:.3f}"
+    return "-" if not seconds else f"{seconds * 1e3:.4g}"
 
 
 def _num(value):

@@ -64,28 +64,35 @@ def _grads_for(ctx, *grads):
 # -- convolutions ------------------------------------------------------------------------------------------
 class _Conv3x3(Function):
     @staticmethod
-    def forward(ctx, x, w, *b, pad):
-        ctx.save_for_backward(x, w)
-        ctx.pad, ctx.x_shape = pad, x.shape
-        return ctx.backend.conv3x3(x, w, b[0] if b else None, pad)
+    def forward(ctx, x, w, *b, pad, relu):
+        y = ctx.backend.conv3x3(x, w, b[0] if b else None, pad, relu=relu)
+        ctx.save_for_backward(x, w, y if relu else None)
+        ctx.pad, ctx.x_shape, ctx.relu = pad, x.shape, relu
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, w = ctx.saved_tensors
+        x, w, y = ctx.saved_tensors
         be = ctx.backend
+        if ctx.relu:  # through the fused ReLU first: gradient only where the output is positive
+            gy = be.relu_grad(gy, y)
         return _grads_for(ctx, lambda: be.conv3x3_grad_input(gy, w, ctx.pad, ctx.x_shape),
                           lambda: be.conv3x3_grad_weight(x, gy, ctx.pad), lambda: be.bias_grad(gy))
 
 
-def conv3x3(x, w, b=None, padding="valid"):
-    """3x3 convolution, stride 1. padding "valid" (the paper's: output 2 px smaller) or "same"."""
+def conv3x3(x, w, b=None, padding="valid", relu=False):
+    """3x3 convolution, stride 1. padding "valid" (the paper's: output 2 px smaller) or "same".
+
+    relu=True computes relu(conv3x3(x, w, b)) in one step: on cuda/sim the bias and ReLU are applied in the
+    kernel's epilogue, before the single write of the output (one pass over the activation instead of two).
+    """
     _check_tensor("conv3x3", "x", x, 4, "(N, Cin, H, W)")
     if padding not in _PADDING:
         raise ValueError(f"conv3x3: padding must be 'valid' or 'same', got {padding!r}")
     _check_weight_bias("conv3x3", x, w, b, (None, x.shape[1], 3, 3))
     if padding == "valid" and min(x.shape[2:]) < 3:
         raise ValueError(f"conv3x3: a valid 3x3 convolution needs H, W >= 3, got x of shape {x.shape}")
-    return _Conv3x3.apply(x, w, *_tensors(b), pad=_PADDING[padding])
+    return _Conv3x3.apply(x, w, *_tensors(b), pad=_PADDING[padding], relu=bool(relu))
 
 
 class _Conv1x1(Function):

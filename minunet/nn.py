@@ -87,8 +87,8 @@ class Conv3x3(Module):
         self.b = zeros_param(cout, dtype, device)
         self.padding = padding
 
-    def forward(self, x):
-        return F.conv3x3(x, self.w, self.b, self.padding)
+    def forward(self, x, relu=False):
+        return F.conv3x3(x, self.w, self.b, self.padding, relu=relu)
 
 
 class Conv1x1(Module):

@@ -86,11 +86,11 @@ class UNet(Module):
 
 
 class _DoubleConv(Module):
-    """conv3x3 -> ReLU -> conv3x3 -> ReLU: one level of either path."""
+    """conv3x3 -> ReLU -> conv3x3 -> ReLU: one level of either path (each ReLU fused into its conv)."""
 
     def __init__(self, cin, cout, padding, rng, dtype, device):
         self.conv1 = Conv3x3(cin, cout, padding, rng, dtype, device)
         self.conv2 = Conv3x3(cout, cout, padding, rng, dtype, device)
 
     def forward(self, x):
-        return F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.conv2(self.conv1(x, relu=True), relu=True)

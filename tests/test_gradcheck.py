@@ -94,3 +94,14 @@ def test_a_small_unet_end_to_end(device):
 
     check_backward(loss, [mu.Tensor(p.data.copy(), requires_grad=True, device=device) for p in net.parameters()],
                    n_samples=2)
+
+
+def test_conv3x3_with_fused_relu(device, rng):
+    x, w, b = param(rng, device, 2, 3, 6, 7), param(rng, device, 4, 3, 3, 3), param(rng, device, 4)
+    check_backward(lambda x, w, b: F.conv3x3(x, w, b, "same", relu=True), [x, w, b])
+
+
+def test_fused_relu_equals_conv_then_relu(device, rng):
+    x, w, b = param(rng, device, 2, 3, 9, 8), param(rng, device, 5, 3, 3, 3), param(rng, device, 5)
+    fused = F.conv3x3(x, w, b, relu=True).numpy()
+    np.testing.assert_array_equal(fused, F.relu(F.conv3x3(x, w, b)).numpy())

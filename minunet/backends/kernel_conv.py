@@ -137,11 +137,10 @@ class ConvKernelOps:
                 raise ValueError(f"conv3x3 v2: grid {grid} exceeds CUDA's limit of {_GRID_YZ_MAX} blocks in y "
                                  f"and z; use version=1 or a smaller batch")
             self.launch("conv3x3", "conv3x3_forward_v2", x.dtype, grid, (T, T, 1), args)
-        else:
+        else:  # the GEMM versions: bias and ReLU fused into the epilogue (FUSED_RELU_VERSIONS)
             self._launch_gemm("conv3x3", f"conv3x3_forward_v{v}", x.dtype, Co, N * Ho * Wo,
                               args + _i32(int(bool(relu))))
-            return y
-        return self.relu(y) if relu else y
+        return self.relu(y) if relu and v not in FUSED_RELU_VERSIONS["conv3x3_forward"] else y
 
     def conv3x3_grad_input(self, gy, w, pad, x_shape, *, version=None):
         v = _pick_version("conv3x3_grad_input", version, gy.dtype, self)

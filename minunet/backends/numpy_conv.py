@@ -33,7 +33,8 @@ def _add_bias(y, b):
 class ConvNumpyOps:
     # ---- conv3x3: y[n,o,i,j] = sum_{c,ky,kx} xpad[n,c,i+ky,j+kx] w[o,c,ky,kx] + b[o] ----
 
-    def conv3x3(self, x, w, b, pad):
+    def conv3x3(self, x, w, b, pad, relu=False):
+        """relu=True returns max(conv3x3(x, w, b), 0): the fused bias + ReLU of the kernels' epilogue."""
         xp = _pad(x, pad)
         N, _, Hp, Wp = xp.shape
         Ho, Wo = Hp - 2, Wp - 2
@@ -41,7 +42,8 @@ class ConvNumpyOps:
         for ky, kx in TAPS:
             window = xp[:, :, ky:ky + Ho, kx:kx + Wo].reshape(N, -1, Ho * Wo)
             y += w[:, :, ky, kx] @ window
-        return _add_bias(y.reshape(N, -1, Ho, Wo), b)
+        y = _add_bias(y.reshape(N, -1, Ho, Wo), b)
+        return np.maximum(y, 0, out=y) if relu else y
 
     def conv3x3_grad_input(self, gy, w, pad, x_shape):
         # Each tap's window received w[:, :, ky, kx] @ window: send gy back through the transpose.
