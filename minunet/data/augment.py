@@ -140,7 +140,8 @@ def _check_arrays(image, labels, weights):
         if labels.shape != image.shape:
             raise ValueError(f"labels shape {labels.shape} must equal image shape {image.shape}")
         if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
+            hint = " (convert a boolean mask with .astype(np.int32))" if labels.dtype == bool else ""
+            raise TypeError(f"labels must hold integers, got dtype {labels.dtype}{hint}")
     if weights is not None:
         weights = np.asarray(weights)
         if weights.shape != image.shape:
