@@ -97,15 +97,15 @@ class Trainer:
         from .data.training import prepare_training_data
         self.config, self.run_dir = config, Path(run_dir)
         c = config
+        self.out_size = check_input_size(c["tile"], c["depth"], c["padding"])
         self.data = prepare_training_data(c["data"], c["data_dir"], n_synthetic=c["n_synthetic"],
                                           val_fraction=c["val_fraction"], seed=c["seed"],
-                                          w0=c["w0"], sigma=c["sigma"])
+                                          w0=c["w0"], sigma=c["sigma"], min_size=self.out_size)
         self.model = UNet(in_channels=self.data.in_channels, n_classes=self.data.n_classes, depth=c["depth"],
                           base_channels=c["base_channels"], padding=c["padding"], dropout=c["dropout"],
                           dtype=np.dtype(c["dtype"]), device=c["device"], seed=c["seed"])
         self.optimizer = SGD(self.model.parameters(), c["lr"], c["momentum"], c["weight_decay"])
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
-        self.out_size = self.model.output_size(c["tile"])
         self.step = 0
         if meta is not None:
             self.model.load_state_dict(model_state)

@@ -29,13 +29,14 @@ def class_balance_map(labels, n_classes):
 
 
 def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2, seed=0, w0=10.0, sigma=5.0,
-                          weights=True):
+                          weights=True, min_size=256):
     """Load `kind`, hold out val_fraction of the images (seeded), and precompute the paper's weight maps
-    (weights=False skips them; for masks without instances only the class-balance term w_c is used)."""
+    (weights=False skips them; for masks without instances only the class-balance term w_c is used).
+    Synthetic images are made at least min_size px (the output tile must fit inside an image)."""
     if kind == "synthetic":
         if data_dir is not None:
             raise ValueError("--data synthetic is generated; it takes no --data-dir")
-        data = load_dataset("synthetic", n=n_synthetic, size=256, seed=seed)
+        data = load_dataset("synthetic", n=n_synthetic, size=max(256, int(min_size)), seed=seed)
     elif kind == "folder":
         data = load_dataset("folder", data_dir, instances=False)
         if data.n_classes == 2:
