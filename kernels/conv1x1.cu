@@ -12,8 +12,8 @@
 //   conv1x1_grad_input_v1: one thread per INPUT element, a loop over Co (the transpose of the forward).
 //   conv1x1_grad_weight_v1: one block per (o, c) weight: threads stride over the N*P pixels, then a
 //       shared-memory tree reduction. Deterministic, no atomics. Launch with CONV1X1_GW_THREADS threads.
-//   The GEMM versions (v2): the op is a matrix product, so each is conv1x1_gemm_fma, the register-blocked
-//   64 x 64 block tile of conv3x3.cu, with its own loads:
+//   The GEMM versions (v2): the op is a matrix product, so each is minunet_gemm_fma, the register-blocked
+//   64 x 64 block tile of gemm_tile.cuh, with its own loads:
 //   conv1x1_forward_v2: y[o, q] = sum_c w[o, c] x[c, q] over the pixels q of all N images; bias in the
 //       epilogue. Each x value is read once per 64 output channels (v1: once per output channel). Not the
 //       default: the U-Net's 1x1 layer has Co = 2, which leaves 62 of the tile's 64 rows empty.
@@ -24,13 +24,9 @@
 //
 // Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
 #include "common.cuh"
+#include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
 
 #define CONV1X1_GW_THREADS 256  // grad_weight v1: threads per block, a power of two for the tree reduction
-#define CONV1X1_GEMM_BM 64       // GEMM versions: rows of the block tile
-#define CONV1X1_GEMM_BN 64       // GEMM versions: columns of the block tile
-#define CONV1X1_GEMM_BK 16       // GEMM versions: depth of the slice staged in shared memory per step
-#define CONV1X1_GEMM_PAD 8       // shared rows padded (as in conv3x3.cu)
-#define CONV1X1_GEMM_THREADS 256 // GEMM versions: threads per block
 
 extern "C" __global__ void conv1x1_forward_v1(const real* x, const real* w, const real* b, real* y,
                                               int N, int Ci, int P, int Co, int has_bias) {
@@ -81,43 +77,7 @@ extern "C" __global__ void conv1x1_grad_weight_v1(const real* x, const real* gy,
 
 // ================================================================ the GEMM versions
 
-// One block tile on CUDA cores: C[64 x 64] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col].
-// load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with zeros outside the
-// matrices; store(row, col, value) receives every element of the tile. The same routine as conv3x3.cu's
-// conv3x3_gemm_fma (each kernel file stands alone): 256 threads, 4 x 4 outputs each, rows ty + 16i and
-// columns tx + 16j so that neighbouring threads read neighbouring shared words and write neighbouring pixels.
-template <class Load, class Store>
-__device__ __forceinline__ void conv1x1_gemm_fma(Load& load, Store& store, int k_begin, int k_end) {
-    __shared__ real As[CONV1X1_GEMM_BK][CONV1X1_GEMM_BM + CONV1X1_GEMM_PAD];
-    __shared__ real Bs[CONV1X1_GEMM_BK][CONV1X1_GEMM_BN + CONV1X1_GEMM_PAD];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    real acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = (real)0;
-    for (int k0 = k_begin; k0 < k_end; k0 += CONV1X1_GEMM_BK) {
-        load(As, Bs, k0);
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < CONV1X1_GEMM_BK; kk++) {
-            real a[4], b[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
-}
+// The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
 
 // gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
 extern "C" __global__ void conv1x1_grad_weight_reduce_v2(const real* partial, real* gw, int count, int splits) {
@@ -128,16 +88,16 @@ extern "C" __global__ void conv1x1_grad_weight_reduce_v2(const real* partial, re
     gw[i] = sum;
 }
 
-// grid (ceil(N*P / 64), ceil(Co / 64)), block CONV1X1_GEMM_THREADS.
-extern "C" __global__ void __launch_bounds__(CONV1X1_GEMM_THREADS)
+// grid (ceil(N*P / 64), ceil(Co / 64)), block MINUNET_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv1x1_forward_v2(const real* x, const real* w, const real* b, real* y, int N, int Ci, int P, int Co, int has_bias) {
-    const int m0 = blockIdx.y * CONV1X1_GEMM_BM, q0 = blockIdx.x * CONV1X1_GEMM_BN;
-    const int a_k = threadIdx.x % CONV1X1_GEMM_BK, a_row = threadIdx.x / CONV1X1_GEMM_BK;  // A = w, along c
-    const int b_col = threadIdx.x % CONV1X1_GEMM_BN, b_row = threadIdx.x / CONV1X1_GEMM_BN; // B = x, along q
+    const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
+    const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;  // A = w, along c
+    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN; // B = x, along q
     const int q = q0 + b_col;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
-    auto load = [&](real (*As)[CONV1X1_GEMM_BM + CONV1X1_GEMM_PAD], real (*Bs)[CONV1X1_GEMM_BN + CONV1X1_GEMM_PAD], int k0) {
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int m = m0 + a_row + 16 * r, c = k0 + a_k;
@@ -155,19 +115,19 @@ conv1x1_forward_v2(const real* x, const real* w, const real* b, real* y, int N, 
         const int n = qq / P;
         y[(n * Co + m) * P + (qq - n * P)] = v + (has_bias ? b[m] : (real)0);
     };
-    conv1x1_gemm_fma(load, store, 0, Ci);
+    minunet_gemm_fma(load, store, 0, Ci);
 }
 
-// grid (ceil(N*P / 64), ceil(Ci / 64)), block CONV1X1_GEMM_THREADS.
-extern "C" __global__ void __launch_bounds__(CONV1X1_GEMM_THREADS)
+// grid (ceil(N*P / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv1x1_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int P, int Co) {
-    const int m0 = blockIdx.y * CONV1X1_GEMM_BM, q0 = blockIdx.x * CONV1X1_GEMM_BN;
-    const int a_col = threadIdx.x % CONV1X1_GEMM_BM, a_k = threadIdx.x / CONV1X1_GEMM_BM;  // A = w^T, along c
-    const int b_col = threadIdx.x % CONV1X1_GEMM_BN, b_row = threadIdx.x / CONV1X1_GEMM_BN;
+    const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
+    const int a_col = threadIdx.x % MINUNET_GEMM_BM, a_k = threadIdx.x / MINUNET_GEMM_BM;  // A = w^T, along c
+    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
     const int q = q0 + b_col;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
-    auto load = [&](real (*As)[CONV1X1_GEMM_BM + CONV1X1_GEMM_PAD], real (*Bs)[CONV1X1_GEMM_BN + CONV1X1_GEMM_PAD], int k0) {
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int kk = a_k + 4 * r, o = k0 + kk, c = m0 + a_col;
@@ -185,16 +145,16 @@ conv1x1_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, in
         const int n = qq / P;
         gx[(n * Ci + c) * P + (qq - n * P)] = v;
     };
-    conv1x1_gemm_fma(load, store, 0, Co);
+    minunet_gemm_fma(load, store, 0, Co);
 }
 
-// grid (ceil(Ci / 64), ceil(Co / 64), splits), block CONV1X1_GEMM_THREADS; chunk a multiple of 16.
-extern "C" __global__ void __launch_bounds__(CONV1X1_GEMM_THREADS)
+// grid (ceil(Ci / 64), ceil(Co / 64), splits), block MINUNET_GEMM_THREADS; chunk a multiple of 16.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv1x1_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int P, int Co, int chunk) {
-    const int c0 = blockIdx.x * CONV1X1_GEMM_BN, m0 = blockIdx.y * CONV1X1_GEMM_BM;
+    const int c0 = blockIdx.x * MINUNET_GEMM_BN, m0 = blockIdx.y * MINUNET_GEMM_BM;
     const int k_begin = blockIdx.z * chunk, k_end = min(k_begin + chunk, N * P);
-    const int kk = threadIdx.x % CONV1X1_GEMM_BK, lane_row = threadIdx.x / CONV1X1_GEMM_BK;  // both along q
-    auto load = [&](real (*As)[CONV1X1_GEMM_BM + CONV1X1_GEMM_PAD], real (*Bs)[CONV1X1_GEMM_BN + CONV1X1_GEMM_PAD], int k0) {
+    const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;  // both along q
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
         const int q = k0 + kk;
         const bool ok = q < k_end;
         const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
@@ -209,5 +169,5 @@ conv1x1_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int 
         const int o = m0 + row, c = c0 + col;
         if (o < Co && c < Ci) partial[((long long)blockIdx.z * Co + o) * Ci + c] = v;
     };
-    conv1x1_gemm_fma(load, store, k_begin, k_end);
+    minunet_gemm_fma(load, store, k_begin, k_end);
 }

@@ -28,8 +28,9 @@
 //                (o <-> c) and flipped (tap t -> 8-t) and padding 2-pad: k = (o, ky, kx), q a pixel of x;
 //   grad_weight  gw[o, j] = sum_q  gy[o, q] * X[j, q]      j = (c, ky, kx): a product whose REDUCTION runs over
 //                all N*Ho*Wo pixels, so it is split over blocks ("split-K", see below).
-// All of them use one block-tile routine, conv3x3_gemm_fma (or _tf32), with the same tiling: a block of 256
-// threads owns a 64 x 64 tile of the product; per step it stages a 16-deep slice of both operands in shared
+// All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or conv3x3_gemm_tf32), with
+// the same tiling: a block of 256 threads owns a 64 x 64 tile of the product; per step it stages a 16-deep
+// slice of both operands in shared
 // memory (zeros outside the matrices: that is the padding and the partial tiles), then every thread
 // accumulates a 4 x 4 block of outputs in registers (rows ty + 16i, columns tx + 16j: neighbouring threads
 // read neighbouring shared words, no bank conflicts, and write neighbouring pixels, coalesced).
@@ -57,20 +58,16 @@
 // defaults in kernel_conv.py were chosen by the traffic arguments above; the GPU benchmark confirms them.
 //
 // The launch configurations are in minunet/backends/kernel_conv.py; the tile sizes there must match the
-// #defines here (the GEMM versions' too: CONV3X3_GEMM_*). Checked by `pytest tests/test_conv_ops.py`
+// #defines here (the GEMM versions' too: MINUNET_GEMM_*). Checked by `pytest tests/test_conv_ops.py`
 // against minunet/backends/numpy_conv.py on the sim device (and cuda with a GPU), both dtypes, both
 // paddings, every version; the GEMM versions also by
 // `pytest tests/test_conv_versions.py` (odd channel counts, gradient checks through each version).
 #include "common.cuh"
+#include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
 
 #define CONV3X3_V2_TILE 16     // forward v2: output tile edge; the block is (TILE, TILE, 1) threads
 #define CONV3X3_V2_COUT 8      // forward v2: output channels per block (accumulators per thread)
 #define CONV3X3_GW_THREADS 256 // grad_weight v1: threads per block, a power of two for the tree reduction
-#define CONV3X3_GEMM_BM 64       // GEMM versions: rows of the block tile (output channels; grad_weight: Co)
-#define CONV3X3_GEMM_BN 64       // GEMM versions: columns of the block tile (pixels; grad_weight: Ci*9)
-#define CONV3X3_GEMM_BK 16       // GEMM versions: depth of the slice staged in shared memory per step
-#define CONV3X3_GEMM_PAD 8       // shared rows padded by 8 words: the TF32 fragment reads hit 32 distinct banks
-#define CONV3X3_GEMM_THREADS 256 // GEMM versions: threads per block (16 x 16, or 8 warps)
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
                                               int N, int Ci, int H, int W, int Co, int pad, int has_bias) {
@@ -206,41 +203,7 @@ extern "C" __global__ void conv3x3_grad_weight_v1(const real* x, const real* gy,
 
 // ================================================================ the implicit-GEMM versions
 
-// One block tile on CUDA cores: C[64 x 64] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col].
-// load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with zeros outside the
-// matrices; store(row, col, value) receives every element of the tile (rows and columns relative to it).
-template <class Load, class Store>
-__device__ __forceinline__ void conv3x3_gemm_fma(Load& load, Store& store, int k_begin, int k_end) {
-    __shared__ real As[CONV3X3_GEMM_BK][CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD];
-    __shared__ real Bs[CONV3X3_GEMM_BK][CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    real acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = (real)0;
-    for (int k0 = k_begin; k0 < k_end; k0 += CONV3X3_GEMM_BK) {
-        load(As, Bs, k0);
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < CONV3X3_GEMM_BK; kk++) {
-            real a[4], b[4];  // 8 shared loads feed 16 multiply-adds
-#pragma unroll
-            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
-        }
-        __syncthreads();  // before the next slice overwrites the tiles
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
-}
+// The CUDA-core block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv1x1.cu, up_conv2x2.cu).
 
 // ---- TF32 tensor cores: one warp-wide mma.sync.m16n8k8, D[16 x 8] += A[16 x 8] * B[8 x 8] ----
 // Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32), lane = 4*g + t:
@@ -266,8 +229,8 @@ __device__ __forceinline__ void conv3x3_mma_tf32(float d[4], const unsigned int 
 #if defined(MINUNET_SIM)
     // The simulator has no tensor cores: each warp lays its fragments out as matrices in shared scratch
     // (per the layout above), multiplies them, and reads its own 4 outputs. Same fragments in, same out.
-    __shared__ float sa[CONV3X3_GEMM_THREADS / 32][16][8];
-    __shared__ float sb[CONV3X3_GEMM_THREADS / 32][8][8];
+    __shared__ float sa[MINUNET_GEMM_THREADS / 32][16][8];
+    __shared__ float sb[MINUNET_GEMM_THREADS / 32][8][8];
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
     sa[warp][g][t] = __uint_as_float(a[0]);
     sa[warp][g + 8][t] = __uint_as_float(a[1]);
@@ -293,12 +256,12 @@ __device__ __forceinline__ void conv3x3_mma_tf32(float d[4], const unsigned int 
 #endif
 }
 
-// The block tile of conv3x3_gemm_fma on tensor cores: warp w owns rows 32*(w % 2) .. +31 and columns
+// The block tile of minunet_gemm_fma on tensor cores: warp w owns rows 32*(w % 2) .. +31 and columns
 // 16*(w / 2) .. +15, i.e. 2 x 2 mma tiles; each 16-deep slice is two k-steps of 8.
 template <class Load, class Store>
 __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int k_begin, int k_end) {
-    __shared__ real As[CONV3X3_GEMM_BK][CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD];
-    __shared__ real Bs[CONV3X3_GEMM_BK][CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD];
+    __shared__ real As[MINUNET_GEMM_BK][MINUNET_GEMM_BM + MINUNET_GEMM_PAD];
+    __shared__ real Bs[MINUNET_GEMM_BK][MINUNET_GEMM_BN + MINUNET_GEMM_PAD];
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
     const int wm = 32 * (warp % 2), wn = 16 * (warp / 2);
     float acc[2][2][4];
@@ -308,11 +271,11 @@ __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int 
         for (int j = 0; j < 2; j++)
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
-    for (int k0 = k_begin; k0 < k_end; k0 += CONV3X3_GEMM_BK) {
+    for (int k0 = k_begin; k0 < k_end; k0 += MINUNET_GEMM_BK) {
         load(As, Bs, k0);
         __syncthreads();
 #pragma unroll
-        for (int ks = 0; ks < CONV3X3_GEMM_BK; ks += 8) {
+        for (int ks = 0; ks < MINUNET_GEMM_BK; ks += 8) {
             unsigned int a[2][4], b[2][2];
 #pragma unroll
             for (int i = 0; i < 2; i++) {
@@ -353,10 +316,10 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
                                                    int N, int Cimg, int H, int W, int Cout, int pad,
                                                    int has_bias, int relu) {
     const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, K = Cimg * 9;
-    const int m0 = blockIdx.y * CONV3X3_GEMM_BM, q0 = blockIdx.x * CONV3X3_GEMM_BN;
+    const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
     // This thread's share of each slice: A column a_k, rows a_row + 16r; B row b_row + 4r, column b_col.
-    const int a_k = threadIdx.x % CONV3X3_GEMM_BK, a_row = threadIdx.x / CONV3X3_GEMM_BK;
-    const int b_col = threadIdx.x % CONV3X3_GEMM_BN, b_row = threadIdx.x / CONV3X3_GEMM_BN;
+    const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;
+    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
     // The output pixel of column b_col is the same in every slice: decompose it once.
     const int q = q0 + b_col;
     const bool q_ok = q < N * P;
@@ -364,7 +327,7 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
     const int oy = qp / (Wo > 0 ? Wo : 1), ox = qp - oy * Wo;
     const real* img_n = img + (long long)qn * Cimg * H * W;
 
-    auto load = [&](real (*As)[CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD], real (*Bs)[CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD],
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD],
                     int k0) {
         const int k = k0 + a_k;
 #pragma unroll
@@ -398,21 +361,21 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
         out[(n * Cout + m) * P + (qq - n * P)] = v;
     };
     if (kTensorCores) conv3x3_gemm_tf32(load, store, 0, K);
-    else conv3x3_gemm_fma(load, store, 0, K);
+    else minunet_gemm_fma(load, store, 0, K);
 }
 
 // partial[z] (Co, Ci*9) = sum over the pixels q in [z*chunk, min((z+1)*chunk, N*Ho*Wo)) of gy[o, q] * X[j, q].
-// grid: (ceil(Ci*9 / 64), ceil(Co / 64), splits); chunk is a multiple of CONV3X3_GEMM_BK.
+// grid: (ceil(Ci*9 / 64), ceil(Co / 64), splits); chunk is a multiple of MINUNET_GEMM_BK.
 template <bool kTensorCores>
 __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const real* gy, real* partial,
                                                          int N, int Ci, int H, int W, int Co, int pad, int chunk) {
     const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, J = Ci * 9;
-    const int j0 = blockIdx.x * CONV3X3_GEMM_BN, m0 = blockIdx.y * CONV3X3_GEMM_BM;
+    const int j0 = blockIdx.x * MINUNET_GEMM_BN, m0 = blockIdx.y * MINUNET_GEMM_BM;
     const int k_begin = blockIdx.z * chunk;
     const int k_end = min(k_begin + chunk, N * P);
     // Both operands are read along the pixels: this thread loads pixel k0 + kk of each slice, for 4 rows
     // (output channels) of A and 4 columns (c, ky, kx) of B, the same 4 columns in every slice.
-    const int kk = threadIdx.x % CONV3X3_GEMM_BK, lane_row = threadIdx.x / CONV3X3_GEMM_BK;
+    const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;
     int col_c[4], col_ky[4], col_kx[4];
 #pragma unroll
     for (int r = 0; r < 4; r++) {
@@ -423,7 +386,7 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
         col_kx[r] = tap % 3;
     }
 
-    auto load = [&](real (*As)[CONV3X3_GEMM_BM + CONV3X3_GEMM_PAD], real (*Bs)[CONV3X3_GEMM_BN + CONV3X3_GEMM_PAD],
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD],
                     int k0) {
         const int q = k0 + kk;
         const bool ok = q < k_end;
@@ -449,41 +412,41 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
         if (m < Co && j < J) partial[((long long)blockIdx.z * Co + m) * J + j] = v;
     };
     if (kTensorCores) conv3x3_gemm_tf32(load, store, k_begin, k_end);
-    else conv3x3_gemm_fma(load, store, k_begin, k_end);
+    else minunet_gemm_fma(load, store, k_begin, k_end);
 }
 
-// grid (ceil(N*Ho*Wo / 64), ceil(Co / 64)), block CONV3X3_GEMM_THREADS. relu = 1: y = max(conv + b, 0).
-extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+// grid (ceil(N*Ho*Wo / 64), ceil(Co / 64)), block MINUNET_GEMM_THREADS. relu = 1: y = max(conv + b, 0).
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v3(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
     conv3x3_image_gemm<false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
-extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v4(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
     conv3x3_image_gemm<true, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
-// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block CONV3X3_GEMM_THREADS.
-extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
     conv3x3_image_gemm<false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
-extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v3(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
     conv3x3_image_gemm<true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
-// grid (ceil(Ci*9 / 64), ceil(Co / 64), splits), block CONV3X3_GEMM_THREADS; then the reduce kernel.
-extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+// grid (ceil(Ci*9 / 64), ceil(Co / 64), splits), block MINUNET_GEMM_THREADS; then the reduce kernel.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
     conv3x3_grad_weight_gemm<false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
-extern "C" __global__ void __launch_bounds__(CONV3X3_GEMM_THREADS)
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v3(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
     conv3x3_grad_weight_gemm<true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);

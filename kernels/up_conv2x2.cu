@@ -15,7 +15,7 @@
 //       N*H*W input pixels keeping 4 partial sums, then a shared-memory tree reduction (deterministic).
 //       Launch with exactly UP_CONV2X2_GW_THREADS threads per block.
 //   The GEMM versions (v2): with r = (o, a, d) in Co*4, the op is a matrix product against w viewed as a
-//   (Ci, Co*4) matrix, so each is up_conv2x2_gemm_fma, the register-blocked 64 x 64 block tile of conv3x3.cu:
+//   (Ci, Co*4) matrix, so each is minunet_gemm_fma, the register-blocked 64 x 64 block tile of gemm_tile.cuh:
 //   up_conv2x2_forward_v2: Y[r, q] = sum_c w[c, r] x[c, q] over the input pixels q of all N images, scattered
 //       to y[n, o, 2i+a, 2j+d] with the bias in the epilogue. Each x value is read once per 64 rows r; v1
 //       reads it 4*Co times (once per output pixel it feeds), which dominates the 28x28x1024 layer.
@@ -26,13 +26,9 @@
 //
 // Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
 #include "common.cuh"
+#include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
 
 #define UP_CONV2X2_GW_THREADS 256  // grad_weight v1: threads per block, a power of two
-#define UP_CONV2X2_GEMM_BM 64       // GEMM versions: rows of the block tile
-#define UP_CONV2X2_GEMM_BN 64       // GEMM versions: columns of the block tile
-#define UP_CONV2X2_GEMM_BK 16       // GEMM versions: depth of the slice staged in shared memory per step
-#define UP_CONV2X2_GEMM_PAD 8       // shared rows padded (as in conv3x3.cu)
-#define UP_CONV2X2_GEMM_THREADS 256 // GEMM versions: threads per block
 
 extern "C" __global__ void up_conv2x2_forward_v1(const real* x, const real* w, const real* b, real* y,
                                                  int N, int Ci, int H, int W, int Co, int has_bias) {
@@ -97,43 +93,7 @@ extern "C" __global__ void up_conv2x2_grad_weight_v1(const real* x, const real* 
 
 // ================================================================ the GEMM versions
 
-// One block tile on CUDA cores: C[64 x 64] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col].
-// load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with zeros outside the
-// matrices; store(row, col, value) receives every element of the tile. The same routine as conv3x3.cu's
-// conv3x3_gemm_fma (each kernel file stands alone): 256 threads, 4 x 4 outputs each, rows ty + 16i and
-// columns tx + 16j so that neighbouring threads read neighbouring shared words and write neighbouring pixels.
-template <class Load, class Store>
-__device__ __forceinline__ void up_conv2x2_gemm_fma(Load& load, Store& store, int k_begin, int k_end) {
-    __shared__ real As[UP_CONV2X2_GEMM_BK][UP_CONV2X2_GEMM_BM + UP_CONV2X2_GEMM_PAD];
-    __shared__ real Bs[UP_CONV2X2_GEMM_BK][UP_CONV2X2_GEMM_BN + UP_CONV2X2_GEMM_PAD];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    real acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = (real)0;
-    for (int k0 = k_begin; k0 < k_end; k0 += UP_CONV2X2_GEMM_BK) {
-        load(As, Bs, k0);
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < UP_CONV2X2_GEMM_BK; kk++) {
-            real a[4], b[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
-}
+// The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
 
 // gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
 extern "C" __global__ void up_conv2x2_grad_weight_reduce_v2(const real* partial, real* gw, int count, int splits) {
@@ -144,18 +104,18 @@ extern "C" __global__ void up_conv2x2_grad_weight_reduce_v2(const real* partial,
     gw[i] = sum;
 }
 
-// grid (ceil(N*H*W / 64), ceil(Co*4 / 64)), block UP_CONV2X2_GEMM_THREADS.
-extern "C" __global__ void __launch_bounds__(UP_CONV2X2_GEMM_THREADS)
+// grid (ceil(N*H*W / 64), ceil(Co*4 / 64)), block MINUNET_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 up_conv2x2_forward_v2(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                       int has_bias) {
     const int P = H * W, R = 4 * Co;
-    const int m0 = blockIdx.y * UP_CONV2X2_GEMM_BM, q0 = blockIdx.x * UP_CONV2X2_GEMM_BN;
-    const int a_col = threadIdx.x % UP_CONV2X2_GEMM_BM, a_k = threadIdx.x / UP_CONV2X2_GEMM_BM;  // w[c, r]: along r
-    const int b_col = threadIdx.x % UP_CONV2X2_GEMM_BN, b_row = threadIdx.x / UP_CONV2X2_GEMM_BN;
+    const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
+    const int a_col = threadIdx.x % MINUNET_GEMM_BM, a_k = threadIdx.x / MINUNET_GEMM_BM;  // w[c, r]: along r
+    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
     const int q = q0 + b_col;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
-    auto load = [&](real (*As)[UP_CONV2X2_GEMM_BM + UP_CONV2X2_GEMM_PAD], real (*Bs)[UP_CONV2X2_GEMM_BN + UP_CONV2X2_GEMM_PAD], int k0) {
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int kk = a_k + 4 * r, c = k0 + kk, row = m0 + a_col;
@@ -174,22 +134,22 @@ up_conv2x2_forward_v2(const real* x, const real* w, const real* b, real* y, int 
         const int n = qq / P, i = (qq - n * P) / W, j = (qq - n * P) % W;
         y[((n * Co + o) * 2 * H + 2 * i + a) * 2 * W + 2 * j + d] = v + (has_bias ? b[o] : (real)0);
     };
-    up_conv2x2_gemm_fma(load, store, 0, Ci);
+    minunet_gemm_fma(load, store, 0, Ci);
 }
 
-// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block UP_CONV2X2_GEMM_THREADS.
-extern "C" __global__ void __launch_bounds__(UP_CONV2X2_GEMM_THREADS)
+// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 up_conv2x2_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co) {
     const int P = H * W, R = 4 * Co;
-    const int m0 = blockIdx.y * UP_CONV2X2_GEMM_BM, q0 = blockIdx.x * UP_CONV2X2_GEMM_BN;
-    const int a_k = threadIdx.x % UP_CONV2X2_GEMM_BK, a_row = threadIdx.x / UP_CONV2X2_GEMM_BK;  // w[c, r]: along r
-    const int b_col = threadIdx.x % UP_CONV2X2_GEMM_BN, b_row = threadIdx.x / UP_CONV2X2_GEMM_BN;
+    const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
+    const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;  // w[c, r]: along r
+    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
     const int q = q0 + b_col;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
     const int qi = qp / W, qj = qp % W;
     const real* gy_n = gy + (long long)qn * Co * 4 * P;
-    auto load = [&](real (*As)[UP_CONV2X2_GEMM_BM + UP_CONV2X2_GEMM_PAD], real (*Bs)[UP_CONV2X2_GEMM_BN + UP_CONV2X2_GEMM_PAD], int k0) {
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int c = m0 + a_row + 16 * r, rr = k0 + a_k;
@@ -212,24 +172,24 @@ up_conv2x2_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci,
         const int n = qq / P;
         gx[(n * Ci + c) * P + (qq - n * P)] = v;
     };
-    up_conv2x2_gemm_fma(load, store, 0, R);
+    minunet_gemm_fma(load, store, 0, R);
 }
 
-// grid (ceil(Co*4 / 64), ceil(Ci / 64), splits), block UP_CONV2X2_GEMM_THREADS; chunk a multiple of 16.
-extern "C" __global__ void __launch_bounds__(UP_CONV2X2_GEMM_THREADS)
+// grid (ceil(Co*4 / 64), ceil(Ci / 64), splits), block MINUNET_GEMM_THREADS; chunk a multiple of 16.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 up_conv2x2_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co,
                           int chunk) {
     const int P = H * W, R = 4 * Co;
-    const int r0 = blockIdx.x * UP_CONV2X2_GEMM_BN, m0 = blockIdx.y * UP_CONV2X2_GEMM_BM;
+    const int r0 = blockIdx.x * MINUNET_GEMM_BN, m0 = blockIdx.y * MINUNET_GEMM_BM;
     const int k_begin = blockIdx.z * chunk, k_end = min(k_begin + chunk, N * P);
-    const int kk = threadIdx.x % UP_CONV2X2_GEMM_BK, lane_row = threadIdx.x / UP_CONV2X2_GEMM_BK;  // along q
+    const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;  // along q
     int col_offset[4];  // this thread's 4 columns r = (o, a, d) of G, as offsets into one image of gy
 #pragma unroll
     for (int r = 0; r < 4; r++) {
         const int rr = r0 + lane_row + 16 * r;
         col_offset[r] = rr < R ? ((rr / 4) * 2 * H + (rr / 2) % 2) * 2 * W + rr % 2 : -1;
     }
-    auto load = [&](real (*As)[UP_CONV2X2_GEMM_BM + UP_CONV2X2_GEMM_PAD], real (*Bs)[UP_CONV2X2_GEMM_BN + UP_CONV2X2_GEMM_PAD], int k0) {
+    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
         const int q = k0 + kk;
         const bool ok = q < k_end;
         const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
@@ -246,5 +206,5 @@ up_conv2x2_grad_weight_v2(const real* x, const real* gy, real* partial, int N, i
         const int c = m0 + row, rr = r0 + col;
         if (c < Ci && rr < R) partial[((long long)blockIdx.z * Ci + c) * R + rr] = v;
     };
-    up_conv2x2_gemm_fma(load, store, k_begin, k_end);
+    minunet_gemm_fma(load, store, k_begin, k_end);
 }
