@@ -4,6 +4,7 @@
 #   2. the gpu-marked tests (the cuda device against the numpy reference)
 #   3. the NVRTC resource table (registers, shared memory, spills) for the usual archs and this GPU's
 #   4. the benchmarks (python -m minunet.bench: every kernel version, PyTorch beside it, a training step)
+#   5. the default GPU training run of python -m minunet.train, cut to 500 steps / 5 minutes
 # Every step runs even if an earlier one failed; the exit status says whether any failed.
 # Results go to ${OUT:-benchmarks/results}. Run from the repository root: bash benchmarks/gpu_session.sh
 set -euo pipefail
@@ -47,6 +48,10 @@ step nvrtc_table python3 -m minunet.nvrtc --arch $archs
 # Every kernel version on the paper's U-Net layers, PyTorch/cuDNN beside them, one training step end to end:
 # writes results-cuda-<date>.md/.json and roofline-cuda-<date>.png into $OUT (about 3-4 minutes on an H100).
 step bench python3 -m minunet.bench --device cuda --out "$OUT" --plot
+
+# The default GPU training run (the paper's network and recipe), cut to a few minutes: its metrics.jsonl holds
+# the time and loss of every step and the validation IoU every 100 steps (issue 3 asks for both).
+step train timeout 300 python3 -m minunet.train --device cuda --steps 500 --out "$OUT/train-cuda" --quiet
 
 if ((${#failed[@]})); then
     echo "FAILED steps: ${failed[*]} (logs in $OUT)"
