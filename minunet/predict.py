@@ -29,7 +29,7 @@ def tile_plan(model, tile=None, image_shape=None):
         sizes = valid_input_sizes(model.depth, model.padding, 1, 572)
         if not sizes:
             raise ValueError("this network accepts no tile up to 572 px; pass tile=")
-        need = max(image_shape or (0,))
+        need = max(image_shape) if image_shape else float("inf")  # no image: the largest tile
         tile = next((s for s in sizes if output_of(s) >= need), sizes[-1])
     check_input_size(tile, model.depth, model.padding)
     out = output_of(tile)
@@ -138,13 +138,12 @@ def main(argv=None):
         files = _image_files(args.input)
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
-        in_tile, out_tile, _ = tile_plan(model, args.tile)
-        print(f"model: {model.n_parameters():,} parameters on {model.parameters()[0].device}; "
-              f"tiles {in_tile} -> {out_tile} px")
+        print(f"model: {model.n_parameters():,} parameters on {model.parameters()[0].device}")
         for path in files:
             image = read_image(path)
+            in_tile, out_tile, _ = tile_plan(model, args.tile, image.shape[-2:])
             tiles = -(-image.shape[-2] // out_tile) * -(-image.shape[-1] // out_tile) * (8 if args.tta else 1)
-            with tqdm(total=tiles, desc=path.name, unit="tile") as bar:
+            with tqdm(total=tiles, desc=f"{path.name}: tiles {in_tile} -> {out_tile} px", unit="tile") as bar:
                 probs = predict_probabilities(model, image, in_tile, args.batch_size, args.tta, bar.update)
             _save_outputs(out_dir, path.stem, image, probs)
         print(f"wrote {len(files)} prediction(s) to {out_dir}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy)")

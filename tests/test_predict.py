@@ -77,3 +77,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     assert main(["--checkpoint", str(tmp_path / "bad.npz"), "--input", str(tmp_path)]) == 2
     assert "not a readable minunet checkpoint" in capsys.readouterr().err
+
+
+def test_default_tile_covers_the_image_in_one_pass_up_to_the_paper_tile():
+    net = mu.UNet(depth=3, base_channels=2)
+    assert tile_plan(net, None, (30, 50)) == (92, 52, 20)   # the smallest tile whose output covers 50 px
+    assert tile_plan(net, None, (4096, 4096))[0] == 572       # capped at the paper's tile
+    assert tile_plan(net, None, None)[0] == 572                # no image given: the largest tile
