@@ -45,7 +45,7 @@ def _check_weight_bias(op, x, w, b, w_shape):
         raise ValueError(f"{op}: w must have shape {want} for x with {x.shape[1]} channels, got {w.shape}")
     _check_same(op, x, w=w)
     if b is not None:
-        cout = w.shape[0] if op != "up_conv2x2" else w.shape[1]
+        cout = w.shape[w_shape.index(None)]  # the free entry of w_shape is Cout
         _check_tensor(op, "b", b, 1, f"(Cout,) = ({cout},)")
         if b.shape != (cout,):
             raise ValueError(f"{op}: b must have shape ({cout},), got {b.shape}")

@@ -80,12 +80,17 @@ def resolve_config(args):
     defaults = GPU_DEFAULTS if device == "cuda" else CPU_DEFAULTS
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     config["device"] = device
+    if config["epochs"] is not None:
+        if config["steps"] is not None:
+            raise ValueError("give --steps or --epochs, not both")
+        if not config["epochs"] > 0:
+            raise ValueError(f"--epochs must be > 0, got {config['epochs']}")
     for key in ("depth", "base_channels", "tile", "batch_size", "steps", "lr", "momentum", "lr_decay"):
-        if config[key] is None:
-            config[key] = defaults[key]
+        if config[key] is None and not (key == "steps" and config["epochs"] is not None):
+            config[key] = defaults[key]  # steps from --epochs are counted once the data is loaded (Trainer)
     check_input_size(config["tile"], config["depth"], config["padding"])
     for key, low in (("steps", 1), ("batch_size", 1), ("val_every", 1), ("checkpoint_every", 1)):
-        if config[key] < low:
+        if config[key] is not None and config[key] < low:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {config[key]}")
     if not 0 < config["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must be in (0, 1), got {config['val_fraction']}")
@@ -104,9 +109,11 @@ class Trainer:
         self.model = UNet(in_channels=self.data.in_channels, n_classes=self.data.n_classes, depth=c["depth"],
                           base_channels=c["base_channels"], padding=c["padding"], dropout=c["dropout"],
                           dtype=np.dtype(c["dtype"]), device=c["device"], seed=c["seed"])
+        if c["steps"] is None:  # --epochs: passes over the training images
+            c["steps"] = max(1, round(c["epochs"] * len(self.data.train_images) / c["batch_size"]))
         self.optimizer = SGD(self.model.parameters(), c["lr"], c["momentum"], c["weight_decay"])
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
-        self.step = 0
+        self.step, self.last_prediction = 0, None
         if meta is not None:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optim_state)
@@ -161,12 +168,13 @@ class Trainer:
         from .metrics import foreground_iou
         from .predict import predict_probabilities
         self.model.eval()
-        scores, self.last_prediction = [], None
+        scores = []
         for image, label in zip(self.data.val_images, self.data.val_labels):
             probs = predict_probabilities(self.model, image)
             prediction = probs.argmax(0)
             scores.append(foreground_iou(prediction, label))
-            self.last_prediction = self.last_prediction or (image, label, prediction)
+            if len(scores) == 1:  # the first validation image goes into panel.png
+                self.last_prediction = (image, label, prediction)
         return float(np.mean(scores))
 
     def save(self):
@@ -177,7 +185,7 @@ class Trainer:
     def plot(self):
         from .plots import plot_metrics, plot_panel
         plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
-        if getattr(self, "last_prediction", None) is not None:
+        if self.last_prediction is not None:
             image, label, prediction = self.last_prediction
             d = self.data
             plot_panel(self.run_dir / "panel.png", image, label, prediction, d.val_weights[0])
@@ -263,27 +271,14 @@ def main(argv=None):
             print(f"resuming {resume} at step {meta['step']} of {config['steps']}")
         else:
             config, why = resolve_config(args)
-            if args.epochs is not None:
-                config["steps"] = None  # resolved by the trainer's image count below
             run_dir = Path(args.out or f"runs/{config['data']}-{time.strftime('%Y%m%d-%H%M%S')}")
             print(f"device {config['device']}: {why}")
             resume = None
-        if config.get("steps") is None:
-            config["steps"] = _steps_for_epochs(args.epochs, config)
         _, code = run(config, run_dir, resume, quiet=args.quiet)
         return code
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-def _steps_for_epochs(epochs, config):
-    from .data.training import prepare_training_data
-    if epochs <= 0:
-        raise ValueError(f"--epochs must be > 0, got {epochs}")
-    d = prepare_training_data(config["data"], config["data_dir"], n_synthetic=config["n_synthetic"],
-                              val_fraction=config["val_fraction"], seed=config["seed"], weights=False)
-    return max(1, int(round(epochs * len(d.train_images) / config["batch_size"])))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def test_numpy_and_sim_train_the_same_tiny_network(tmp_path):
     (["--data", "isbi2012", "--data-dir", "/nonexistent"], "/nonexistent is not a folder"),
     (["--data", "folder"], "data_dir"),
     (["--resume", "/nonexistent/run"], "does not exist"),
+    (["--epochs", "1"], "give --steps or --epochs, not both"),
 ])
 def test_bad_arguments_are_one_line_errors(argv, message, capsys):
     assert main(TINY + ["--steps", "1", "--device", "numpy"] + argv) == 2
@@ -105,3 +106,12 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         trainer.save()
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+def test_epochs_count_passes_over_the_training_images(tmp_path):
+    config, _ = resolve_config(build_parser().parse_args(TINY + ["--epochs", "1.5", "--device", "numpy"]))
+    assert config["steps"] is None
+    trainer, code = run(config, tmp_path, quiet=True)
+    assert code == 0
+    assert trainer.step == config["steps"] == round(1.5 * len(trainer.data.train_images) / 1)  # batch size 1
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == trainer.step
