@@ -19,7 +19,7 @@
 //       default: the U-Net's 1x1 layer has Co = 2, which leaves 62 of the tile's 64 rows empty.
 //   conv1x1_grad_input_v2: gx[c, q] = sum_o w[o, c] gy[o, q]. Not the default for the same reason (K = Co = 2).
 //   conv1x1_grad_weight_v2: gw[o, c] = sum_q gy[o, q] x[c, q], split-K over the N*P pixels: block z writes
-//       the slice's partial product, conv1x1_grad_weight_reduce_v2 adds the slices in order (deterministic).
+//       the slice's partial product, conv1x1_grad_weight_reduce adds the slices in order (deterministic).
 //       Reads x and gy once per 64 channels; v1 reads x Co times and gy Ci times (one block per weight).
 //
 // Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
@@ -80,7 +80,7 @@ extern "C" __global__ void conv1x1_grad_weight_v1(const real* x, const real* gy,
 // The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
 
 // gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
-extern "C" __global__ void conv1x1_grad_weight_reduce_v2(const real* partial, real* gw, int count, int splits) {
+extern "C" __global__ void conv1x1_grad_weight_reduce(const real* partial, real* gw, int count, int splits) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
     real sum = (real)0;

@@ -20,6 +20,15 @@
 //   conv3x3_grad_weight_v1: one block per (o, c) pair computes its 9 weights: threads stride over the
 //       N*Ho*Wo output pixels keeping 9 partial sums, then a shared-memory tree reduction. Deterministic
 //       (fixed summation order, no atomics). Launch with exactly CONV3X3_GW_THREADS threads per block.
+//   conv3x3_grad_input_v2: forward v2's shared-memory tiling applied to gy (the same device function,
+//       conv3x3_tiled): grad_input is the forward with the weights transposed (o <-> c), flipped (tap t ->
+//       8-t) and padding 2-pad. Each gy value is read from global memory once per COUT input channels
+//       instead of 9*Ci times.
+//   conv3x3_grad_weight_v2: shared-memory tiling of v1. One block per (o, group of GW_CIN = 4 input
+//       channels) walks over the TILE x TILE output tiles; per tile it stages the 4 x tiles with their halos
+//       in __shared__, each thread multiplies its own gy value into 4 x 9 accumulators, then one tree
+//       reduction per channel as in v1. gy is read Ci/4 times instead of Ci times, and each x value once
+//       per tile instead of 9 times.
 //
 // The implicit-GEMM versions. A 3x3 convolution is a matrix product whose second operand is never built:
 //   forward      y[o, q]  = sum_k  w[o, k] * X[k, q]      k = (c, ky, kx) in Ci*9, q = (n, oy, ox) in N*Ho*Wo,
@@ -44,15 +53,19 @@
 //       Off by default (TF32 changes results at the 1e-3 level); float32 only; sm_80 or newer. The
 //       simulator runs it with an emulation of the documented fragment layout (conv3x3_mma_tf32), so the
 //       indexing is checked on the CPU; the PTX itself only on a GPU (tests marked gpu).
-//   conv3x3_grad_input_v2: the forward's implicit GEMM on gy with transposed, flipped weights (no atomics:
-//       every gx element is one thread's sum). v1 reads each gy value 9*Ci times from global memory; here
-//       once per 64 input channels.
-//   conv3x3_grad_input_v3: v2 on tensor cores (TF32), as forward_v4.
-//   conv3x3_grad_weight_v2: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the
-//       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; conv3x3_grad_weight_reduce_v2
+//   conv3x3_grad_input_v3: the forward's implicit GEMM on gy with transposed, flipped weights (no atomics:
+//       every gx element is one thread's sum). v1 reads each gy value 9*Ci times from global memory, v2
+//       once per 8 input channels, v3 once per 64, with 16 FMAs per 8 shared loads (v2: about 1 per load).
+//   conv3x3_grad_input_v4: v3 on tensor cores (TF32), as forward_v4.
+//   conv3x3_grad_weight_v3: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the
+//       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; conv3x3_grad_weight_reduce
 //       adds the slices in order of z. Deterministic (no atomics, fixed order). v1 reads x Co times and gy
-//       Ci times (one block per (o, c) pair); v2 reads each once per 64 channels.
-//   conv3x3_grad_weight_v3: v2 on tensor cores (TF32), same reduction.
+//       Ci times (one block per (o, c) pair), v2 x Co times and gy Ci/4 times; v3 reads each once per 64
+//       channels, and its grid (slices x tiles) fills the GPU where v1 and v2 have only Co*Ci blocks.
+//   conv3x3_grad_weight_v4: v3 on tensor cores (TF32), same reduction.
+//
+// So every direction has the same ladder: v1 naive, v2 shared-memory tile, v3 register-blocked implicit
+// GEMM (the default), v4 TF32 tensor cores (off by default).
 // NVRTC's resource report for all of them (no spills on sm_75..sm_90): `python -m minunet.nvrtc conv3x3`;
 // timings on the U-Net's layers: `python -m minunet.bench` (benchmarks/README.md). Without a GPU the
 // defaults in kernel_conv.py were chosen by the traffic arguments above; the GPU benchmark confirms them.
@@ -65,9 +78,10 @@
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
 
-#define CONV3X3_V2_TILE 16     // forward v2: output tile edge; the block is (TILE, TILE, 1) threads
-#define CONV3X3_V2_COUT 8      // forward v2: output channels per block (accumulators per thread)
+#define CONV3X3_V2_TILE 16     // the v2 kernels: output tile edge; the block is (TILE, TILE, 1) threads
+#define CONV3X3_V2_COUT 8      // forward and grad_input v2: output channels per block (accumulators per thread)
 #define CONV3X3_GW_THREADS 256 // grad_weight v1: threads per block, a power of two for the tree reduction
+#define CONV3X3_GW_V2_CIN 4    // grad_weight v2: input channels per block (4 x 9 accumulators per thread)
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
                                               int N, int Ci, int H, int W, int Co, int pad, int has_bias) {
@@ -95,34 +109,40 @@ extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, cons
     y[i] = sum;
 }
 
-// grid = (ceil(Wo/TILE), ceil(Ho/TILE), N * ceil(Co/COUT)), block = (TILE, TILE, 1).
-extern "C" __global__ void conv3x3_forward_v2(const real* x, const real* w, const real* b, real* y,
-                                              int N, int Ci, int H, int W, int Co, int pad, int has_bias) {
+// out (N, Cout, Ho, Wo) = conv3x3 of img (N, Cimg, H, W) with a shared-memory tile, as forward v2 describes.
+// kGradInput = false: the forward, w (Cout, Cimg, 3, 3). kGradInput = true: grad_input, img = gy, w read
+// transposed and flipped, w[cimg, m, 8 - tap] with w (Cimg, Cout, 3, 3), and the caller passes pad = 2 - pad.
+// grid = (ceil(Wo/TILE), ceil(Ho/TILE), N * ceil(Cout/COUT)), block = (TILE, TILE, 1).
+template <bool kGradInput>
+__device__ __forceinline__ void conv3x3_tiled(const real* img, const real* w, const real* bias, real* out,
+                                              int N, int Cimg, int H, int W, int Cout, int pad, int has_bias) {
     const int T = CONV3X3_V2_TILE, TH = CONV3X3_V2_TILE + 2;  // TH: tile with its halo
     __shared__ real tile[CONV3X3_V2_TILE + 2][CONV3X3_V2_TILE + 2];
     __shared__ real wtile[CONV3X3_V2_COUT][9];
 
     int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad;
-    int co_groups = (Co + CONV3X3_V2_COUT - 1) / CONV3X3_V2_COUT;
+    int co_groups = (Cout + CONV3X3_V2_COUT - 1) / CONV3X3_V2_COUT;
     int n = blockIdx.z / co_groups;
-    int o0 = (blockIdx.z % co_groups) * CONV3X3_V2_COUT;
+    int m0 = (blockIdx.z % co_groups) * CONV3X3_V2_COUT;
     int oy0 = blockIdx.y * T, ox0 = blockIdx.x * T;  // the tile's top-left output pixel
     int tid = threadIdx.y * T + threadIdx.x;
 
     real acc[CONV3X3_V2_COUT];
     for (int k = 0; k < CONV3X3_V2_COUT; k++) acc[k] = (real)0;
 
-    for (int c = 0; c < Ci; c++) {
+    for (int c = 0; c < Cimg; c++) {
         // Every thread helps load, including those whose output pixel lies outside a partial tile:
         // all threads must reach both __syncthreads.
-        const real* xc = x + (n * Ci + c) * H * W;
+        const real* img_c = img + (n * Cimg + c) * H * W;
         for (int k = tid; k < TH * TH; k += T * T) {
             int iy = oy0 + k / TH - pad, ix = ox0 + k % TH - pad;
-            tile[k / TH][k % TH] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xc[iy * W + ix] : (real)0;
+            tile[k / TH][k % TH] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? img_c[iy * W + ix] : (real)0;
         }
         if (tid < CONV3X3_V2_COUT * 9) {
-            int o = o0 + tid / 9;
-            wtile[tid / 9][tid % 9] = (o < Co) ? w[(o * Ci + c) * 9 + tid % 9] : (real)0;
+            int m = m0 + tid / 9, tap = tid % 9;
+            real wv = (real)0;
+            if (m < Cout) wv = kGradInput ? w[(c * Cout + m) * 9 + 8 - tap] : w[(m * Cimg + c) * 9 + tap];
+            wtile[tid / 9][tap] = wv;
         }
         __syncthreads();
         real v[9];  // this thread's 3x3 window, read once and used for all COUT channels
@@ -135,9 +155,14 @@ extern "C" __global__ void conv3x3_forward_v2(const real* x, const real* w, cons
     int oy = oy0 + threadIdx.y, ox = ox0 + threadIdx.x;
     if (oy >= Ho || ox >= Wo) return;  // after the last barrier, so leaving early is safe
     for (int j = 0; j < CONV3X3_V2_COUT; j++) {
-        int o = o0 + j;
-        if (o < Co) y[((n * Co + o) * Ho + oy) * Wo + ox] = acc[j] + (has_bias ? b[o] : (real)0);
+        int m = m0 + j;
+        if (m < Cout) out[((n * Cout + m) * Ho + oy) * Wo + ox] = acc[j] + (has_bias ? bias[m] : (real)0);
     }
+}
+
+extern "C" __global__ void conv3x3_forward_v2(const real* x, const real* w, const real* b, real* y,
+                                              int N, int Ci, int H, int W, int Co, int pad, int has_bias) {
+    conv3x3_tiled<false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias);
 }
 
 extern "C" __global__ void conv3x3_grad_input_v1(const real* gy, const real* w, real* gx,
@@ -199,6 +224,58 @@ extern "C" __global__ void conv3x3_grad_weight_v1(const real* x, const real* gy,
         __syncthreads();
     }
     if (t < 9) gw[blockIdx.x * 9 + t] = partial[t][0];
+}
+
+// grid = (ceil(W/TILE), ceil(H/TILE), N * ceil(Ci/COUT)), block = (TILE, TILE, 1).
+extern "C" __global__ void conv3x3_grad_input_v2(const real* gy, const real* w, real* gx,
+                                                 int N, int Ci, int H, int W, int Co, int pad) {
+    conv3x3_tiled<true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0);
+}
+
+// grid = (Co * ceil(Ci/GW_CIN), 1, 1), block = (TILE, TILE, 1): one block per output channel o and group of
+// GW_CIN input channels walks over all TILE x TILE output tiles of all images.
+extern "C" __global__ void conv3x3_grad_weight_v2(const real* x, const real* gy, real* gw,
+                                                  int N, int Ci, int H, int W, int Co, int pad) {
+    const int T = CONV3X3_V2_TILE, TH = CONV3X3_V2_TILE + 2, C = CONV3X3_GW_V2_CIN;
+    __shared__ real tile[CONV3X3_GW_V2_CIN][CONV3X3_V2_TILE + 2][CONV3X3_V2_TILE + 2];
+    __shared__ real partial[9][CONV3X3_V2_TILE * CONV3X3_V2_TILE];
+    int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad;
+    int c_groups = (Ci + C - 1) / C;
+    int o = blockIdx.x / c_groups, c0 = (blockIdx.x % c_groups) * C;
+    int tid = threadIdx.y * T + threadIdx.x;
+    int tiles_x = (Wo + T - 1) / T, tiles_y = (Ho + T - 1) / T;
+
+    real acc[CONV3X3_GW_V2_CIN][9];
+    for (int cc = 0; cc < C; cc++)
+        for (int k = 0; k < 9; k++) acc[cc][k] = (real)0;
+    for (int t = 0; t < N * tiles_y * tiles_x; t++) {
+        int n = t / (tiles_y * tiles_x), oy0 = (t / tiles_x) % tiles_y * T, ox0 = t % tiles_x * T;
+        int oy = oy0 + threadIdx.y, ox = ox0 + threadIdx.x;
+        // gy is read by its own thread only (a register); x is shared: each value feeds 9 threads' taps.
+        real g = (oy < Ho && ox < Wo) ? gy[((n * Co + o) * Ho + oy) * Wo + ox] : (real)0;
+        for (int k = tid; k < C * TH * TH; k += T * T) {
+            int cc = k / (TH * TH), r = k % (TH * TH);
+            int iy = oy0 + r / TH - pad, ix = ox0 + r % TH - pad;
+            bool inside = c0 + cc < Ci && iy >= 0 && iy < H && ix >= 0 && ix < W;
+            tile[cc][r / TH][r % TH] = inside ? x[((n * Ci + c0 + cc) * H + iy) * W + ix] : (real)0;
+        }
+        __syncthreads();
+        for (int cc = 0; cc < C; cc++)
+            for (int k = 0; k < 9; k++) acc[cc][k] += g * tile[cc][threadIdx.y + k / 3][threadIdx.x + k % 3];
+        __syncthreads();  // before the next tile overwrites it
+    }
+    // One tree reduction per input channel of the group, as in v1 (fixed order: deterministic).
+    for (int cc = 0; cc < C; cc++) {
+        for (int k = 0; k < 9; k++) partial[k][tid] = acc[cc][k];
+        __syncthreads();
+        for (int s = T * T / 2; s > 0; s >>= 1) {
+            if (tid < s)
+                for (int k = 0; k < 9; k++) partial[k][tid] += partial[k][tid + s];
+            __syncthreads();
+        }
+        if (tid < 9 && c0 + cc < Ci) gw[(o * Ci + c0 + cc) * 9 + tid] = partial[tid][0];
+        __syncthreads();  // before the next channel overwrites partial
+    }
 }
 
 // ================================================================ the implicit-GEMM versions
@@ -430,30 +507,30 @@ conv3x3_forward_v4(const real* x, const real* w, const real* b, real* y, int N, 
 
 // grid (ceil(N*H*W / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
-conv3x3_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
+conv3x3_grad_input_v3(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
     conv3x3_image_gemm<false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
-conv3x3_grad_input_v3(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
+conv3x3_grad_input_v4(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
     conv3x3_image_gemm<true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
 // grid (ceil(Ci*9 / 64), ceil(Co / 64), splits), block MINUNET_GEMM_THREADS; then the reduce kernel.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
-conv3x3_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
+conv3x3_grad_weight_v3(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
     conv3x3_grad_weight_gemm<false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
-conv3x3_grad_weight_v3(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
+conv3x3_grad_weight_v4(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
     conv3x3_grad_weight_gemm<true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
 // gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
-extern "C" __global__ void conv3x3_grad_weight_reduce_v2(const real* partial, real* gw, int count, int splits) {
+extern "C" __global__ void conv3x3_grad_weight_reduce(const real* partial, real* gw, int count, int splits) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
     real sum = (real)0;

@@ -21,7 +21,7 @@
 //       reads it 4*Co times (once per output pixel it feeds), which dominates the 28x28x1024 layer.
 //   up_conv2x2_grad_input_v2: gx[c, q] = sum_r w[c, r] G[r, q], G[r, (i, j)] = gy[o, 2i+a, 2j+d].
 //   up_conv2x2_grad_weight_v2: gw[c, r] = sum_q x[c, q] G[r, q], split-K over the N*H*W pixels: block z
-//       writes its slice's partial product, up_conv2x2_grad_weight_reduce_v2 adds them in order
+//       writes its slice's partial product, up_conv2x2_grad_weight_reduce adds them in order
 //       (deterministic, no atomics).
 //
 // Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
@@ -96,7 +96,7 @@ extern "C" __global__ void up_conv2x2_grad_weight_v1(const real* x, const real* 
 // The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
 
 // gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
-extern "C" __global__ void up_conv2x2_grad_weight_reduce_v2(const real* partial, real* gw, int count, int splits) {
+extern "C" __global__ void up_conv2x2_grad_weight_reduce(const real* partial, real* gw, int count, int splits) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
     real sum = (real)0;

@@ -180,7 +180,7 @@ def test_split_k_grad_weights_with_several_slices_are_right_and_deterministic(ba
 
 # ---------------------------------------------------------------- gradient checks through each version
 
-GRADCHECK_VERSIONS = [(1, 1, 1), (2, 1, 1), (3, 2, 2)]  # (forward, grad_input, grad_weight)
+GRADCHECK_VERSIONS = [(1, 1, 1), (2, 2, 2), (3, 3, 3)]  # (forward, grad_input, grad_weight)
 
 
 @pytest.mark.parametrize("fwd, gin, gwt", GRADCHECK_VERSIONS)
@@ -212,7 +212,7 @@ def test_tf32_versions_refuse_float64_and_unknown_versions_are_named():
     with pytest.raises(ValueError, match="TF32.*float32 only"):
         sim.conv3x3(x, w, None, 0, version=4)
     with pytest.raises(ValueError, match="TF32.*float32 only"):
-        sim.conv3x3_grad_weight(x, np.zeros((1, 1, 2, 2)), 0, version=3)
+        sim.conv3x3_grad_weight(x, np.zeros((1, 1, 2, 2)), 0, version=4)
     for method, args in [("up_conv2x2", (x, np.zeros((1, 1, 2, 2)), None)), ("conv1x1", (x, np.zeros((1, 1, 1, 1)), None))]:
         with pytest.raises(ValueError, match=r"version must be one of \(1, 2\)"):
             getattr(sim, method)(*args, version=3)

@@ -14,7 +14,7 @@ from .grid import cdiv
 # (tests/test_conv_ops.py, tests/test_conv_versions.py) and NVRTC reports no spill for it. The GPU benchmark
 # (python -m minunet.bench, benchmarks/results/) must confirm the choice; TF32 versions are never default.
 DEFAULT_VERSIONS = {
-    "conv3x3_forward": 3, "conv3x3_grad_input": 2, "conv3x3_grad_weight": 2,
+    "conv3x3_forward": 3, "conv3x3_grad_input": 3, "conv3x3_grad_weight": 3,
     "up_conv2x2_forward": 2, "up_conv2x2_grad_input": 2, "up_conv2x2_grad_weight": 2,
     # The U-Net's 1x1 layer has Co = 2: a 64-row GEMM tile would be 97% empty, so v1 stays the default for
     # the forward and grad_input; its grad_weight reads x and gy once with v2 instead of Co and Ci times.
@@ -22,14 +22,14 @@ DEFAULT_VERSIONS = {
 }
 # The exact versions (float32 and float64, results equal to the reference up to rounding) ...
 VERSIONS = {
-    "conv3x3_forward": (1, 2, 3), "conv3x3_grad_input": (1, 2), "conv3x3_grad_weight": (1, 2),
+    "conv3x3_forward": (1, 2, 3), "conv3x3_grad_input": (1, 2, 3), "conv3x3_grad_weight": (1, 2, 3),
     "up_conv2x2_forward": (1, 2), "up_conv2x2_grad_input": (1, 2), "up_conv2x2_grad_weight": (1, 2),
     "conv1x1_forward": (1, 2), "conv1x1_grad_input": (1, 2), "conv1x1_grad_weight": (1, 2),
 }
 # ... and the TF32 tensor-core versions, selectable with version= like the others but kept out of VERSIONS
 # because they are not exact: float32 only, about 1e-3 relative error, sm_80 or newer on cuda (the sim
 # emulates the tensor-core step, so their indexing is tested on the CPU too).
-TF32_VERSIONS = {"conv3x3_forward": 4, "conv3x3_grad_input": 3, "conv3x3_grad_weight": 3}
+TF32_VERSIONS = {"conv3x3_forward": 4, "conv3x3_grad_input": 4, "conv3x3_grad_weight": 4}
 
 
 def all_versions(op):
@@ -44,6 +44,7 @@ THREADS = 256             # one-thread-per-element kernels: threads per block
 GRAD_WEIGHT_THREADS = 256  # must equal CONV3X3_GW_THREADS, UP_CONV2X2_GW_THREADS, CONV1X1_GW_THREADS
 CONV3X3_V2_TILE = 16       # must equal CONV3X3_V2_TILE in conv3x3.cu
 CONV3X3_V2_COUT = 8        # must equal CONV3X3_V2_COUT in conv3x3.cu
+CONV3X3_GW_V2_CIN = 4      # must equal CONV3X3_GW_V2_CIN in conv3x3.cu
 GEMM_BM, GEMM_BN, GEMM_BK = 64, 64, 16  # the GEMM versions' block tile: MINUNET_GEMM_BM/BN/BK in gemm_tile.cuh
 GEMM_THREADS = 256                      # MINUNET_GEMM_THREADS in gemm_tile.cuh
 SPLIT_K_TARGET_BLOCKS = 1024  # split-K grad_weight: slice the pixels until about this many blocks run
@@ -110,8 +111,17 @@ class ConvKernelOps:
         grid = (cdiv(cols, GEMM_BN), cdiv(rows, GEMM_BM), splits)
         self.launch(stem, kernel, x.dtype, grid, (GEMM_THREADS,), args(partial) + _i32(chunk))
         if splits > 1:
-            self._launch_per_element(stem, f"{stem}_grad_weight_reduce_v2", x.dtype, gw.size,
+            self._launch_per_element(stem, f"{stem}_grad_weight_reduce", x.dtype, gw.size,
                                      (partial, gw) + _i32(gw.size, splits))
+
+    def _launch_tiled(self, stem, kernel, dtype, N, Cout, Ho, Wo, args):
+        """A v2 (shared-memory tile) kernel: a TILE x TILE block per output tile and group of COUT channels."""
+        T = CONV3X3_V2_TILE
+        grid = (cdiv(Wo, T), cdiv(Ho, T), N * cdiv(Cout, CONV3X3_V2_COUT))
+        if max(grid[1:]) > _GRID_YZ_MAX:
+            raise ValueError(f"{kernel}: grid {grid} exceeds CUDA's limit of {_GRID_YZ_MAX} blocks in y and z; "
+                             f"use another version or a smaller batch")
+        self.launch(stem, kernel, dtype, grid, (T, T, 1), args)
 
     # ---- conv3x3 ----
 
@@ -131,12 +141,7 @@ class ConvKernelOps:
         if v == 1:
             self._launch_per_element("conv3x3", "conv3x3_forward_v1", x.dtype, y.size, args)
         elif v == 2:
-            T = CONV3X3_V2_TILE
-            grid = (cdiv(Wo, T), cdiv(Ho, T), N * cdiv(Co, CONV3X3_V2_COUT))
-            if max(grid[1:]) > _GRID_YZ_MAX:
-                raise ValueError(f"conv3x3 v2: grid {grid} exceeds CUDA's limit of {_GRID_YZ_MAX} blocks in y "
-                                 f"and z; use version=1 or a smaller batch")
-            self.launch("conv3x3", "conv3x3_forward_v2", x.dtype, grid, (T, T, 1), args)
+            self._launch_tiled("conv3x3", "conv3x3_forward_v2", x.dtype, N, Co, Ho, Wo, args)
         else:  # the GEMM versions: bias and ReLU fused into the epilogue (FUSED_RELU_VERSIONS)
             self._launch_gemm("conv3x3", f"conv3x3_forward_v{v}", x.dtype, Co, N * Ho * Wo,
                               args + _i32(int(bool(relu))))
@@ -151,6 +156,9 @@ class ConvKernelOps:
         args = (gy, w, gx) + _i32(N, Ci, H, W, Co, pad)
         if v == 1:
             self._launch_per_element("conv3x3", "conv3x3_grad_input_v1", gy.dtype, gx.size, args)
+        elif v == 2:
+            if gx.size:
+                self._launch_tiled("conv3x3", "conv3x3_grad_input_v2", gy.dtype, N, Ci, H, W, args)
         else:
             self._launch_gemm("conv3x3", f"conv3x3_grad_input_v{v}", gy.dtype, Ci, N * H * W, args)
         return gx
@@ -166,6 +174,10 @@ class ConvKernelOps:
         if v == 1:  # one block per (o, c); an empty gy still gives a block that writes zeros
             args = (x, gy, gw) + _i32(N, Ci, H, W, Co, pad)
             self.launch("conv3x3", "conv3x3_grad_weight_v1", x.dtype, (Co * Ci,), (GRAD_WEIGHT_THREADS,), args)
+        elif v == 2:  # one block per (o, group of CONV3X3_GW_V2_CIN input channels)
+            args = (x, gy, gw) + _i32(N, Ci, H, W, Co, pad)
+            grid = (Co * cdiv(Ci, CONV3X3_GW_V2_CIN),)
+            self.launch("conv3x3", "conv3x3_grad_weight_v2", x.dtype, grid, (CONV3X3_V2_TILE, CONV3X3_V2_TILE, 1), args)
         else:
             self._split_k_grad_weight("conv3x3", f"conv3x3_grad_weight_v{v}", x, gw, Co, Ci * 9, gy[:, 0].size,
                                       lambda out: (x, gy, out) + _i32(N, Ci, H, W, Co, pad))
