@@ -604,6 +604,7 @@ def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=pr
             ("Totals over the U-Net's conv layers", totals_table(rows)),
             ("Per kernel (median of CUDA-event timings after warm-up; L2 not flushed)", assumption + "\n\n" + kernel_table(rows))]
         if plot and peaks:
+            Path(out).mkdir(parents=True, exist_ok=True)
             path = plot_roofline(rows, peaks, Path(out) / f"roofline-{device}-{env['date'][:10]}.png",
                                  f"minunet vs PyTorch on {env['device_name']}")
             sections["plot"] = str(path)

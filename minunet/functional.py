@@ -299,9 +299,13 @@ def weighted_softmax_cross_entropy(logits, labels, weights=None, ignore_index=No
         raise ValueError(f"{op}: labels must have shape (N, H, W) = {(n, h, w)}, got {tuple(labels.shape)}")
     ignore = -1
     if ignore_index is not None:
-        if not isinstance(ignore_index, (int, np.integer)) or 0 <= ignore_index < k:
-            raise ValueError(f"{op}: ignore_index must be an int outside the classes [0, {k}), got {ignore_index!r}")
+        if (not isinstance(ignore_index, (int, np.integer)) or 0 <= ignore_index < k
+                or not -2**31 <= ignore_index < 2**31):
+            raise ValueError(f"{op}: ignore_index must be an int32 outside the classes [0, {k}), got {ignore_index!r}")
         ignore = int(ignore_index)
+    # Compare in int64: uint8 labels against ignore_index=-1 are all "not ignored" in NumPy, but CuPy's
+    # scalar conversion refuses an out-of-range integer (NEP 50).
+    labels = labels.astype(np.int64, copy=False)
     counted = labels != ignore if ignore_index is not None else None
     values = labels[counted] if counted is not None else labels
     if values.size and (int(values.min()) < 0 or int(values.max()) >= k):

@@ -89,6 +89,19 @@ def test_to_moves_between_devices_and_numpy_copies():
         t.to("gpu")
 
 
+@pytest.mark.parametrize("device", ["numpy", "sim", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_moving_to_a_device_keeps_the_shape_and_makes_it_contiguous(device):
+    # np/cupy.ascontiguousarray turn a 0-d array (a loss, its seed gradient) into shape (1,): never use it.
+    backend = mu.get_backend(device)
+    scalar = backend.asarray(np.array(1.5))
+    assert scalar.shape == () and float(scalar) == 1.5
+    assert mu.Tensor(np.array(1.5), device=device).shape == ()
+    strided = backend.asarray(np.arange(12.0).reshape(3, 4)[:, ::2])
+    assert strided.flags.c_contiguous and backend.to_numpy(strided).tolist() == [[0, 2], [4, 6], [8, 10]]
+    for other in ("numpy", "sim"):
+        assert mu.Tensor(mu.Tensor(np.array(2.0), device=device), device=other).shape == ()
+
+
 def test_mixed_devices_are_an_error():
     a = mu.Tensor(np.ones(2), requires_grad=True)
     b = mu.Tensor(np.ones(2), device="sim")

@@ -49,11 +49,22 @@ def logits(n=1, k=2, h=3, w=3):
     (np.zeros((1, 3, 3), np.int64), np.ones((1, 2, 3), np.float32), {}, ValueError, "weights must have shape"),
     (np.zeros((1, 3, 3), np.int64), None, {"ignore_index": 1}, ValueError, "outside the classes"),
     (np.full((1, 3, 3), 9), None, {"ignore_index": 9}, ValueError, "every pixel has label ignore_index"),
+    (np.zeros((1, 3, 3), np.int64), None, {"ignore_index": 2**40}, ValueError, "must be an int32 outside"),
     ([[0]], None, {}, TypeError, "labels must be a Tensor or a numpy.ndarray"),
 ])
 def test_bad_loss_arguments(labels, weights, kwargs, error, message):
     with pytest.raises(error, match=message):
         F.weighted_softmax_cross_entropy(logits(), labels, weights, **kwargs)
+
+
+@pytest.mark.parametrize("device", ["numpy", "sim", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_loss_takes_uint8_labels_with_an_ignore_index_outside_uint8(device):
+    labels = np.array([[[0, 1, 1], [0, 0, 1], [1, 0, 0]]], np.uint8)
+    z = mu.Tensor(logits().numpy(), device=device)
+    expected = F.weighted_softmax_cross_entropy(z, labels.astype(np.int32)).numpy()
+    for ignore_index in (-1, 255, 1000):
+        loss = F.weighted_softmax_cross_entropy(z, labels, ignore_index=ignore_index).numpy()
+        np.testing.assert_allclose(loss, expected, rtol=1e-6, err_msg=f"ignore_index={ignore_index}")
 
 
 def test_loss_labels_on_another_device():

@@ -273,6 +273,10 @@ def test_bad_arguments_raise_device(device):
         dev.dropout(x, 1.5, 0)
     with pytest.raises(ValueError, match="relu_forward_v99"):
         dev.relu(x, version=99)
+    # Scalars must have the kernel parameter's exact C type: CuPy passes a numpy scalar by its own size.
+    for n in (16, np.int64(16), np.bool_(True)):
+        with pytest.raises(TypeError, match=f"argument 2 is a .*{type(n).__name__}.*pass np.int32"):
+            dev.launch("elementwise", "fill_v1", np.float32, (1,), (32,), (x, np.float32(0), n))
 
 
 def on(device, *arrays):

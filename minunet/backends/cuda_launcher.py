@@ -22,7 +22,9 @@ class CudaLauncher:
         self._functions = {}  # (stem, kernel, dtype) -> launch function
 
     def asarray(self, a):
-        return cupy.ascontiguousarray(cupy.asarray(a))
+        # Not ascontiguousarray: it turns a 0-d array into shape (1,). blocking=True: CuPy 14 copies from the
+        # host asynchronously by default, and the caller may reuse its numpy buffer as soon as this returns.
+        return cupy.asarray(a, order="C", blocking=True)
 
     def to_numpy(self, a):
         return cupy.asnumpy(a)

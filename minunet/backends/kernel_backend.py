@@ -44,6 +44,9 @@ class KernelBackend(ConvKernelOps, MiscKernelOps):
                 continue
             if isinstance(a, (bool, int, float)):
                 raise TypeError(f"{kernel}: argument {i} is a Python {type(a).__name__}; pass np.int32/np.float32/...")
+            if isinstance(a, np.generic):  # np.int64, np.bool_, ...: CuPy would pass its own size, not the C type's
+                raise TypeError(f"{kernel}: argument {i} is a numpy {type(a).__name__}; pass np.int32/np.uint32/"
+                                f"np.float32/np.float64 as the kernel's parameter type")
             if not getattr(a, "flags", None) or not a.flags.c_contiguous:
                 raise ValueError(f"{kernel}: argument {i} must be a C-contiguous array")
         grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))

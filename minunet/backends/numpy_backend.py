@@ -10,7 +10,7 @@ class NumpyBackend(ConvNumpyOps, MiscNumpyOps):
     xp = np
 
     def asarray(self, a):
-        return np.ascontiguousarray(a)
+        return np.asarray(a, order="C")  # not ascontiguousarray: it turns a 0-d array into shape (1,)
 
     def to_numpy(self, a):
         return np.asarray(a)

@@ -2,9 +2,14 @@
 
 Every op is a handful of matrix products so BLAS does the work:
 - conv1x1 is one product per image: y[n] = W (Co,Ci) @ x[n] (Ci,H*W).
-- conv3x3 is the sum over its 9 taps of such products, each with the input window the tap sees,
-  x[:, :, ky:ky+Ho, kx:kx+Wo]. Looping over taps copies one window at a time instead of building the
-  whole 9x larger im2col matrix at once: as fast here, and far less memory on a 572x572 U-Net input.
+- conv3x3 is the sum over its 9 taps of such products, each with the input window the tap sees. The
+  windows are not copied: on the flattened image (Ci, H*W) output pixel (i, j) reads tap (ky, kx) at flat
+  index (i*W + j) + (ky*W + kx), so if the output is computed on a "wide" grid of Ho rows of W (not Wo)
+  pixels, each tap's window is the plain slice [ky*W + kx, ... + L) of the flat image, which BLAS reads
+  in place. The wide grid's last W - Wo columns of each row are wrapped-around garbage, cropped at the end
+  (and zero in the backward passes' gy, so that they add nothing). With few input channels (the first
+  layer) the 9 slices are stacked into one im2col matrix: one product with K = 9*Ci instead of nine with
+  K = Ci, which BLAS does badly.
 - up_conv2x2 writes 4 disjoint output pixels per input pixel, so it is one product
   (Co*4, Ci) @ (Ci, H*W) followed by a reshape/transpose that interleaves the 2x2 blocks.
 The backward ops are the exact transposes of these products (tests/test_conv_ops.py checks it with
@@ -13,6 +18,7 @@ dot-product tests). Inputs are validated by minunet.functional; the dtype of x i
 import numpy as np
 
 TAPS = [(ky, kx) for ky in range(3) for kx in range(3)]
+IM2COL_MAX_K = 32  # conv3x3 forward: stack the taps into one product when 9*Ci is at most this
 
 
 def _flat(a):
@@ -30,40 +36,61 @@ def _add_bias(y, b):
     return y
 
 
+def _wide_length(W, Ho, Wo):
+    """Flat length of the wide grid up to the last real output pixel; tap (ky, kx) starts at ky*W + kx."""
+    return (Ho - 1) * W + Wo
+
+
+def _to_wide(gy, W):
+    """gy (N, Co, Ho, Wo) -> (N, Co, L) on the wide grid of row length W, zeros in the garbage columns."""
+    N, Co, Ho, Wo = gy.shape
+    wide = np.zeros((N, Co, Ho, W), gy.dtype)
+    wide[..., :Wo] = gy
+    return wide.reshape(N, Co, Ho * W)[:, :, :_wide_length(W, Ho, Wo)]
+
+
 class ConvNumpyOps:
     # ---- conv3x3: y[n,o,i,j] = sum_{c,ky,kx} xpad[n,c,i+ky,j+kx] w[o,c,ky,kx] + b[o] ----
 
     def conv3x3(self, x, w, b, pad, relu=False):
         """relu=True returns max(conv3x3(x, w, b), 0): the fused bias + ReLU of the kernels' epilogue."""
         xp = _pad(x, pad)
-        N, _, Hp, Wp = xp.shape
-        Ho, Wo = Hp - 2, Wp - 2
-        y = np.zeros((N, w.shape[0], Ho * Wo), x.dtype)
-        for ky, kx in TAPS:
-            window = xp[:, :, ky:ky + Ho, kx:kx + Wo].reshape(N, -1, Ho * Wo)
-            y += w[:, :, ky, kx] @ window
-        y = _add_bias(y.reshape(N, -1, Ho, Wo), b)
+        N, Ci, H, W = xp.shape
+        Co, Ho, Wo = w.shape[0], max(H - 2, 0), max(W - 2, 0)
+        yw = np.zeros((N, Co, Ho * W), x.dtype)
+        if Ho and Wo:
+            L, xf = _wide_length(W, Ho, Wo), _flat(xp)
+            if 9 * Ci <= IM2COL_MAX_K:
+                cols = np.stack([xf[:, :, ky * W + kx:ky * W + kx + L] for ky, kx in TAPS], axis=2)
+                yw[:, :, :L] = w.reshape(Co, -1) @ cols.reshape(N, Ci * 9, L)  # rows (c, ky, kx), as w's
+            else:
+                for ky, kx in TAPS:
+                    yw[:, :, :L] += w[:, :, ky, kx] @ xf[:, :, ky * W + kx:ky * W + kx + L]
+        y = _add_bias(np.ascontiguousarray(yw.reshape(N, Co, Ho, W)[..., :Wo]), b)
         return np.maximum(y, 0, out=y) if relu else y
 
     def conv3x3_grad_input(self, gy, w, pad, x_shape):
         # Each tap's window received w[:, :, ky, kx] @ window: send gy back through the transpose.
         N, Ci, H, W = x_shape
+        Hp, Wp = H + 2 * pad, W + 2 * pad
         _, _, Ho, Wo = gy.shape
-        gxp = np.zeros((N, Ci, H + 2 * pad, W + 2 * pad), gy.dtype)
-        g = _flat(gy)
-        for ky, kx in TAPS:
-            gxp[:, :, ky:ky + Ho, kx:kx + Wo] += (w[:, :, ky, kx].T @ g).reshape(N, Ci, Ho, Wo)
-        return np.ascontiguousarray(gxp[:, :, pad:pad + H, pad:pad + W])
+        gxp = np.zeros((N, Ci, Hp * Wp), gy.dtype)
+        if Ho and Wo:
+            L, g = _wide_length(Wp, Ho, Wo), _to_wide(gy, Wp)
+            for ky, kx in TAPS:
+                gxp[:, :, ky * Wp + kx:ky * Wp + kx + L] += w[:, :, ky, kx].T @ g
+        gxp = gxp.reshape(N, Ci, Hp, Wp)
+        return np.ascontiguousarray(gxp[:, :, pad:pad + H, pad:pad + W]) if pad else gxp
 
     def conv3x3_grad_weight(self, x, gy, pad):
         xp = _pad(x, pad)
-        N, Ci = x.shape[:2]
+        Ci, W = xp.shape[1], xp.shape[3]
         _, Co, Ho, Wo = gy.shape
-        g = _flat(gy)
-        gw = np.empty((Co, Ci, 3, 3), x.dtype)
-        for ky, kx in TAPS:
-            window = xp[:, :, ky:ky + Ho, kx:kx + Wo].reshape(N, Ci, Ho * Wo)
-            gw[:, :, ky, kx] = (g @ window.transpose(0, 2, 1)).sum(axis=0)
+        gw = np.zeros((Co, Ci, 3, 3), x.dtype)
+        if Ho and Wo:
+            L, g, xf = _wide_length(W, Ho, Wo), _to_wide(gy, W), _flat(xp)
+            for ky, kx in TAPS:
+                gw[:, :, ky, kx] = (g @ xf[:, :, ky * W + kx:ky * W + kx + L].transpose(0, 2, 1)).sum(axis=0)
         return gw
 
     # ---- up_conv2x2: y[n,o,2i+a,2j+c] = sum_ci x[n,ci,i,j] w[ci,o,a,c] + b[o] ----
