@@ -524,11 +524,56 @@ def totals_table(rows):
                     x["direction"] == r["direction"] and x["layer"] == r["layer"] and not x["impl"].startswith("torch")
                     and not x.get("tf32")), default=None)
         if best == r["seconds"] and not impl.startswith("torch") and not r.get("tf32"):
-            keys.append("minunet fastest exact version per op")
+            keys.append("minunet fastest exact version per layer")
         for key in keys:
             sums[key] = sums.get(key, 0.0) + r["seconds"] * len(r.get("layers", [r["layer"]]))
     lines = ["| implementation | all conv layers, fwd + both grads (ms) |", "|---|---:|"]
     lines += [f"| {k} | {v * 1e3:.2f} |" for k, v in sorted(sums.items(), key=lambda kv: kv[1])]
+    return "\n".join(lines)
+
+
+def _layer_count(row):
+    return len(row.get("layers", [row["layer"]]))
+
+
+def op_totals(rows):
+    """{op: {impl: seconds}}: each implementation's time summed over every U-Net layer of the op (shared shapes
+    counted once per layer). A minunet version counts only if it ran and passed the check on every shape of the
+    op: a version that failed on one layer must not look fast for missing it."""
+    shapes, totals, complete = {}, {}, {}
+    for r in rows:
+        op = f"{r['op']}_{r['direction']}"
+        shapes.setdefault(op, set()).add(r["layer"])
+        torch_ok = r["impl"].startswith("torch") and r.get("seconds")
+        if torch_ok or (r.get("seconds") and r.get("check") == "ok"):
+            totals.setdefault(op, {})
+            totals[op][r["impl"]] = totals[op].get(r["impl"], 0.0) + r["seconds"] * _layer_count(r)
+            complete.setdefault((op, r["impl"]), set()).add(r["layer"])
+    return {op: {impl: t for impl, t in by_impl.items() if complete[(op, impl)] == shapes[op]}
+            for op, by_impl in totals.items()}
+
+
+def fastest_exact_versions(rows):
+    """{op: version}: per op, the exact (not TF32) version with the least total time over the U-Net's layers:
+    the evidence-based value of DEFAULT_VERSIONS in minunet/backends/kernel_conv.py."""
+    best = {}
+    for op, by_impl in op_totals(rows).items():
+        exact = {impl: t for impl, t in by_impl.items() if impl.startswith("v") and not impl.endswith("tf32")}
+        if exact:
+            best[op] = int(min(exact, key=exact.get)[1:])
+    return best
+
+
+def op_totals_table(rows):
+    totals = op_totals(rows)
+    impls = sorted({r["impl"] for r in rows}, key=lambda i: (i.startswith("torch"), i))
+    fastest = fastest_exact_versions(rows)
+    lines = ["| op | " + " | ".join(impls) + " | fastest exact |", "|---|" + "---:|" * len(impls) + "---|"]
+    for op, by_impl in totals.items():
+        cells = [_ms(by_impl.get(impl)) for impl in impls]
+        lines.append(f"| {op} | " + " | ".join(cells) + f" | {'v%d' % fastest[op] if op in fastest else '-'} |")
+    lines += ["", "Total ms over all U-Net layers of the op; `-`: not run on every layer, or failed its check. "
+              f"Fastest exact version per op, for DEFAULT_VERSIONS: `{fastest}`"]
     return "\n".join(lines)
 
 
@@ -595,20 +640,24 @@ def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=pr
         sections["peaks"] = dict(matched=peak_name, **(peaks or {}),
                                  note="datasheet numbers (dense), assumptions; None: GPU not in the table, no roofline")
         sections["kernels"] = rows
-        sections["training"] = bench_training_cuda(quick, log)
         assumption = (f"Roofline peaks assumed for {peak_name}: FP32 {peaks['fp32'] / 1e12:.1f} TFLOP/s, TF32 "
                       f"{peaks['tf32'] / 1e12:.1f} TFLOP/s, {peaks['bandwidth'] / 1e12:.2f} TB/s (datasheet)."
                       if peaks else "This GPU is not in minunet.bench.PEAKS: no roofline.")
         sections["markdown"] += [
-            ("Training step (paper's U-Net, 572x572, batch 1, float32, SGD)", _training_table(sections["training"])),
             ("Totals over the U-Net's conv layers", totals_table(rows)),
+            ("Per op and version, summed over the U-Net's layers", op_totals_table(rows)),
             ("Per kernel (median of CUDA-event timings after warm-up; L2 not flushed)", assumption + "\n\n" + kernel_table(rows))]
+        # Written now and again at the end: if the training step dies or runs out of time, the kernels' are kept.
+        log("kernel results (training step to follow): " + ", ".join(map(str, write_report(out, env, sections))))
+        log(f"fastest exact version per op (for DEFAULT_VERSIONS): {fastest_exact_versions(rows)}")
         if plot and peaks:
-            Path(out).mkdir(parents=True, exist_ok=True)
             path = plot_roofline(rows, peaks, Path(out) / f"roofline-{device}-{env['date'][:10]}.png",
                                  f"minunet vs PyTorch on {env['device_name']}")
             sections["plot"] = str(path)
             log(f"roofline chart: {path}")
+        sections["training"] = bench_training_cuda(quick, log)
+        sections["markdown"].insert(0, ("Training step (paper's U-Net, 572x572, batch 1, float32, SGD)",
+                                        _training_table(sections["training"])))
     else:
         if device == "numpy":
             sections["training"] = bench_training_cpu(quick, log)

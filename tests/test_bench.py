@@ -115,6 +115,68 @@ def test_totals_sum_every_layer_of_a_shape():
     assert "| minunet v1 | 6.00 |" in table  # 3 directions x 2 layers x 1 ms
 
 
+def fake_kernel_rows(layers, times):
+    """Rows as bench_kernels_cuda returns them, for the conv3x3 forward only: times[impl] = seconds, or
+    (seconds, check) / None (the launch failed) per layer name."""
+    rows = []
+    for layer in bench._unique_shapes(layers):
+        flops, nbytes = bench.cost(layer, "forward")
+        for impl, t in times.items():
+            t = t(layer["name"]) if callable(t) else t
+            seconds, check = t if isinstance(t, tuple) else (t, "ok")
+            extra = (dict(error="RuntimeError()") if seconds is None else
+                     {} if impl.startswith("torch") else dict(check=check))
+            rows.append(bench._row(layer, "forward", impl, flops, nbytes, seconds, 5, tf32="tf32" in impl, **extra))
+    return bench._spread_to_layers(rows, layers)
+
+
+def test_op_totals_pick_the_fastest_exact_version_that_passed_everywhere():
+    layers = [dict(name=n, op="conv3x3", N=1, Ci=c, H=9, W=9, Co=c) for n, c in (("a", 2), ("b", 2), ("c", 4))]
+    rows = fake_kernel_rows(layers, {
+        "v1": 3e-3,
+        "v2": lambda name: None if name == "c" else 1e-3,           # failed on one layer: not a candidate
+        "v3": lambda name: (1e-3, "MISMATCH") if name == "a" else 1e-3,  # wrong on one layer: neither
+        "v4 tf32": 1e-4,                                             # fastest, but not exact
+        "v5": 2e-3,
+        "torch fp32": 5e-4})
+    totals = bench.op_totals(rows)["conv3x3_forward"]
+    assert totals == pytest.approx({"v1": 9e-3, "v4 tf32": 3e-4, "v5": 6e-3, "torch fp32": 1.5e-3})  # a, b share a shape
+    assert bench.fastest_exact_versions(rows) == {"conv3x3_forward": 5}
+    table = bench.op_totals_table(rows)
+    assert "| conv3x3_forward | 9 | - | - | 0.3 | 6 | 1.5 | v5 |" in table
+    assert "`{'conv3x3_forward': 5}`" in table
+
+
+def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
+    # run()'s GPU-only part with the measurements faked: the kernels' report must be on disk before the
+    # training step starts, and the final report must have every section.
+    import minunet.backends
+    monkeypatch.setattr(minunet.backends, "resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(bench, "environment", lambda device: dict(
+        device="cuda", device_name="NVIDIA H100 80GB HBM3", date="2026-01-02T03:04:05", versions={},
+        default_kernel_versions={}))
+    monkeypatch.setattr(bench, "bench_kernels_cuda",
+                        lambda layers, quick, log: fake_kernel_rows(layers, {"v1": 2e-3, "v3": 1e-3, "torch fp32": 1e-3}))
+
+    def out_of_time(quick, log):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "bench_training_cuda", out_of_time)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(out=tmp_path, plot=True, log=lambda *a: None)
+    md = tmp_path / "results-cuda-2026-01-02.md"
+    assert "## Per op and version" in md.read_text() and "Training step" not in md.read_text()
+
+    monkeypatch.setattr(bench, "bench_training_cuda",
+                        lambda quick, log: {"minunet": dict(seconds=0.25, runs=5, peak_reserved_bytes=2**30)})
+    bench.run(out=tmp_path, plot=True, log=lambda *a: None)
+    text = md.read_text()
+    assert text.index("## Training step") < text.index("## Totals") < text.index("## Per kernel")
+    assert "| minunet | 250.0 | 5 | 1024 reserved |" in text and "'conv3x3_forward': 3" in text
+    assert (tmp_path / "roofline-cuda-2026-01-02.png").stat().st_size > 0
+    assert json.loads((tmp_path / "results-cuda-2026-01-02.json").read_text())["training"]["minunet"]["runs"] == 5
+
+
 def test_cpu_run_end_to_end(tmp_path):
     out = tmp_path / "results"
     result = subprocess.run([sys.executable, "-m", "minunet.bench", "--device", "numpy", "--quick", "--out", str(out)],
