@@ -60,9 +60,9 @@ if wanted check; then
     cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .' || true)"
     if [[ "$cap" =~ ^[0-9]+$ ]] && [[ " $archs " != *" sm_$cap "* ]]; then
         archs="$archs sm_$cap"
-fi
-# shellcheck disable=SC2086  # archs is a word list on purpose
-step nvrtc_table python3 -m minunet.nvrtc --arch $archs
+    fi
+    # shellcheck disable=SC2086  # archs is a word list on purpose
+    step nvrtc_table python3 -m minunet.nvrtc --arch $archs
 fi
 
 # Every kernel version on the paper's U-Net layers, PyTorch/cuDNN beside them, one training step end to end:

@@ -505,6 +505,10 @@ def kernel_table(rows):
     return "\n".join(lines)
 
 
+def _layer_count(row):
+    return len(row.get("layers", [row["layer"]]))
+
+
 def totals_table(rows):
     """Per implementation: the sum over all layers of the U-Net (each layer counted, shared shapes too) of
     the three directions, for the versions that cover every op (v1 and the default) and PyTorch."""
@@ -526,14 +530,10 @@ def totals_table(rows):
         if best == r["seconds"] and not impl.startswith("torch") and not r.get("tf32"):
             keys.append("minunet fastest exact version per layer")
         for key in keys:
-            sums[key] = sums.get(key, 0.0) + r["seconds"] * len(r.get("layers", [r["layer"]]))
+            sums[key] = sums.get(key, 0.0) + r["seconds"] * _layer_count(r)
     lines = ["| implementation | all conv layers, fwd + both grads (ms) |", "|---|---:|"]
     lines += [f"| {k} | {v * 1e3:.2f} |" for k, v in sorted(sums.items(), key=lambda kv: kv[1])]
     return "\n".join(lines)
-
-
-def _layer_count(row):
-    return len(row.get("layers", [row["layer"]]))
 
 
 def op_totals(rows):
