@@ -37,18 +37,22 @@
 //                (o <-> c) and flipped (tap t -> 8-t) and padding 2-pad: k = (o, ky, kx), q a pixel of x;
 //   grad_weight  gw[o, j] = sum_q  gy[o, q] * X[j, q]      j = (c, ky, kx): a product whose REDUCTION runs over
 //                all N*Ho*Wo pixels, so it is split over blocks ("split-K", see below).
-// All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or conv3x3_gemm_tf32), with
-// the same tiling: a block of 256 threads owns a 64 x 64 tile of the product; per step it stages a 16-deep
-// slice of both operands in shared
-// memory (zeros outside the matrices: that is the padding and the partial tiles), then every thread
-// accumulates a 4 x 4 block of outputs in registers (rows ty + 16i, columns tx + 16j: neighbouring threads
-// read neighbouring shared words, no bank conflicts, and write neighbouring pixels, coalesced).
+// All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or conv3x3_gemm_tf32): a block
+// of 256 threads owns a BM x BN tile of the product; per step it stages a 16-deep slice of both operands in
+// shared memory (zeros outside the matrices: that is the padding and the partial tiles), then every thread
+// accumulates a (BM/16) x (BN/16) block of outputs in registers (rows ty + 16i, columns tx + 16j:
+// neighbouring threads read neighbouring shared words, no bank conflicts, and write neighbouring pixels,
+// coalesced). v3 and v5 use 64 x 64 tiles, v4 128 x 128.
 //   conv3x3_forward_v3: register-blocked implicit GEMM, 64 output channels x 64 pixels per block, with a
 //       fused epilogue: bias and (relu = 1) max(., 0) applied before the single write of y. Why faster
 //       than v2: each x value is loaded from global memory once per 64 output channels (v2: per 8), and
 //       each thread does 16 FMAs per 8 shared-memory loads (v2: about 1 per load). The pixel dimension runs
 //       over N*Ho*Wo, so the 28x28 layers with 1024 channels still fill the GPU (grid 13 x 16 blocks).
-//   conv3x3_forward_v4: v3 with the block tile multiplied on tensor cores in TF32 (mma.sync.m16n8k8, inputs
+//   conv3x3_forward_v4: v3 with a 128 x 128 block tile, 8 x 8 outputs per thread: 64 FMAs per 16 shared
+//       loads (v3: 16 per 8) and each operand value loaded from global memory half as often. The price:
+//       about twice the registers (fewer blocks per SM), a quarter as many blocks (the 1024-channel layers
+//       give only 7 x 8 of them) and half-empty tiles where Co = 64. Which wins is a question for the GPU.
+//   conv3x3_forward_v5: v3 with the block tile multiplied on tensor cores in TF32 (mma.sync.m16n8k8, inputs
 //       rounded to 10 mantissa bits, float accumulation): 8 warps, each a 32 x 16 piece (2 x 2 mma tiles).
 //       Off by default (TF32 changes results at the 1e-3 level); float32 only; sm_80 or newer. The
 //       simulator runs it with an emulation of the documented fragment layout (conv3x3_mma_tf32), so the
@@ -56,19 +60,21 @@
 //   conv3x3_grad_input_v3: the forward's implicit GEMM on gy with transposed, flipped weights (no atomics:
 //       every gx element is one thread's sum). v1 reads each gy value 9*Ci times from global memory, v2
 //       once per 8 input channels, v3 once per 64, with 16 FMAs per 8 shared loads (v2: about 1 per load).
-//   conv3x3_grad_input_v4: v3 on tensor cores (TF32), as forward_v4.
+//   conv3x3_grad_input_v4: v3 with the 128 x 128 tile of forward_v4.
+//   conv3x3_grad_input_v5: v3 on tensor cores (TF32), as forward_v5.
 //   conv3x3_grad_weight_v3: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the
 //       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; conv3x3_grad_weight_reduce
 //       adds the slices in order of z. Deterministic (no atomics, fixed order). v1 reads x Co times and gy
 //       Ci times (one block per (o, c) pair), v2 x Co times and gy Ci/4 times; v3 reads each once per 64
 //       channels, and its grid (slices x tiles) fills the GPU where v1 and v2 have only Co*Ci blocks.
-//   conv3x3_grad_weight_v4: v3 on tensor cores (TF32), same reduction.
+//   conv3x3_grad_weight_v4: v3 with the 128 x 128 tile of forward_v4, same reduction.
+//   conv3x3_grad_weight_v5: v3 on tensor cores (TF32), same reduction.
 //
 // So every direction has the same ladder: v1 naive, v2 shared-memory tile, v3 register-blocked implicit
-// GEMM (the default), v4 TF32 tensor cores (off by default).
+// GEMM (the default), v4 the same with a bigger register block, v5 TF32 tensor cores (off by default).
 // NVRTC's resource report for all of them (no spills on sm_75..sm_90): `python -m minunet.nvrtc conv3x3`;
 // timings on the U-Net's layers: `python -m minunet.bench` (benchmarks/README.md). Without a GPU the
-// defaults in kernel_conv.py were chosen by the traffic arguments above; the GPU benchmark confirms them.
+// defaults in kernel_conv.py were chosen by the traffic arguments above; the GPU benchmark decides (v3 or v4).
 //
 // The launch configurations are in minunet/backends/kernel_conv.py; the tile sizes there must match the
 // #defines here (the GEMM versions' too: MINUNET_GEMM_*). Checked by `pytest tests/test_conv_ops.py`
@@ -384,19 +390,20 @@ __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int 
                 store(wm + 16 * i + g + 8 * (r / 2), wn + 8 * j + 2 * t + r % 2, (real)acc[i][j][r]);
 }
 
-// out (N, Cout, Ho, Wo) = conv3x3 of img (N, Cimg, H, W), as an implicit GEMM (grid: ceil(N*Ho*Wo / 64),
-// ceil(Cout / 64)). kGradInput = false: the forward, A[o, k] = w[o, k], w (Cout, Cimg, 3, 3).
+// out (N, Cout, Ho, Wo) = conv3x3 of img (N, Cimg, H, W), as an implicit GEMM with a BM x BN block tile
+// (grid: ceil(N*Ho*Wo / BN), ceil(Cout / BM)). kGradInput = false: the forward, A[o, k] = w[o, k], w (Cout, Cimg, 3, 3).
 // kGradInput = true: grad_input, img = gy, A[c, (o, t)] = w[o, c, 8 - t], w (Cimg, Cout, 3, 3), and the
 // caller passes pad = 2 - pad. Bias and ReLU are applied in the epilogue, before the one write of out.
-template <bool kTensorCores, bool kGradInput>
+template <int BM, int BN, bool kTensorCores, bool kGradInput>
 __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* w, const real* bias, real* out,
                                                    int N, int Cimg, int H, int W, int Cout, int pad,
                                                    int has_bias, int relu) {
     const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, K = Cimg * 9;
-    const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
-    // This thread's share of each slice: A column a_k, rows a_row + 16r; B row b_row + 4r, column b_col.
+    const int m0 = blockIdx.y * BM, q0 = blockIdx.x * BN;
+    // This thread's share of each slice: A column a_k, rows a_row + 16r; B rows b_row + B_STEP*r, column b_col.
+    constexpr int B_STEP = MINUNET_GEMM_THREADS / BN;  // B rows filled per pass of the 256 threads
     const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;
-    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
+    const int b_col = threadIdx.x % BN, b_row = threadIdx.x / BN;
     // The output pixel of column b_col is the same in every slice: decompose it once.
     const int q = q0 + b_col;
     const bool q_ok = q < N * P;
@@ -404,11 +411,10 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
     const int oy = qp / (Wo > 0 ? Wo : 1), ox = qp - oy * Wo;
     const real* img_n = img + (long long)qn * Cimg * H * W;
 
-    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD],
-                    int k0) {
+    auto load = [&](real (*As)[BM + MINUNET_GEMM_PAD], real (*Bs)[BN + MINUNET_GEMM_PAD], int k0) {
         const int k = k0 + a_k;
 #pragma unroll
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < BM / 16; r++) {
             const int m = m0 + a_row + 16 * r;
             real v = (real)0;
             if (m < Cout && k < K) {
@@ -418,8 +424,8 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
             As[a_k][a_row + 16 * r] = v;
         }
 #pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = b_row + 4 * r, kb = k0 + kk;
+        for (int r = 0; r < MINUNET_GEMM_BK / B_STEP; r++) {
+            const int kk = b_row + B_STEP * r, kb = k0 + kk;
             real v = (real)0;
             if (q_ok && kb < K) {
                 const int c = kb / 9, tap = kb - 9 * c, ky = tap / 3, kx = tap - 3 * ky;
@@ -437,25 +443,25 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
         const int n = qq / P;
         out[(n * Cout + m) * P + (qq - n * P)] = v;
     };
-    if (kTensorCores) conv3x3_gemm_tf32(load, store, 0, K);
-    else minunet_gemm_fma(load, store, 0, K);
+    if constexpr (kTensorCores) conv3x3_gemm_tf32(load, store, 0, K);  // BM = BN = 64 only
+    else minunet_gemm_fma<BM, BN>(load, store, 0, K);
 }
 
 // partial[z] (Co, Ci*9) = sum over the pixels q in [z*chunk, min((z+1)*chunk, N*Ho*Wo)) of gy[o, q] * X[j, q].
-// grid: (ceil(Ci*9 / 64), ceil(Co / 64), splits); chunk is a multiple of MINUNET_GEMM_BK.
-template <bool kTensorCores>
+// grid: (ceil(Ci*9 / BN), ceil(Co / BM), splits); chunk is a multiple of MINUNET_GEMM_BK.
+template <int BM, int BN, bool kTensorCores>
 __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const real* gy, real* partial,
                                                          int N, int Ci, int H, int W, int Co, int pad, int chunk) {
     const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, J = Ci * 9;
-    const int j0 = blockIdx.x * MINUNET_GEMM_BN, m0 = blockIdx.y * MINUNET_GEMM_BM;
+    const int j0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
     const int k_begin = blockIdx.z * chunk;
     const int k_end = min(k_begin + chunk, N * P);
-    // Both operands are read along the pixels: this thread loads pixel k0 + kk of each slice, for 4 rows
-    // (output channels) of A and 4 columns (c, ky, kx) of B, the same 4 columns in every slice.
+    // Both operands are read along the pixels: this thread loads pixel k0 + kk of each slice, for BM/16 rows
+    // (output channels) of A and BN/16 columns (c, ky, kx) of B, the same columns in every slice.
     const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;
-    int col_c[4], col_ky[4], col_kx[4];
+    int col_c[BN / 16], col_ky[BN / 16], col_kx[BN / 16];
 #pragma unroll
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < BN / 16; r++) {
         const int j = j0 + lane_row + 16 * r;
         col_c[r] = j < J ? j / 9 : -1;  // -1: a column past the matrix, loads zeros
         const int tap = j - 9 * (j / 9);
@@ -463,19 +469,18 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
         col_kx[r] = tap % 3;
     }
 
-    auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD],
-                    int k0) {
+    auto load = [&](real (*As)[BM + MINUNET_GEMM_PAD], real (*Bs)[BN + MINUNET_GEMM_PAD], int k0) {
         const int q = k0 + kk;
         const bool ok = q < k_end;
         const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
         const int oy = p / Wo, ox = p - oy * Wo;
 #pragma unroll
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < BM / 16; r++) {
             const int m = m0 + lane_row + 16 * r;
             As[kk][lane_row + 16 * r] = (ok && m < Co) ? gy[(n * Co + m) * P + p] : (real)0;
         }
 #pragma unroll
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < BN / 16; r++) {
             real v = (real)0;
             if (ok && col_c[r] >= 0) {
                 const int iy = oy + col_ky[r] - pad, ix = ox + col_kx[r] - pad;
@@ -488,45 +493,63 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
         const int m = m0 + row, j = j0 + col;
         if (m < Co && j < J) partial[((long long)blockIdx.z * Co + m) * J + j] = v;
     };
-    if (kTensorCores) conv3x3_gemm_tf32(load, store, k_begin, k_end);
-    else minunet_gemm_fma(load, store, k_begin, k_end);
+    if constexpr (kTensorCores) conv3x3_gemm_tf32(load, store, k_begin, k_end);  // BM = BN = 64 only
+    else minunet_gemm_fma<BM, BN>(load, store, k_begin, k_end);
 }
 
-// grid (ceil(N*Ho*Wo / 64), ceil(Co / 64)), block MINUNET_GEMM_THREADS. relu = 1: y = max(conv + b, 0).
+// The GEMM kernels: block MINUNET_GEMM_THREADS; v3 and v5 (TF32) with 64 x 64 block tiles, v4 with 128 x 128.
+// forward: grid (ceil(N*Ho*Wo / BN), ceil(Co / BM)). relu = 1: y = max(conv + b, 0).
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v3(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
-    conv3x3_image_gemm<false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+    conv3x3_image_gemm<64, 64, false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v4(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
-    conv3x3_image_gemm<true, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+    conv3x3_image_gemm<128, 128, false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
-// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
+conv3x3_forward_v5(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
+                   int pad, int has_bias, int relu) {
+    conv3x3_image_gemm<64, 64, true, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+}
+
+// grad_input: grid (ceil(N*H*W / BN), ceil(Ci / BM)).
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v3(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
-    conv3x3_image_gemm<false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+    conv3x3_image_gemm<64, 64, false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v4(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
-    conv3x3_image_gemm<true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+    conv3x3_image_gemm<128, 128, false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
-// grid (ceil(Ci*9 / 64), ceil(Co / 64), splits), block MINUNET_GEMM_THREADS; then the reduce kernel.
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
+conv3x3_grad_input_v5(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
+    conv3x3_image_gemm<64, 64, true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+}
+
+// grad_weight: grid (ceil(Ci*9 / BN), ceil(Co / BM), splits); then the reduce kernel.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v3(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
-    conv3x3_grad_weight_gemm<false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+    conv3x3_grad_weight_gemm<64, 64, false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v4(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
-    conv3x3_grad_weight_gemm<true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+    conv3x3_grad_weight_gemm<128, 128, false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+}
+
+extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
+conv3x3_grad_weight_v5(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
+                       int chunk) {
+    conv3x3_grad_weight_gemm<64, 64, true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
 // gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.

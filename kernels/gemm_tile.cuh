@@ -1,51 +1,53 @@
 // gemm_tile.cuh: the register-blocked block tile shared by the GEMM versions of conv3x3.cu, conv1x1.cu
 // and up_conv2x2.cu (each op is a matrix product once its operands are viewed the right way).
 //
-// C[64 x 64] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col], on CUDA cores, by 256 threads.
-// load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with zeros outside the
-// matrices; store(row, col, value) receives every element of the tile (rows and columns relative to it).
-// Each thread keeps 4 x 4 outputs in registers, rows ty + 16i and columns tx + 16j, so that neighbouring
-// threads read neighbouring shared words and write neighbouring pixels; per step of the k loop 8 shared
-// loads feed 16 multiply-adds. The slices of A and B are staged in shared memory BK deep; rows are padded
-// by 8 words so that conv3x3.cu's TF32 fragment reads hit 32 distinct banks.
+// C[BM x BN] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col], on CUDA cores, by 256 threads as a
+// 16 x 16 grid. load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with
+// zeros outside the matrices; store(row, col, value) receives every element of the tile (rows and columns
+// relative to it). Each thread keeps TM x TN = (BM/16) x (BN/16) outputs in registers, rows ty + 16i and
+// columns tx + 16j, so that neighbouring threads read neighbouring shared words and write neighbouring
+// pixels; per step of the k loop TM + TN shared loads feed TM * TN multiply-adds: 8 loads for 16 with the
+// default 64 x 64 tile, 16 for 64 with 128 x 128. The slices of A and B are staged in shared memory BK
+// deep; rows are padded by 8 words so that conv3x3.cu's TF32 fragment reads hit 32 distinct banks.
 #pragma once
 #include "common.cuh"
 
-#define MINUNET_GEMM_BM 64       // rows of the block tile
-#define MINUNET_GEMM_BN 64       // columns of the block tile
+#define MINUNET_GEMM_BM 64       // rows of the default block tile
+#define MINUNET_GEMM_BN 64       // columns of the default block tile
 #define MINUNET_GEMM_BK 16       // depth of the slice staged in shared memory per step
 #define MINUNET_GEMM_PAD 8       // shared rows padded by 8 words
 #define MINUNET_GEMM_THREADS 256 // threads per block (16 x 16, or 8 warps)
 
-template <class Load, class Store>
+template <int BM = MINUNET_GEMM_BM, int BN = MINUNET_GEMM_BN, class Load, class Store>
 __device__ __forceinline__ void minunet_gemm_fma(Load& load, Store& store, int k_begin, int k_end) {
-    __shared__ real As[MINUNET_GEMM_BK][MINUNET_GEMM_BM + MINUNET_GEMM_PAD];
-    __shared__ real Bs[MINUNET_GEMM_BK][MINUNET_GEMM_BN + MINUNET_GEMM_PAD];
+    constexpr int TM = BM / 16, TN = BN / 16;  // outputs per thread along each side
+    __shared__ real As[MINUNET_GEMM_BK][BM + MINUNET_GEMM_PAD];
+    __shared__ real Bs[MINUNET_GEMM_BK][BN + MINUNET_GEMM_PAD];
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    real acc[4][4];
+    real acc[TM][TN];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < TM; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = (real)0;
+        for (int j = 0; j < TN; j++) acc[i][j] = (real)0;
     for (int k0 = k_begin; k0 < k_end; k0 += MINUNET_GEMM_BK) {
         load(As, Bs, k0);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < MINUNET_GEMM_BK; kk++) {
-            real a[4], b[4];  // 8 shared loads feed 16 multiply-adds
+            real a[TM], b[TN];  // TM + TN shared loads feed TM * TN multiply-adds
 #pragma unroll
-            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
+            for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
 #pragma unroll
-            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
+            for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < TM; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+                for (int j = 0; j < TN; j++) acc[i][j] += a[i] * b[j];
         }
         __syncthreads();  // before the next slice overwrites the tiles
     }
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < TM; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
+        for (int j = 0; j < TN; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
 }

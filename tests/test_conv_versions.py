@@ -23,9 +23,10 @@ from minunet.gradcheck import check_backward
 NP = get_backend("numpy")
 
 # (N, Ci, H, W, Co): no size a multiple of 4, 16 or 64 except by accident of the partial tiles it makes;
-# 65 channels give a second 64-row tile (Co for the forward, Ci for grad_input), 19x37 several pixel tiles.
+# 65 channels give a second 64-row tile (Co for the forward, Ci for grad_input), 130 a second 128-row tile,
+# 19x37 several pixel tiles.
 CONV_SHAPES = [(2, 3, 7, 9, 17), (1, 17, 12, 11, 33), (2, 1, 5, 6, 1), (1, 33, 9, 13, 3), (1, 3, 19, 37, 65),
-               (1, 65, 6, 7, 3)]
+               (1, 65, 6, 7, 3), (1, 2, 3, 4, 130), (1, 130, 3, 4, 2)]
 SMALL_SHAPES = [(2, 3, 7, 9, 17), (1, 65, 5, 6, 3), (2, 1, 4, 3, 33)]  # up_conv2x2 and conv1x1
 
 
@@ -180,7 +181,7 @@ def test_split_k_grad_weights_with_several_slices_are_right_and_deterministic(ba
 
 # ---------------------------------------------------------------- gradient checks through each version
 
-GRADCHECK_VERSIONS = [(1, 1, 1), (2, 2, 2), (3, 3, 3)]  # (forward, grad_input, grad_weight)
+GRADCHECK_VERSIONS = [(1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 4, 4)]  # (forward, grad_input, grad_weight)
 
 
 @pytest.mark.parametrize("fwd, gin, gwt", GRADCHECK_VERSIONS)
@@ -210,9 +211,9 @@ def test_tf32_versions_refuse_float64_and_unknown_versions_are_named():
     sim = get_backend("sim")
     x, w = np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3))
     with pytest.raises(ValueError, match="TF32.*float32 only"):
-        sim.conv3x3(x, w, None, 0, version=4)
+        sim.conv3x3(x, w, None, 0, version=5)
     with pytest.raises(ValueError, match="TF32.*float32 only"):
-        sim.conv3x3_grad_weight(x, np.zeros((1, 1, 2, 2)), 0, version=4)
+        sim.conv3x3_grad_weight(x, np.zeros((1, 1, 2, 2)), 0, version=5)
     for method, args in [("up_conv2x2", (x, np.zeros((1, 1, 2, 2)), None)), ("conv1x1", (x, np.zeros((1, 1, 1, 1)), None))]:
         with pytest.raises(ValueError, match=r"version must be one of \(1, 2\)"):
             getattr(sim, method)(*args, version=3)

@@ -22,14 +22,14 @@ DEFAULT_VERSIONS = {
 }
 # The exact versions (float32 and float64, results equal to the reference up to rounding) ...
 VERSIONS = {
-    "conv3x3_forward": (1, 2, 3), "conv3x3_grad_input": (1, 2, 3), "conv3x3_grad_weight": (1, 2, 3),
+    "conv3x3_forward": (1, 2, 3, 4), "conv3x3_grad_input": (1, 2, 3, 4), "conv3x3_grad_weight": (1, 2, 3, 4),
     "up_conv2x2_forward": (1, 2), "up_conv2x2_grad_input": (1, 2), "up_conv2x2_grad_weight": (1, 2),
     "conv1x1_forward": (1, 2), "conv1x1_grad_input": (1, 2), "conv1x1_grad_weight": (1, 2),
 }
 # ... and the TF32 tensor-core versions, selectable with version= like the others but kept out of VERSIONS
 # because they are not exact: float32 only, about 1e-3 relative error, sm_80 or newer on cuda (the sim
 # emulates the tensor-core step, so their indexing is tested on the CPU too).
-TF32_VERSIONS = {"conv3x3_forward": 4, "conv3x3_grad_input": 4, "conv3x3_grad_weight": 4}
+TF32_VERSIONS = {"conv3x3_forward": 5, "conv3x3_grad_input": 5, "conv3x3_grad_weight": 5}
 
 
 def all_versions(op):
@@ -38,7 +38,7 @@ def all_versions(op):
 
 
 # Forward versions whose kernel applies bias + ReLU in its epilogue (others launch the relu kernel after).
-FUSED_RELU_VERSIONS = {"conv3x3_forward": (3, 4)}
+FUSED_RELU_VERSIONS = {"conv3x3_forward": (3, 4, 5)}
 
 THREADS = 256             # one-thread-per-element kernels: threads per block
 GRAD_WEIGHT_THREADS = 256  # must equal CONV3X3_GW_THREADS, UP_CONV2X2_GW_THREADS, CONV1X1_GW_THREADS
@@ -46,6 +46,7 @@ CONV3X3_V2_TILE = 16       # must equal CONV3X3_V2_TILE in conv3x3.cu
 CONV3X3_V2_COUT = 8        # must equal CONV3X3_V2_COUT in conv3x3.cu
 CONV3X3_GW_V2_CIN = 4      # must equal CONV3X3_GW_V2_CIN in conv3x3.cu
 GEMM_BM, GEMM_BN, GEMM_BK = 64, 64, 16  # the GEMM versions' block tile: MINUNET_GEMM_BM/BN/BK in gemm_tile.cuh
+CONV3X3_GEMM_TILE = {3: (64, 64), 4: (128, 128), 5: (64, 64)}  # (BM, BN) of each conv3x3 GEMM version
 GEMM_THREADS = 256                      # MINUNET_GEMM_THREADS in gemm_tile.cuh
 SPLIT_K_TARGET_BLOCKS = 1024  # split-K grad_weight: slice the pixels until about this many blocks run
 SPLIT_K_MIN_CHUNK = 256       # ... but give each block at least this many pixels to sum
@@ -98,17 +99,18 @@ class ConvKernelOps:
         # Without a bias the kernel never reads b; it still needs a valid pointer of the right type.
         return (w if b is None else b), np.int32(b is not None)
 
-    def _launch_gemm(self, stem, kernel, dtype, rows, cols, args):
-        """A GEMM-version kernel: one block of GEMM_THREADS per 64 x 64 tile (columns in grid x)."""
+    def _launch_gemm(self, stem, kernel, dtype, rows, cols, args, tile=(GEMM_BM, GEMM_BN)):
+        """A GEMM-version kernel: one block of GEMM_THREADS per BM x BN tile (columns in grid x)."""
         if rows > 0 and cols > 0:
-            self.launch(stem, kernel, dtype, (cdiv(cols, GEMM_BN), cdiv(rows, GEMM_BM)), (GEMM_THREADS,), args)
+            self.launch(stem, kernel, dtype, (cdiv(cols, tile[1]), cdiv(rows, tile[0])), (GEMM_THREADS,), args)
 
-    def _split_k_grad_weight(self, stem, kernel, x, gw, rows, cols, pixels, args):
+    def _split_k_grad_weight(self, stem, kernel, x, gw, rows, cols, pixels, args, tile=(GEMM_BM, GEMM_BN)):
         """Split-K: block z sums the pixel slice [z*chunk, (z+1)*chunk) into partial[z]; the reduce kernel adds
         the slices in a fixed order (deterministic). With one slice the kernel writes gw directly."""
-        chunk, splits = split_k(pixels, cdiv(rows, GEMM_BM) * cdiv(cols, GEMM_BN))
+        BM, BN = tile
+        chunk, splits = split_k(pixels, cdiv(rows, BM) * cdiv(cols, BN))
         partial = gw if splits == 1 else self.empty((splits,) + gw.shape, x.dtype)
-        grid = (cdiv(cols, GEMM_BN), cdiv(rows, GEMM_BM), splits)
+        grid = (cdiv(cols, BN), cdiv(rows, BM), splits)
         self.launch(stem, kernel, x.dtype, grid, (GEMM_THREADS,), args(partial) + _i32(chunk))
         if splits > 1:
             self._launch_per_element(stem, f"{stem}_grad_weight_reduce", x.dtype, gw.size,
@@ -126,8 +128,8 @@ class ConvKernelOps:
     # ---- conv3x3 ----
 
     def conv3x3(self, x, w, b, pad, *, version=None, relu=False):
-        """relu=True returns max(conv3x3(x, w, b), 0): fused into the kernel's epilogue for versions 3 and 4,
-        a separate relu launch for the others."""
+        """relu=True returns max(conv3x3(x, w, b), 0): fused into the kernel's epilogue for the GEMM versions
+        (FUSED_RELU_VERSIONS), a separate relu launch for the others."""
         v = _pick_version("conv3x3_forward", version, x.dtype, self)
         N, Ci, H, W = x.shape
         Co = w.shape[0]
@@ -144,7 +146,7 @@ class ConvKernelOps:
             self._launch_tiled("conv3x3", "conv3x3_forward_v2", x.dtype, N, Co, Ho, Wo, args)
         else:  # the GEMM versions: bias and ReLU fused into the epilogue (FUSED_RELU_VERSIONS)
             self._launch_gemm("conv3x3", f"conv3x3_forward_v{v}", x.dtype, Co, N * Ho * Wo,
-                              args + _i32(int(bool(relu))))
+                              args + _i32(int(bool(relu))), CONV3X3_GEMM_TILE[v])
         return self.relu(y) if relu and v not in FUSED_RELU_VERSIONS["conv3x3_forward"] else y
 
     def conv3x3_grad_input(self, gy, w, pad, x_shape, *, version=None):
@@ -160,7 +162,8 @@ class ConvKernelOps:
             if gx.size:
                 self._launch_tiled("conv3x3", "conv3x3_grad_input_v2", gy.dtype, N, Ci, H, W, args)
         else:
-            self._launch_gemm("conv3x3", f"conv3x3_grad_input_v{v}", gy.dtype, Ci, N * H * W, args)
+            self._launch_gemm("conv3x3", f"conv3x3_grad_input_v{v}", gy.dtype, Ci, N * H * W, args,
+                              CONV3X3_GEMM_TILE[v])
         return gx
 
     def conv3x3_grad_weight(self, x, gy, pad, *, version=None):
@@ -180,7 +183,7 @@ class ConvKernelOps:
             self.launch("conv3x3", "conv3x3_grad_weight_v2", x.dtype, grid, (CONV3X3_V2_TILE, CONV3X3_V2_TILE, 1), args)
         else:
             self._split_k_grad_weight("conv3x3", f"conv3x3_grad_weight_v{v}", x, gw, Co, Ci * 9, gy[:, 0].size,
-                                      lambda out: (x, gy, out) + _i32(N, Ci, H, W, Co, pad))
+                                      lambda out: (x, gy, out) + _i32(N, Ci, H, W, Co, pad), CONV3X3_GEMM_TILE[v])
         return gw
 
     # ---- up_conv2x2 (transposed, stride 2; w is (Ci, Co, 2, 2)) ----
