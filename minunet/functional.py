@@ -303,10 +303,10 @@ def weighted_softmax_cross_entropy(logits, labels, weights=None, ignore_index=No
                 or not -2**31 <= ignore_index < 2**31):
             raise ValueError(f"{op}: ignore_index must be an int32 outside the classes [0, {k}), got {ignore_index!r}")
         ignore = int(ignore_index)
-    # Compare in int64: uint8 labels against ignore_index=-1 are all "not ignored" in NumPy, but CuPy's
-    # scalar conversion refuses an out-of-range integer (NEP 50).
-    labels = labels.astype(np.int64, copy=False)
-    counted = labels != ignore if ignore_index is not None else None
+    # An ignore_index the labels' dtype cannot hold (uint8 labels, -1) matches no pixel. Not compared: CuPy's
+    # scalar conversion refuses an out-of-range integer (NEP 50), where NumPy answers "all different".
+    info = np.iinfo(labels.dtype)
+    counted = labels != ignore if ignore_index is not None and info.min <= ignore <= info.max else None
     values = labels[counted] if counted is not None else labels
     if values.size and (int(values.min()) < 0 or int(values.max()) >= k):
         found = xp.unique(values)

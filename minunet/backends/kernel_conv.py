@@ -118,6 +118,8 @@ class ConvKernelOps:
 
     def _launch_tiled(self, stem, kernel, dtype, N, Cout, Ho, Wo, args):
         """A v2 (shared-memory tile) kernel: a TILE x TILE block per output tile and group of COUT channels."""
+        if min(N, Cout, Ho, Wo) <= 0:
+            return
         T = CONV3X3_V2_TILE
         grid = (cdiv(Wo, T), cdiv(Ho, T), N * cdiv(Cout, CONV3X3_V2_COUT))
         if max(grid[1:]) > _GRID_YZ_MAX:
@@ -159,8 +161,7 @@ class ConvKernelOps:
         if v == 1:
             self._launch_per_element("conv3x3", "conv3x3_grad_input_v1", gy.dtype, gx.size, args)
         elif v == 2:
-            if gx.size:
-                self._launch_tiled("conv3x3", "conv3x3_grad_input_v2", gy.dtype, N, Ci, H, W, args)
+            self._launch_tiled("conv3x3", "conv3x3_grad_input_v2", gy.dtype, N, Ci, H, W, args)
         else:
             self._launch_gemm("conv3x3", f"conv3x3_grad_input_v{v}", gy.dtype, Ci, N * H * W, args,
                               CONV3X3_GEMM_TILE[v])
