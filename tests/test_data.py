@@ -264,6 +264,21 @@ def test_augment_determinism_gray_values_and_errors():
         augment(image, rng=np.random.default_rng(0), gamma=(0, 1))
 
 
+@pytest.mark.parametrize("geometry", [dict(), dict(elastic=False, max_angle=0, flip=False)])
+def test_augment_windows_compute_only_what_is_cropped(geometry):
+    labels = blocks()
+    image, weights = np.random.default_rng(0).random(labels.shape), labels * 0.5 + 1
+    image_window, label_window = (slice(3, 30), slice(5, 40)), (slice(10, 20), slice(0, 7))
+    full = augment(image, labels, weights, np.random.default_rng(2), gray=False, **geometry)
+    part = augment(image, labels, weights, np.random.default_rng(2), gray=False, **geometry,
+                   windows=(image_window, label_window))
+    assert np.array_equal(part[0], full[0][image_window])  # the same draws, and the same values, bit for bit
+    assert np.array_equal(part[1], full[1][label_window]) and np.array_equal(part[2], full[2][label_window])
+    assert part[0].dtype == part[2].dtype == np.float32 and part[1].dtype == labels.dtype
+    with pytest.raises(TypeError, match="windows"):
+        augment(image, rng=np.random.default_rng(0), windows=(slice(0, 3), slice(0, 3)))
+
+
 # -- tiles ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("pad", [0, 3, 17, (2, 40)])
 def test_mirror_pad_matches_numpy_symmetric(pad):

@@ -65,6 +65,9 @@ def test_max_pool2x2_numpy(rng):
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(arg, arg_ref)
     assert arg.dtype == np.uint8 and y.dtype == x.dtype
+    few_values = rng.integers(-1, 2, (2, 3, 6, 10)).astype(np.float32)  # ties in most windows: lowest index wins
+    for got, ref in zip(NP.max_pool2x2(few_values), pool_reference(few_values)):
+        np.testing.assert_array_equal(got, ref)
 
 
 def test_max_pool2x2_grad_numpy(rng):

@@ -117,6 +117,23 @@ def dropout_scale(p, dtype):
     return np.dtype(dtype).type(1.0 / (1.0 - p))
 
 
+def keep_where(mask, a):
+    """np.where(mask, a, 0) bit for bit (NaN and -0.0 included), without a branch per element.
+
+    np.where branches on every element, and a ReLU or pooling mask is as good as random, so about half the
+    branches are mispredicted: on a (2, 16, 122, 122) float32 array np.where took 3.0 ms, this 0.47 ms. Here
+    the mask becomes an integer of all ones or all zeros (0 - True = -1) that is ANDed with a's bits.
+    """
+    bits = np.dtype(f"i{a.itemsize}")
+    m = np.negative(mask, dtype=bits)
+    return np.bitwise_and(a.view(bits), m, out=m).view(a.dtype)
+
+
+def _window_corners(a):
+    """The 4 pixels of every 2x2 window as strided views (N, C, H/2, W/2), in the kernels' order k = 2*dy + dx."""
+    return [a[:, :, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 class MiscNumpyOps:
@@ -124,33 +141,36 @@ class MiscNumpyOps:
         check_real("gy", gy, ndim=4)
         return gy.sum(axis=(0, 2, 3))
 
-    # --- 2x2 max pooling: view each window as a trailing axis of 4, in the order 2*dy + dx ---
+    # --- 2x2 max pooling: the window's 4 corners are strided views, so nothing is copied or transposed ---
     def max_pool2x2(self, x):
         check_pool_input(x)
-        N, C, H, W = x.shape
-        windows = x.reshape(N, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H // 2, W // 2, 4)
-        # np.argmax returns the first maximum (ties -> lowest index) and the first NaN if there is one,
-        # which is what the kernel does.
-        argmax = windows.argmax(axis=-1).astype(np.uint8)
-        y = np.take_along_axis(windows, argmax[..., None].astype(np.intp), axis=-1)[..., 0]
+        c = _window_corners(x)
+        # np.maximum returns NaN if either side is NaN, so y is NaN iff the window holds one, as in the kernel.
+        # (Where +0.0 and -0.0 tie, np.maximum may return either zero, the kernel the first one; they compare equal.)
+        y = np.maximum(np.maximum(c[0], c[1]), np.maximum(c[2], c[3]))
+        # argmax: the first corner equal to y (or the first NaN), found without a branch per element: with
+        # not_k = "corner k is neither y nor NaN" (0 or 1), argmax = not_0 * (1 + not_1 * (1 + not_2)).
+        not_it = [((ck != y) & (ck == ck)).view(np.uint8) for ck in c[:3]]
+        argmax = not_it[0] * (1 + not_it[1] * (1 + not_it[2]))
         return y, argmax
 
     def max_pool2x2_grad(self, gy, argmax):
         check_pool_grad(gy, argmax)
         N, C, h, w = gy.shape
-        onehot = argmax[..., None] == np.arange(4, dtype=np.uint8)
-        windows = np.where(onehot, gy[..., None], gy.dtype.type(0))  # (N, C, h, w, 4)
-        return np.ascontiguousarray(windows.reshape(N, C, h, w, 2, 2).transpose(0, 1, 2, 4, 3, 5)).reshape(N, C, 2 * h, 2 * w)
+        gx = np.empty((N, C, 2 * h, 2 * w), gy.dtype)
+        for k, corner in enumerate(_window_corners(gx)):  # the 4 views cover gx exactly once
+            corner[...] = keep_where(argmax == k, gy)
+        return gx
 
     # --- relu: NaN propagates (x < 0 is false for NaN), as in the kernel ---
     def relu(self, x):
         check_real("x", x)
-        return np.where(x < 0, x.dtype.type(0), x)
+        return keep_where(~(x < 0), x)
 
     def relu_grad(self, gy, y):
         check_real("gy", gy)
         check_same("gy", gy, "y", y)
-        return np.where(y > 0, gy, gy.dtype.type(0))
+        return keep_where(y > 0, gy)
 
     # --- crop and concat: window copies ---
     def crop(self, x, top, left, h, w):

@@ -45,13 +45,17 @@ def elastic_deform(image, labels=None, weights=None, rng=None, std=10.0, grid=3)
 
 def augment(image, labels=None, weights=None, rng=None, *, elastic=True, elastic_std=10.0, elastic_grid=3,
             max_angle=180.0, right_angles=False, max_shift=0.0, flip=True,
-            gray=True, contrast=(0.8, 1.25), brightness=(-0.1, 0.1), gamma=(0.7, 1.4)):
+            gray=True, contrast=(0.8, 1.25), brightness=(-0.1, 0.1), gamma=(0.7, 1.4), windows=None):
     """One random augmentation of a 2D image and its aligned labels and weight map (either may be None).
 
     Geometry: random flips (flip), rotation by an angle uniform in [-max_angle, max_angle] degrees (plus a
     random multiple of 90 degrees when right_angles), a shift uniform in [-max_shift, max_shift] pixels per
     axis, and the paper's elastic deformation (elastic, elastic_std px on an elastic_grid^2 grid).
     Gray values (image only): x^gamma, then (x - mean) * contrast + mean + brightness, clipped to [0, 1].
+    windows: None, or (image_window, label_window), each a pair of slices (rows, cols): only these windows of
+    the augmented image and of the augmented labels and weights are computed and returned, so a caller that
+    needs the context around a tile (random_augmented_tile) pays only for the tile. The random draws are the
+    same; the gray-value change sees the image window.
     Returns (image float32, labels with their dtype, weights float32); None stays None.
     """
     image, labels, weights = _check_arrays(image, labels, weights)
@@ -84,11 +88,13 @@ def augment(image, labels=None, weights=None, rng=None, *, elastic=True, elastic
     if elastic:
         coords += elastic_displacement(image.shape, rng, elastic_std, elastic_grid)
         geometric = True
+    image_window, label_window = _check_windows(windows)
     if geometric:
-        image, labels, weights = _warp_all(image, labels, weights, coords)
+        image, labels, weights = _warp_all(image, labels, weights, coords, image_window, label_window)
     else:
-        image = image.astype(np.float32)
-        weights = None if weights is None else weights.astype(np.float32)
+        image = image[image_window].astype(np.float32)
+        labels = None if labels is None else labels[label_window]
+        weights = None if weights is None else weights[label_window].astype(np.float32)
     if gray:
         image = gray_value_change(image, rng, contrast, brightness, gamma)
     return image, labels, weights
@@ -119,12 +125,14 @@ def _rotate(coords, shape, radians):
     return np.stack([cos * y - sin * x + centre[0], sin * y + cos * x + centre[1]])
 
 
-def _warp_all(image, labels, weights, coords):
-    image = ndimage.map_coordinates(image.astype(np.float64), coords, order=3, mode=_MODE).astype(np.float32)
+def _warp_all(image, labels, weights, coords, image_window=(slice(None),) * 2, label_window=(slice(None),) * 2):
+    """Sample the three arrays at coords (2, H, W): the image within image_window, the others within label_window."""
+    at_image, at_labels = coords[(slice(None), *image_window)], coords[(slice(None), *label_window)]
+    image = ndimage.map_coordinates(image.astype(np.float64), at_image, order=3, mode=_MODE).astype(np.float32)
     if labels is not None:
-        labels = ndimage.map_coordinates(labels, coords, order=0, mode=_MODE, output=labels.dtype)
+        labels = ndimage.map_coordinates(labels, at_labels, order=0, mode=_MODE, output=labels.dtype)
     if weights is not None:
-        weights = ndimage.map_coordinates(weights.astype(np.float64), coords, order=1,
+        weights = ndimage.map_coordinates(weights.astype(np.float64), at_labels, order=1,
                                           mode=_MODE).astype(np.float32)
     return image, labels, weights
 
@@ -147,6 +155,21 @@ def _check_arrays(image, labels, weights):
         if weights.shape != image.shape:
             raise ValueError(f"weights shape {weights.shape} must equal image shape {image.shape}")
     return image, labels, weights
+
+
+def _check_windows(windows):
+    everything = (slice(None),) * 2
+    if windows is None:
+        return everything, everything
+    try:
+        image_window, label_window = (tuple(w) for w in windows)
+        ok = all(len(w) == 2 and all(isinstance(s, slice) for s in w) for w in (image_window, label_window))
+    except TypeError:
+        ok = False
+    if not ok:
+        raise TypeError(f"windows must be None or (image_window, label_window), each a pair of slices (rows, cols), "
+                        f"got {windows!r}")
+    return image_window, label_window
 
 
 def _check_shape(shape):

@@ -66,7 +66,8 @@ def random_augmented_tile(image, labels, weights, in_size, out_size, rng, **augm
     """random_tile followed by augment(**augment_options), done on a window around the tile only.
 
     The window is the input tile grown by what a rotation (x sqrt 2), the shift and the elastic field
-    (3 std) can pull in, so the cost follows the tile, not the image. Labels and weights are mirrored at
+    (3 std) can pull in, so the cost follows the tile, not the image; within the window only the tiles
+    themselves are interpolated (augment's `windows`). Labels and weights are mirrored at
     the image border like the image, since a rotated or deformed tile can look past it.
     """
     if not isinstance(rng, np.random.Generator):
@@ -80,12 +81,10 @@ def random_augmented_tile(image, labels, weights, in_size, out_size, rng, **augm
     left = int(rng.integers(0, image.shape[1] - out_size + 1))
     rows = mirror_index(np.arange(top - grow, top + out_size + grow), image.shape[0])[:, None]
     cols = mirror_index(np.arange(left - grow, left + out_size + grow), image.shape[1])[None, :]
-    window = [None if a is None else a[rows, cols] for a in (image, labels, weights)]
-    image_w, labels_w, weights_w = augment(*window, rng=rng, **augment_options)
+    context = [None if a is None else a[rows, cols] for a in (image, labels, weights)]
     inner = slice(grow - margin, grow - margin + in_size)
     out = slice(grow, grow + out_size)
-    return (image_w[inner, inner], None if labels_w is None else labels_w[out, out],
-            None if weights_w is None else weights_w[out, out])
+    return augment(*context, rng=rng, windows=((inner, inner), (out, out)), **augment_options)
 
 
 def _check_pad(pad):
