@@ -40,32 +40,46 @@ CPU_DEFAULTS = dict(depth=3, base_channels=16, tile=124, batch_size=2, steps=400
                         "tiles, momentum 0.9 and a decaying learning rate for a short run: minutes on a laptop")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where it is None or False (chosen by device, or a flag)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None or action.default is False else super()._get_help_string(action)
+
+
+def _by_device(key):
+    return f"(default: {GPU_DEFAULTS[key]} on a GPU, {CPU_DEFAULTS[key]} without)"
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minunet.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="synthetic", choices=["synthetic", "isbi2012", "folder"])
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "isbi2012", "folder"],
+                   help="synthetic touching cells (built in), ISBI 2012, or a folder of images and masks")
     p.add_argument("--data-dir", help="folder of the isbi2012 or folder data")
     p.add_argument("--n-synthetic", type=int, default=40, help="images generated for --data synthetic")
-    p.add_argument("--device", default="auto", choices=["auto", "numpy", "sim", "cuda"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--steps", type=int, help="optimizer steps (default: by device)")
+    p.add_argument("--device", default="auto", choices=["auto", "numpy", "sim", "cuda"],
+                   help="auto: cuda if CuPy finds a GPU, else numpy")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="element type")
+    p.add_argument("--steps", type=int, help=f"optimizer steps {_by_device('steps')}")
     p.add_argument("--epochs", type=float, help="instead of --steps: passes over the training images")
-    p.add_argument("--tile", type=int, help="input tile side (default: by device)")
-    p.add_argument("--batch-size", type=int, help="tiles per step (default: by device)")
-    p.add_argument("--depth", type=int, help="levels of the U-Net (paper: 5)")
-    p.add_argument("--base-channels", type=int, help="channels of the first level (paper: 64)")
-    p.add_argument("--padding", default="valid", choices=["valid", "same"])
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--lr", type=float, help="learning rate (default: by device)")
-    p.add_argument("--momentum", type=float, help="SGD momentum (default: by device; the paper: 0.99)")
+    p.add_argument("--tile", type=int, help=f"input tile side {_by_device('tile')}")
+    p.add_argument("--batch-size", type=int, help=f"tiles per step {_by_device('batch_size')}")
+    p.add_argument("--depth", type=int, help=f"levels of the U-Net {_by_device('depth')}")
+    p.add_argument("--base-channels", type=int, help=f"channels of the first level {_by_device('base_channels')}")
+    p.add_argument("--padding", default="valid", choices=["valid", "same"],
+                   help="3x3 convolutions without padding (the paper's) or zero-padded")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout probability at the bottom of the U-Net")
+    p.add_argument("--lr", type=float, help=f"learning rate {_by_device('lr')}")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum {_by_device('momentum')}")
     p.add_argument("--lr-decay", choices=["none", "poly"],
-                   help="'poly': lr * (1 - step/steps)^0.9; 'none': constant, as the paper (default: by device)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+                   help=f"'poly': lr * (1 - step/steps)^0.9; 'none': constant, as the paper {_by_device('lr_decay')}")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay, added to the gradient")
     p.add_argument("--w0", type=float, default=10.0, help="border weight of the weight map")
     p.add_argument("--sigma", type=float, default=5.0, help="border width of the weight map, px")
     p.add_argument("--no-augment", action="store_true", help="no elastic deformation / flips / gray values")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the data, the tiles and augmentation")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the images held out for validation")
     p.add_argument("--val-every", type=int, default=100, help="steps between validations")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--out", help="run folder (default: runs/<data>-<time>)")

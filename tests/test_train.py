@@ -115,3 +115,10 @@ def test_epochs_count_passes_over_the_training_images(tmp_path):
     assert code == 0
     assert trainer.step == config["steps"] == round(1.5 * len(trainer.data.train_images) / 1)  # batch size 1
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == trainer.step
+
+
+def test_help_names_every_default():
+    text = " ".join(build_parser().format_help().split())  # argparse wraps lines
+    assert "default: None" not in text
+    assert "(default: 4000 on a GPU, 400 without)" in text and "(default: 0.99 on a GPU, 0.9 without)" in text
+    assert "(default: 0)" in text and "(default: synthetic)" in text  # zero and strings are shown too
