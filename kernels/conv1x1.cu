@@ -19,12 +19,13 @@
 //       default: the U-Net's 1x1 layer has Co = 2, which leaves 62 of the tile's 64 rows empty.
 //   conv1x1_grad_input_v2: gx[c, q] = sum_o w[o, c] gy[o, q]. Not the default for the same reason (K = Co = 2).
 //   conv1x1_grad_weight_v2: gw[o, c] = sum_q gy[o, q] x[c, q], split-K over the N*P pixels: block z writes
-//       the slice's partial product, conv1x1_grad_weight_reduce adds the slices in order (deterministic).
+//       the slice's partial product, gemm_split_k_reduce (gemm_tile.cuh) adds the slices in order
+//       (deterministic).
 //       Reads x and gy once per 64 channels; v1 reads x Co times and gy Ci times (one block per weight).
 //
 // Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
 #include "common.cuh"
-#include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
+#include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
 #define CONV1X1_GW_THREADS 256  // grad_weight v1: threads per block, a power of two for the tree reduction
 
@@ -78,15 +79,6 @@ extern "C" __global__ void conv1x1_grad_weight_v1(const real* x, const real* gy,
 // ================================================================ the GEMM versions
 
 // The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
-
-// gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
-extern "C" __global__ void conv1x1_grad_weight_reduce(const real* partial, real* gw, int count, int splits) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= count) return;
-    real sum = (real)0;
-    for (int z = 0; z < splits; z++) sum += partial[(long long)z * count + i];
-    gw[i] = sum;
-}
 
 // grid (ceil(N*P / 64), ceil(Co / 64)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)

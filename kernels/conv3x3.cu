@@ -63,10 +63,11 @@
 //   conv3x3_grad_input_v4: v3 with the 128 x 128 tile of forward_v4.
 //   conv3x3_grad_input_v5: v3 on tensor cores (TF32), as forward_v5.
 //   conv3x3_grad_weight_v3: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the
-//       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; conv3x3_grad_weight_reduce
-//       adds the slices in order of z. Deterministic (no atomics, fixed order). v1 reads x Co times and gy
-//       Ci times (one block per (o, c) pair), v2 x Co times and gy Ci/4 times; v3 reads each once per 64
-//       channels, and its grid (slices x tiles) fills the GPU where v1 and v2 have only Co*Ci blocks.
+//       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; gemm_split_k_reduce
+//       (gemm_tile.cuh) adds the slices in order of z. Deterministic (no atomics, fixed order). v1 reads x
+//       Co times and gy Ci times (one block per (o, c) pair), v2 x Co times and gy Ci/4 times; v3 reads
+//       each once per 64 channels, and its grid (slices x tiles) fills the GPU where v1 and v2 have only
+//       Co*Ci blocks.
 //   conv3x3_grad_weight_v4: v3 with the 128 x 128 tile of forward_v4, same reduction.
 //   conv3x3_grad_weight_v5: v3 on tensor cores (TF32), same reduction.
 //
@@ -82,7 +83,7 @@
 // paddings, every version; the GEMM versions also by
 // `pytest tests/test_conv_versions.py` (odd channel counts, gradient checks through each version).
 #include "common.cuh"
-#include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
+#include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
 #define CONV3X3_V2_TILE 16     // the v2 kernels: output tile edge; the block is (TILE, TILE, 1) threads
 #define CONV3X3_V2_COUT 8      // forward and grad_input v2: output channels per block (accumulators per thread)
@@ -553,11 +554,3 @@ conv3x3_grad_weight_v5(const real* x, const real* gy, real* partial, int N, int 
     conv3x3_grad_weight_gemm<64, 64, true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
-// gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
-extern "C" __global__ void conv3x3_grad_weight_reduce(const real* partial, real* gw, int count, int splits) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= count) return;
-    real sum = (real)0;
-    for (int z = 0; z < splits; z++) sum += partial[(long long)z * count + i];
-    gw[i] = sum;
-}

@@ -51,3 +51,14 @@ __device__ __forceinline__ void minunet_gemm_fma(Load& load, Store& store, int k
 #pragma unroll
         for (int j = 0; j < TN; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
 }
+
+// The second step of the split-K weight gradients of conv3x3.cu, conv1x1.cu and up_conv2x2.cu, whose GEMM
+// kernel's block z wrote the partial product of pixel slice z to partial[z]:
+// gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
+extern "C" __global__ void gemm_split_k_reduce(const real* partial, real* gw, int count, int splits) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    real sum = (real)0;
+    for (int z = 0; z < splits; z++) sum += partial[(long long)z * count + i];
+    gw[i] = sum;
+}

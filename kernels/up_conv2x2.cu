@@ -21,12 +21,12 @@
 //       reads it 4*Co times (once per output pixel it feeds), which dominates the 28x28x1024 layer.
 //   up_conv2x2_grad_input_v2: gx[c, q] = sum_r w[c, r] G[r, q], G[r, (i, j)] = gy[o, 2i+a, 2j+d].
 //   up_conv2x2_grad_weight_v2: gw[c, r] = sum_q x[c, q] G[r, q], split-K over the N*H*W pixels: block z
-//       writes its slice's partial product, up_conv2x2_grad_weight_reduce adds them in order
+//       writes its slice's partial product, gemm_split_k_reduce (gemm_tile.cuh) adds them in order
 //       (deterministic, no atomics).
 //
 // Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
 #include "common.cuh"
-#include "gemm_tile.cuh"  // minunet_gemm_fma and the MINUNET_GEMM_* tile sizes
+#include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
 #define UP_CONV2X2_GW_THREADS 256  // grad_weight v1: threads per block, a power of two
 
@@ -94,15 +94,6 @@ extern "C" __global__ void up_conv2x2_grad_weight_v1(const real* x, const real* 
 // ================================================================ the GEMM versions
 
 // The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
-
-// gw[i] = sum over z = 0, 1, ... of partial[z][i], in that order (deterministic); one thread per element.
-extern "C" __global__ void up_conv2x2_grad_weight_reduce(const real* partial, real* gw, int count, int splits) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= count) return;
-    real sum = (real)0;
-    for (int z = 0; z < splits; z++) sum += partial[(long long)z * count + i];
-    gw[i] = sum;
-}
 
 // grid (ceil(N*H*W / 64), ceil(Co*4 / 64)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)

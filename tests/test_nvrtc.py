@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from minunet import nvrtc, paths
+from minunet.sim.build import included_files
 
 
 def _nvrtc_unusable():
@@ -94,7 +95,8 @@ def test_kernel_file_compiles_cleanly(stem, tmp_path):
     (tmp_path / f"nvrtc_{stem}.txt").write_text(table + "\n")
     found = problems(results)
     assert not found, "\n".join(found)
-    declared = set(_ENTRY.findall(paths.kernel_path(stem).read_text()))
+    path = paths.kernel_path(stem)  # its kernels, and those of the headers it includes (gemm_tile.cuh)
+    declared = set(_ENTRY.findall("".join(f.read_text() for f in [path, *included_files(path, [])])))
     for path, arch, dtype, result in results:
         assert set(result.kernels) == declared, (f"{stem} {dtype} sm_{arch}: ptxas reported {sorted(result.kernels)}, "
                                                  f"the file declares {sorted(declared)}")

@@ -237,6 +237,19 @@ def test_cache_key_follows_included_header(tmp_path, monkeypatch):
     assert out[0] == 4
 
 
+def test_a_kernel_defined_in_an_included_header_is_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINUNET_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "shared.cuh").write_text('#pragma once\n'
+                                         'extern "C" __global__ void from_header(int* out) { out[0] = 7; }\n')
+    (tmp_path / "main.cu").write_text('#include "shared.cuh"\n'
+                                      'extern "C" __global__ void from_file(int* out) { out[0] = 8; }\n')
+    _, kernels = build_library(tmp_path / "main.cu")
+    assert set(kernels) == {"from_header", "from_file"}
+    out = np.zeros(1, np.int32)
+    SimModule(tmp_path / "main.cu").get_function("from_header")(1, 1, (out,))
+    assert out[0] == 7
+
+
 def test_unknown_kernel_name(bugs):
     with pytest.raises(ValueError, match="early_return"):
         bugs.get_function("no_such_kernel")

@@ -113,7 +113,7 @@ class ConvKernelOps:
         grid = (cdiv(cols, BN), cdiv(rows, BM), splits)
         self.launch(stem, kernel, x.dtype, grid, (GEMM_THREADS,), args(partial) + _i32(chunk))
         if splits > 1:
-            self._launch_per_element(stem, f"{stem}_grad_weight_reduce", x.dtype, gw.size,
+            self._launch_per_element(stem, "gemm_split_k_reduce", x.dtype, gw.size,
                                      (partial, gw) + _i32(gw.size, splits))
 
     def _launch_tiled(self, stem, kernel, dtype, N, Cout, Ho, Wo, args):

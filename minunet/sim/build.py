@@ -178,17 +178,20 @@ def build_library(cu_path, defines=None, include_dirs=None):
     defines = dict(defines or {})
     include_dirs = [Path(d).resolve() for d in (include_dirs or [])]
     source = cu_path.read_text()
-    kernels = find_kernels(source)
+    headers = included_files(cu_path, include_dirs)
+    # A header may define kernels too (gemm_tile.cuh's gemm_split_k_reduce): they belong to every file that
+    # includes it, as they do in the module NVRTC compiles.
+    whole = "\n".join([source] + [h.read_text() for h in headers])
+    kernels = find_kernels(whole)
     if not kernels:
         raise SimCompileError(f'{cu_path}: no `extern "C" __global__ void name(...)` kernel found')
-    wrapper = generate_wrapper(cu_path, kernels, find_extern_shared(source, cu_path))
+    wrapper = generate_wrapper(cu_path, kernels, find_extern_shared(whole, cu_path))
 
     cxx = compiler()
     flags = (*CXX_FLAGS, *mode_flags(), "-DMINUNET_SIM",
              *[f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(defines.items())],
              "-I", str(cu_path.parent), *[a for d in include_dirs for a in ("-I", str(d))],
              "-include", str(SIM_DIR / "cuda_sim.h"))
-    headers = included_files(cu_path, include_dirs)
     key = _digest(source, *[(h, h.read_bytes()) for h in headers], _sim_sources_digest(), wrapper, cxx, flags)
     tag = "-".join(re.sub(r"\W", "", str(v if v is not None else k)) for k, v in sorted(defines.items()))
     target = paths.cache_dir() / "sim" / f"{cu_path.stem}{'-' + tag if tag else ''}-{key}.so"
