@@ -80,6 +80,14 @@ class Tensor:
         self._ctx = None  # (Function class, Context, parent Tensors) for a Tensor made by a Function
         self._graph_freed = False
 
+    @classmethod
+    def _on(cls, data, device):
+        """A Tensor around an array that already lives on `device` (a Function's result): never a copy, where
+        Tensor(data, device=...) would copy a sim array (sim keeps its arrays in NumPy, like "numpy")."""
+        t = cls(data)
+        t.device = device
+        return t
+
     # -- information ---------------------------------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
     dtype = property(lambda self: self.data.dtype)
@@ -111,7 +119,7 @@ class Tensor:
         return Tensor(self.data, requires_grad=self.requires_grad, device=device)
 
     def detach(self):
-        return Tensor(self.data, device=self.device)
+        return Tensor._on(self.data, self.device)
 
     # -- backward ------------------------------------------------------------------------------------------
     def backward(self, grad=None):
@@ -249,7 +257,7 @@ class Function:
         needs = tuple(t.requires_grad for t in tensors)
         ctx = Context(backend, needs)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = Tensor(cls.forward(ctx, *raw, **kwargs), device=devices[0])
+        out = Tensor._on(cls.forward(ctx, *raw, **kwargs), devices[0])
         if _grad_enabled and any(needs):
             out.requires_grad = True
             out._ctx = (cls, ctx, tensors)

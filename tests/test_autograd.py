@@ -102,6 +102,21 @@ def test_moving_to_a_device_keeps_the_shape_and_makes_it_contiguous(device):
         assert mu.Tensor(mu.Tensor(np.array(2.0), device=device), device=other).shape == ()
 
 
+@pytest.mark.parametrize("device", ["numpy", "sim"])
+def test_a_function_result_is_wrapped_not_copied(device):
+    # sim keeps its arrays in NumPy; Tensor(array, device="sim") copies, a Function's result must not be
+    held = np.arange(4.0)
+
+    class Hand(mu.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return held
+
+    out = Hand.apply(mu.Tensor(np.ones(4), device=device))
+    assert out.data is held and out.device == device
+    assert out.detach().data is held and out.detach().device == device
+
+
 def test_mixed_devices_are_an_error():
     a = mu.Tensor(np.ones(2), requires_grad=True)
     b = mu.Tensor(np.ones(2), device="sim")
