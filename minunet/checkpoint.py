@@ -41,6 +41,9 @@ def load(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # else np.load guesses a pickle and says so, which misleads
+        raise ValueError(f"checkpoint {path} is not a readable minunet checkpoint: not a .npz archive (a run "
+                         f"folder's checkpoint.npz, written by python -m minunet.train)")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

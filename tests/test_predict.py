@@ -76,7 +76,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     assert main(["--checkpoint", str(tmp_path / "bad.npz"), "--input", str(tmp_path)]) == 2
-    assert "not a readable minunet checkpoint" in capsys.readouterr().err
+    assert "not a .npz archive" in capsys.readouterr().err  # not numpy's guess that it holds a pickle
+
+
+def test_cli_unreadable_images_are_one_line_errors(tmp_path, small_net, capsys):
+    checkpoint.save(tmp_path / "ckpt.npz", small_net, step=0)
+    Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(tmp_path / "whole.png")
+    whole = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "text.png").write_text("not an image")
+    for name, message in (("truncated.png", "truncated"), ("text.png", "cannot identify")):
+        assert main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / name),
+                     "--out", str(tmp_path / "out"), "--device", "numpy"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {tmp_path / name}: not a readable image") and message in err, err
 
 
 def test_default_tile_covers_the_image_in_one_pass_up_to_the_paper_tile():

@@ -13,6 +13,7 @@ Masks must hold class indices 0..K-1. Binary masks stored as 0/255 (the usual ca
 predictions: 255 is read as class 255) are recognised and mapped to 0/1; any other value set is an error
 that lists the values found and how to fix them.
 """
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,8 +213,20 @@ def files_by_stem(folder, name, suffixes=IMAGE_SUFFIXES):
 
 def read_tiff_stack(path):
     """Every page of a (multi-page) TIFF as a NumPy array."""
-    with Image.open(path) as img:
+    with _open_image(path) as img:
         return [np.array(frame) for frame in ImageSequence.Iterator(img)]
+
+
+@contextlib.contextmanager
+def _open_image(path):
+    """Image.open, with a one-line ValueError naming the file for one that is not an image or is truncated."""
+    try:
+        with Image.open(path) as img:
+            yield img
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # PIL.UnidentifiedImageError is an OSError, and so is "image file is truncated"
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 def read_image(path):
@@ -227,7 +240,7 @@ def read_mask(path):
 
 
 def _read_single(path):
-    with Image.open(path) as img:
+    with _open_image(path) as img:
         if getattr(img, "n_frames", 1) > 1:
             raise ValueError(f"{path} has {img.n_frames} pages; the folder loader reads single images "
                              f"(for a stack use load_isbi2012 or split it)")
