@@ -47,6 +47,8 @@ def predict_probabilities(model, image, tile=None, batch_size=4, tta=False, prog
                          f"got shape {image.shape}")
     if not np.issubdtype(image.dtype, np.floating) or not np.isfinite(image).all():
         raise ValueError("image must be a finite float array (scale it to [0, 1] first)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1 (tiles per forward pass), got {batch_size!r}")
     if not tta:
         return _predict(model, image, tile, batch_size, progress)
     # Test-time augmentation: the 8 rotations/flips, each undone on the output, averaged.
@@ -149,6 +151,9 @@ def main(argv=None):
         print(f"wrote {len(files)} prediction(s) to {out_dir}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy)")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # CuPy's OutOfMemoryError is one too
+        print(f"error: out of memory ({e}); pass a smaller --tile or --batch-size", file=sys.stderr)
         return 2
     return 0
 

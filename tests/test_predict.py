@@ -55,6 +55,9 @@ def test_bad_images_are_clear_errors(small_net):
         predict_probabilities(small_net, np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="nearest valid sizes"):
         predict_probabilities(small_net, np.zeros((10, 10)), tile=27)
+    for bad in (0, -1, 2.0):  # -1 used to return the uninitialised output buffer
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            predict_probabilities(small_net, np.zeros((10, 10)), batch_size=bad)
 
 
 def test_cli_writes_probabilities_labels_and_overlays(tmp_path, small_net):

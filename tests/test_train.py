@@ -76,6 +76,7 @@ def test_numpy_and_sim_train_the_same_tiny_network(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--tile", "45"], "nearest valid sizes"),
+    (["--tile", "100004"], "choose a smaller --tile"),  # not 40 synthetic images of 99964^2 pixels
     (["--val-fraction", "1.5"], "--val-fraction must be in"),
     (["--data", "isbi2012", "--data-dir", "/nonexistent"], "/nonexistent is not a folder"),
     (["--data", "folder"], "data_dir"),

@@ -28,6 +28,9 @@ def class_balance_map(labels, n_classes):
     return w[labels].astype(np.float32)
 
 
+MAX_SYNTHETIC_SIZE = 2048
+
+
 def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2, seed=0, w0=10.0, sigma=5.0,
                           weights=True, min_size=256):
     """Load `kind`, hold out val_fraction of the images (seeded), and precompute the paper's weight maps
@@ -36,6 +39,9 @@ def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2,
     if kind == "synthetic":
         if data_dir is not None:
             raise ValueError("--data synthetic is generated; it takes no --data-dir")
+        if min_size > MAX_SYNTHETIC_SIZE:  # n_synthetic images of min_size^2 would not fit in memory
+            raise ValueError(f"an output tile of {min_size} px needs synthetic images at least that large; they are "
+                             f"made up to {MAX_SYNTHETIC_SIZE} px: choose a smaller --tile")
         data = load_dataset("synthetic", n=n_synthetic, size=max(256, int(min_size)), seed=seed)
     elif kind == "folder":
         data = load_dataset("folder", data_dir, instances=False)
