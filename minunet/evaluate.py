@@ -7,6 +7,7 @@ label image as given). With --n-classes 2 also the ISBI 2012 protocol (minunet.m
 a threshold sweep, cells as 4-connected components of class 1, best Rand error / VI / pixel error.
 """
 import argparse
+import glob
 import json
 import math
 import sys
@@ -90,12 +91,26 @@ def collect_pairs(pred, truth):
         raise InputError(f"--pred {pred} and --truth {truth}: give two files or two folders")
     if not pred.is_dir():
         return [(pred, truth)]
-    preds, truths = _files_by_stem(pred), _files_by_stem(truth)
-    missing = sorted(set(truths) - set(preds), key=_natural)
+    truths = _files_by_stem(truth)
+    preds = {stem: _prediction_for(pred, stem) for stem in truths}
+    missing = sorted((stem for stem, path in preds.items() if path is None), key=_natural)
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise InputError(f"{pred}: no prediction for {len(missing)} of {len(truths)} truth images ({shown})")
     return [(preds[stem], truths[stem]) for stem in sorted(truths, key=_natural)]
+
+
+def _prediction_for(folder, stem):
+    """The prediction of truth image `stem`: the file stem.png/.tif/.tiff/.npy in folder or, failing that, the
+    stem_prob.npy (class probabilities, full precision) that python -m minunet.predict writes; None if neither."""
+    for name, suffixes in ((stem, SUFFIXES), (f"{stem}_prob", (".npy",))):
+        found = [p for p in sorted(folder.glob(f"{glob.escape(name)}.*"))
+                 if p.stem == name and p.suffix.lower() in suffixes and p.is_file()]
+        if len(found) > 1:
+            raise InputError(f"two predictions for {stem!r} in {folder}: {found[0].name} and {found[1].name}")
+        if found:
+            return found[0]
+    return None
 
 
 def _natural(stem):
@@ -192,7 +207,7 @@ def evaluate(pairs, n_classes, thresholds):
         pred_frames, truth_frames = read_frames(pred_path), read_frames(truth_path)
         if len(pred_frames) != len(truth_frames):
             raise InputError(f"{pred_path} has {len(pred_frames)} images but {truth_path} has {len(truth_frames)}")
-        for k, ((name, pred, scale), (_, truth, _)) in enumerate(zip(pred_frames, truth_frames)):
+        for k, ((_, pred, scale), (name, truth, _)) in enumerate(zip(pred_frames, truth_frames)):  # truth names
             page = f" page {k}" if len(pred_frames) > 1 else ""
             truth_classes = truth_to_classes(truth, n_classes, f"{truth_path}{page}")
             pred_classes, foreground = prediction_to_maps(pred, scale, n_classes, f"{pred_path}{page}")
@@ -331,7 +346,8 @@ def build_parser():
                "Exit status 2 with a one-line message on bad input.",
     )
     parser.add_argument("--pred", required=True, metavar="PATH",
-                        help="prediction file, or a folder of them paired with --truth by file stem")
+                        help="prediction file, or a folder of them paired with --truth by file stem: truth a.png "
+                             "with a.png/.tif/.npy, else the a_prob.npy that python -m minunet.predict writes")
     parser.add_argument("--truth", required=True, metavar="PATH", help="ground-truth mask file, or a folder of them")
     parser.add_argument("--n-classes", type=int, default=2, metavar="N", help="number of classes (default: 2)")
     parser.add_argument("--thresholds", type=parse_thresholds, default=None, metavar="T",

@@ -1,4 +1,5 @@
 """Overlap-tile inference: seamless (equal to a single pass), any size, bounded memory; the CLI."""
+import json
 import tracemalloc
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from PIL import Image
 
 import minunet as mu
-from minunet import checkpoint
+from minunet import checkpoint, evaluate
 from minunet.predict import main, predict_probabilities, tile_plan
 
 
@@ -72,6 +73,31 @@ def test_cli_writes_probabilities_labels_and_overlays(tmp_path, small_net):
         assert np.asarray(Image.open(tmp_path / "out" / f"{stem}_labels.png")).shape == size
         assert np.load(tmp_path / "out" / f"{stem}_prob.npy").shape == (2,) + size
         assert (tmp_path / "out" / f"{stem}_overlay.png").is_file()
+
+
+def test_evaluate_scores_the_folder_predict_wrote(tmp_path, small_net, capsys):
+    # predict writes a_prob.npy, a_prob.png, a_labels.png, a_overlay.png; evaluate pairs truth a.png with
+    # a_prob.npy (README: predict --out predictions, then evaluate --pred predictions/ --truth labels/)
+    checkpoint.save(tmp_path / "ckpt.npz", small_net, step=0)
+    rng = np.random.default_rng(5)
+    for folder in ("in", "truth"):
+        (tmp_path / folder).mkdir()
+    for name, size in (("a", (21, 30)), ("b", (16, 16))):
+        Image.fromarray((rng.random(size) * 255).astype(np.uint8)).save(tmp_path / "in" / f"{name}.png")
+        Image.fromarray((rng.random(size) > 0.3).astype(np.uint8) * 255).save(tmp_path / "truth" / f"{name}.png")
+    assert main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"),
+                 "--out", str(tmp_path / "pred"), "--device", "numpy"]) == 0
+    assert evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                          "--json", str(tmp_path / "scores.json")]) == 0, capsys.readouterr().err
+    scores = {image["name"]: image for image in json.loads((tmp_path / "scores.json").read_text())["images"]}
+    for name in ("a", "b"):
+        predicted = np.load(tmp_path / "pred" / f"{name}_prob.npy").argmax(0)
+        truth = np.asarray(Image.open(tmp_path / "truth" / f"{name}.png")) // 255
+        assert scores[name]["pixel_error"] == pytest.approx(np.mean(predicted != truth))
+    Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.png")
+    Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.tif")
+    assert evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 2
+    assert "two predictions for 'a'" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
