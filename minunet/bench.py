@@ -15,9 +15,10 @@ PyTorch (cuDNN) runs the same shapes in the same process when `import torch` wor
 the same network in PyTorch eager, with peak GPU memory of both.
 
 On a CPU (--device numpy, or auto without a GPU) it times a training step of a small U-Net (depth 3, 16
-channels, 124x124 tile, batch 2) on the numpy device, PyTorch CPU on the same network when torch is
-installed, and the sim device's speed on a tiny layer for every conv3x3 version. There is no roofline on a
-CPU (no peak numbers are assumed for it).
+channels, 124x124 tile, batch 2) on the numpy device and PyTorch CPU on the same network when torch is
+installed; then, per layer of that network, the numpy device's convolutions and PyTorch's on the same arrays
+(checked against each other), against a roofline whose peaks are measured in the same run (a large float32
+matrix product, a large array copy); and the sim device's speed on a tiny layer for every conv3x3 version.
 
 Results: results-<device>-<date>.md (tables) and .json (all numbers, device name, versions, date) in --out;
 --plot adds a roofline chart (PNG).
@@ -167,20 +168,23 @@ def _arrays(layer, rng, dtype=np.float32):
                 gy=rng.standard_normal((N, Co, Ho, Wo)).astype(dtype))
 
 
-def minunet_call(backend, layer, direction, a, version):
-    """A no-argument function launching one op of minunet's backend (a: arrays on the device)."""
+def minunet_call(backend, layer, direction, a, version=None):
+    """A no-argument function launching one op of minunet's backend (a: arrays on the device); version None
+    for the numpy device, which has one implementation of each op."""
     op, x, w, b, gy = layer["op"], a["x"], a["w"], a["b"], a["gy"]
+    v = {} if version is None else dict(version=version)
     if op == "conv3x3":
-        return {"forward": lambda: backend.conv3x3(x, w, b, 0, version=version),
-                "grad_input": lambda: backend.conv3x3_grad_input(gy, w, 0, x.shape, version=version),
-                "grad_weight": lambda: backend.conv3x3_grad_weight(x, gy, 0, version=version)}[direction]
+        return {"forward": lambda: backend.conv3x3(x, w, b, 0, **v),
+                "grad_input": lambda: backend.conv3x3_grad_input(gy, w, 0, x.shape, **v),
+                "grad_weight": lambda: backend.conv3x3_grad_weight(x, gy, 0, **v)}[direction]
     method = {"forward": op, "grad_input": f"{op}_grad_input", "grad_weight": f"{op}_grad_weight"}[direction]
     args = {"forward": (x, w, b), "grad_input": (gy, w), "grad_weight": (x, gy)}[direction]
-    return lambda: getattr(backend, method)(*args, version=version)
+    return lambda: getattr(backend, method)(*args, **v)
 
 
 def torch_call(layer, direction, a):
-    """The same op in PyTorch (cuDNN on a GPU); a: torch tensors."""
+    """The same op in PyTorch (cuDNN on a GPU); a: torch tensors. The gradients come back as a tuple
+    (grad_input, grad_weight, grad_bias) with None for those not asked for: torch_result picks the one."""
     import torch
     import torch.nn.functional as TF
     op, x, w, b, gy = layer["op"], a["x"], a["w"], a["b"], a["gy"]
@@ -193,6 +197,10 @@ def torch_call(layer, direction, a):
     mask = [direction == "grad_input", direction == "grad_weight", False]
     return lambda: torch.ops.aten.convolution_backward(gy, x, w, None, stride, [0, 0], [1, 1], transposed, [0, 0],
                                                        1, mask)
+
+
+def torch_result(direction, out):
+    return out if direction == "forward" else out[0 if direction == "grad_input" else 1]
 
 
 def kernel_versions(layer, direction):
@@ -415,9 +423,82 @@ def bench_training_cuda(quick, log):
     return results
 
 
-# ================================================================ CPU: numpy training step, sim speed
+# ================================================================ CPU: numpy kernels and training step, sim speed
 
 SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
+
+
+def _best_time(run, repeats):
+    run()
+    return min(cpu_timer(run) for _ in range(repeats))
+
+
+def measure_cpu_peaks(quick=False):
+    """This CPU's roofline, measured now rather than assumed: the FP32 rate of a large square float32
+    matrix product (BLAS, all its threads) and the bandwidth of a large array copy (bytes read + written,
+    one thread, as NumPy's elementwise ops run), each the best of a few runs."""
+    n, elements, repeats = (512, 2**22, 2) if quick else (2048, 2**25, 5)  # 2**25 floats: 128 MiB, past any cache
+    a, b = np.ones((n, n), np.float32), np.ones((n, n), np.float32)
+    src = np.ones(elements, np.float32)
+    dst = np.empty_like(src)
+    gemm, copy = _best_time(lambda: a @ b, repeats), _best_time(lambda: np.copyto(dst, src), repeats)
+    return dict(fp32=2 * n**3 / gemm, tf32=None, bandwidth=2 * src.nbytes / copy)
+
+
+def bench_kernels_cpu(layers, quick, log):
+    """Per distinct layer shape: the numpy device's convolutions and PyTorch CPU's on the same arrays, the two
+    results checked against each other (float32: relative error <= 1e-4)."""
+    from .backends import get_backend
+    backend = get_backend("numpy")
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    rows, rng = [], np.random.default_rng(0)
+    runs = (dict(min_runs=1, max_runs=2, budget_s=0.0, warmup=1) if quick
+            else dict(min_runs=5, max_runs=30, budget_s=0.3))
+    for layer in _unique_shapes(layers):
+        host = _arrays(layer, rng)
+        tensors = {k: torch.from_numpy(v) for k, v in host.items()} if torch else None
+        for direction in DIRECTIONS:
+            flops, nbytes = cost(layer, direction)
+            call = minunet_call(backend, layer, direction, host)
+            extra = {}
+            if torch:
+                peer = torch_call(layer, direction, tensors)
+                with torch.no_grad():
+                    ref = torch_result(direction, peer()).numpy()
+                out = np.asarray(call()).reshape(ref.shape)
+                extra["rel_error"] = float(np.max(np.abs(out - ref)) / max(np.max(np.abs(ref)), 1e-30))
+                extra["check"] = "ok" if extra["rel_error"] <= 1e-4 else "MISMATCH"
+            seconds, n = median_time(call, cpu_timer, **runs)
+            rows.append(_row(layer, direction, "numpy", flops, nbytes, seconds, n, **extra))
+            if torch:
+                with torch.no_grad():
+                    seconds_t, n_t = median_time(peer, cpu_timer, **runs)
+                rows.append(_row(layer, direction, "torch cpu", flops, nbytes, seconds_t, n_t))
+            log(f"{layer['name']:14s} {direction:11s} numpy {seconds * 1e3:7.2f} ms"
+                + (f"  torch {seconds_t * 1e3:7.2f} ms  rel.err {extra['rel_error']:.1e}" if torch else ""))
+    return _spread_to_layers(rows, layers)
+
+
+def cpu_totals_table(rows):
+    """Per op: the numpy device's and PyTorch's time summed over the small U-Net's layers, their ratio, and
+    how close the numpy device comes to the roofline floor (summed floors / summed times)."""
+    total = {}
+    for r in rows:
+        if r.get("seconds"):
+            t = total.setdefault(f"{r['op']}_{r['direction']}", {})
+            time_s, floor_s = t.get(r["impl"], (0.0, 0.0))
+            t[r["impl"]] = (time_s + r["seconds"] * _layer_count(r), floor_s + r.get("floor_s", 0.0) * _layer_count(r))
+    lines = ["| op | numpy ms | torch cpu ms | numpy / torch | numpy % of roofline |", "|---|---:|---:|---:|---:|"]
+    for op, t in total.items():
+        numpy_s, floor_s = t.get("numpy", (None, 0.0))
+        torch_s = t.get("torch cpu", (None, 0.0))[0]
+        ratio = f"{numpy_s / torch_s:.2f}" if numpy_s and torch_s else "-"
+        pct = f"{100 * floor_s / numpy_s:.0f}%" if numpy_s and floor_s else "-"
+        lines.append(f"| {op} | {_ms(numpy_s)} | {_ms(torch_s)} | {ratio} | {pct} |")
+    return "\n".join(lines)
 
 
 def bench_training_cpu(quick, log):
@@ -605,6 +686,8 @@ def plot_roofline(rows, peaks, path, title):
     fig, ax = plt.subplots(figsize=(8, 5.5))
     intensity = np.logspace(-1, 4, 200)
     for name, peak, style in (("FP32", peaks["fp32"], "-"), ("TF32", peaks["tf32"], "--")):
+        if peak is None:  # a CPU has no TF32 roof
+            continue
         ax.plot(intensity, np.minimum(peak, intensity * peaks["bandwidth"]) / 1e9, "k" + style, lw=1, label=f"{name} roof")
     groups = {}
     for r in rows:
@@ -619,6 +702,7 @@ def plot_roofline(rows, peaks, path, title):
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -660,15 +744,33 @@ def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=pr
                                         _training_table(sections["training"])))
     else:
         if device == "numpy":
+            from .backends.numpy_backend import keep_freed_memory
+            keep_freed_memory()  # as python -m minunet.train does: PyTorch's step runs under it too
             sections["training"] = bench_training_cpu(quick, log)
             sections["markdown"].append((f"Training step on the CPU (small U-Net {SMALL_UNET}, float32, SGD)",
                                          _training_table(sections["training"])))
+            peaks = measure_cpu_peaks(quick)
+            log(f"CPU roofline, measured: {peaks['fp32'] / 1e9:.1f} GFLOP/s (sgemm), "
+                f"{peaks['bandwidth'] / 1e9:.1f} GB/s (copy)")
+            rows = add_roofline(bench_kernels_cpu(unet_layers(**SMALL_UNET), quick, log), peaks)
+            sections["peaks"] = dict(peaks, note="measured in this run: a large float32 matrix product and a "
+                                                 "large array copy (bytes read + written)")
+            sections["kernels"] = rows
+            floor = (f"Roofline measured in this run: {peaks['fp32'] / 1e9:.1f} GFLOP/s (a large float32 matrix "
+                     f"product), {peaks['bandwidth'] / 1e9:.1f} GB/s (a large array copy, read + write).")
+            sections["markdown"] += [
+                ("The numpy device per op, summed over the small U-Net's layers",
+                 floor + "\n\n" + cpu_totals_table(rows)),
+                ("Per kernel on the CPU (median wall-clock time after warm-up)", kernel_table(rows))]
+            if plot:
+                path = plot_roofline(rows, peaks, Path(out) / f"roofline-{device}-{env['date'][:10]}.png",
+                                     f"minunet numpy vs PyTorch CPU on {env['device_name']}")
+                sections["plot"] = str(path)
+                log(f"roofline chart: {path}")
         rows = bench_sim(quick, log)
         sections["sim"] = rows
         sections["markdown"].append((f"The sim device on a tiny layer {SIM_LAYER} (float32)",
-                                     "No roofline on a CPU: no peak numbers are assumed for it.\n\n" + kernel_table(rows)))
-        if plot:
-            log("--plot: no roofline chart on a CPU (no peak numbers are assumed for it)")
+                                     "No roofline for the simulator.\n\n" + kernel_table(rows)))
     md, js = write_report(out, env, sections)
     log(f"wrote {md} and {js}")
     return md, js
@@ -695,7 +797,7 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "numpy", "sim"])
     parser.add_argument("--out", default="benchmarks/results", help="folder for results-<device>-<date>.md/.json")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (the CPU run takes well under a minute)")
-    parser.add_argument("--plot", action="store_true", help="also write a roofline chart (GPU only)")
+    parser.add_argument("--plot", action="store_true", help="also write a roofline chart")
     args = parser.parse_args(argv)
     run(args.device, args.out, args.quick, args.plot)
     return 0

@@ -127,14 +127,17 @@ def main(argv=None):
     parser.add_argument("--input", required=True, help="an image file (PNG/TIFF) or a folder of them")
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     parser.add_argument("--device", default="auto", choices=["auto", "numpy", "sim", "cuda"])
-    parser.add_argument("--tile", type=int, help="input tile size (default: the largest valid size <= 572)")
+    parser.add_argument("--tile", type=int, help="input tile size (default: the smallest valid one that covers "
+                                                 "the image in one pass, at most 572)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     parser.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips")
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
+    from .backends.numpy_backend import keep_freed_memory
     from .checkpoint import load_model
     from .data.loaders import read_image
+    keep_freed_memory()
     try:
         model, _ = load_model(args.checkpoint, args.device)
         files = _image_files(args.input)

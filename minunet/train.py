@@ -22,6 +22,7 @@ import numpy as np
 from . import checkpoint
 from . import functional as F
 from .backends import resolve_device
+from .backends.numpy_backend import keep_freed_memory
 from .optim import SGD
 from .tensor import Tensor
 from .unet import UNet, check_input_size
@@ -273,6 +274,7 @@ def run(config, run_dir, resume_from=None, quiet=False):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         if args.resume:
             resume = Path(args.resume)

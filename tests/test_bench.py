@@ -115,6 +115,21 @@ def test_totals_sum_every_layer_of_a_shape():
     assert "| minunet v1 | 6.00 |" in table  # 3 directions x 2 layers x 1 ms
 
 
+def test_cpu_totals_give_the_ratio_to_pytorch_and_to_the_roofline():
+    layer = dict(name="a", op="conv1x1", N=1, Ci=2, H=3, W=3, Co=2)
+    rows = [dict(bench._row(layer, "forward", impl, 1, 1, t, 1), layers=["a", "b"])
+            for impl, t in (("numpy", 4e-3), ("torch cpu", 2e-3))]
+    bench.add_roofline(rows, dict(fp32=1e3, tf32=None, bandwidth=1e9))  # floor: 1 FLOP at 1 kFLOP/s = 1 ms
+    assert "| conv1x1_forward | 8 | 4 | 2.00 | 25% |" in bench.cpu_totals_table(rows)  # 2 layers; 1 ms of 4
+
+
+def test_keep_freed_memory_takes_on_glibc():
+    import platform
+
+    from minunet.backends.numpy_backend import keep_freed_memory
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+
+
 def fake_kernel_rows(layers, times):
     """Rows as bench_kernels_cuda returns them, for the conv3x3 forward only: times[impl] = seconds, or
     (seconds, check) / None (the launch failed) per layer name."""
@@ -179,8 +194,8 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
 
 def test_cpu_run_end_to_end(tmp_path):
     out = tmp_path / "results"
-    result = subprocess.run([sys.executable, "-m", "minunet.bench", "--device", "numpy", "--quick", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "minunet.bench", "--device", "numpy", "--quick", "--plot",
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PyTorch is not installed" in result.stdout or "training step torch cpu" in result.stdout
     [md], [js] = sorted(out.glob("results-numpy-*.md")), sorted(out.glob("results-numpy-*.json"))
@@ -188,4 +203,10 @@ def test_cpu_run_end_to_end(tmp_path):
     assert data["device"] == "numpy" and data["versions"]["minunet"] and data["date"]
     assert data["training"]["minunet numpy"]["seconds"] > 0
     assert {row["impl"] for row in data["sim"]} >= {"v1", "v2", "v3", "v4", "v5 tf32"}
-    assert "minunet numpy" in md.read_text()
+    assert "minunet numpy" in md.read_text() and "numpy % of roofline" in md.read_text()
+    assert data["peaks"]["fp32"] > 1e9 and data["peaks"]["bandwidth"] > 1e8  # measured: any CPU does this
+    small_unet = bench.unet_layers(**bench.SMALL_UNET)
+    numpy_rows = [row for row in data["kernels"] if row["impl"] == "numpy"]
+    assert {name for row in numpy_rows for name in row["layers"]} == {layer["name"] for layer in small_unet}
+    assert all(row["floor_s"] > 0 and row["of_roofline"] > 0 for row in numpy_rows)
+    assert sorted(out.glob("roofline-numpy-*.png"))
