@@ -26,6 +26,7 @@ Results: results-<device>-<date>.md (tables) and .json (all numbers, device name
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import sys
@@ -553,7 +554,7 @@ def environment(device):
             versions[name] = importlib.import_module(name).__version__
         except Exception:
             versions[name] = None
-    name = platform.processor() or platform.machine()
+    name = _cpu_name()
     if device == "cuda":
         import cupy
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
@@ -563,6 +564,17 @@ def environment(device):
     from .backends.kernel_conv import DEFAULT_VERSIONS
     return dict(device=device, device_name=name, date=datetime.datetime.now().isoformat(timespec="seconds"),
                 versions=versions, default_kernel_versions=dict(DEFAULT_VERSIONS), platform=platform.platform())
+
+
+def _cpu_name():
+    """'AMD EPYC, 2 cores (x86_64)' from /proc/cpuinfo where there is one (platform.processor() is often empty)."""
+    model = platform.processor()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model or 'CPU'}, {os.cpu_count()} cores ({platform.machine()})"
 
 
 def _ms(seconds):
