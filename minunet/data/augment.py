@@ -7,6 +7,8 @@ Outside the image, values are mirrored (scipy mode 'reflect': ... c b a | a b c 
 repeated, the same convention as tiles.mirror_pad), as the paper does at the image border.
 Images are expected in [0, 1] (gray-value changes clip to it).
 """
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -28,11 +30,14 @@ def elastic_displacement(shape, rng, std=10.0, grid=3):
     return np.stack([b_y @ c @ b_x.T for c in coarse])
 
 
+@functools.lru_cache(maxsize=16)  # one per tile size: training asks for the same few every step
 def _spline_matrix(n, grid):
     """(n, grid): row i holds the weights of the grid values at position i * (grid-1)/(n-1), cubic spline."""
     positions = np.linspace(0, grid - 1, n)[None, :]
-    return np.stack([ndimage.map_coordinates(unit, positions, order=3, mode="nearest")
-                     for unit in np.eye(grid)], axis=1)
+    matrix = np.stack([ndimage.map_coordinates(unit, positions, order=3, mode="nearest")
+                       for unit in np.eye(grid)], axis=1)
+    matrix.flags.writeable = False  # shared by every caller
+    return matrix
 
 
 def elastic_deform(image, labels=None, weights=None, rng=None, std=10.0, grid=3):
