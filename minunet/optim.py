@@ -17,6 +17,8 @@ class SGD:
         if not self.params or not all(isinstance(p, Tensor) and p.requires_grad for p in self.params):
             raise ValueError("SGD: params must be a non-empty list of Tensors with requires_grad=True")
         for name, value, low in (("lr", lr, 0.0), ("momentum", momentum, 0.0), ("weight_decay", weight_decay, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"SGD: {name} must be a number, got {type(value).__name__} {value!r}")
             if not np.isfinite(value) or value < low:
                 raise ValueError(f"SGD: {name} must be a finite number >= {low}, got {value!r}")
         if momentum >= 1:

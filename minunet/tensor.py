@@ -71,6 +71,8 @@ class Tensor:
             device = resolve_device(device)
             if device != own:
                 data = get_backend(device).asarray(get_backend(own).to_numpy(data))
+        if data.dtype.kind not in "biuf":  # bool, integers, floats: nothing else reaches a kernel
+            raise TypeError(f"Tensor needs a numeric array (bool, integer or float), got dtype {data.dtype}")
         if requires_grad and data.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"requires_grad needs a float32 or float64 array, got {data.dtype}")
         self.data = data

@@ -47,6 +47,12 @@ def check_input_size(size, depth=5, padding="valid"):
 class UNet(Module):
     def __init__(self, in_channels=1, n_classes=2, depth=5, base_channels=64, padding="valid", dropout=0.5,
                  dtype=np.float32, device="numpy", seed=0):
+        for name, value in (("in_channels", in_channels), ("n_classes", n_classes), ("depth", depth),
+                            ("base_channels", base_channels)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"UNet: {name} must be an int, got {type(value).__name__} {value!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
+            raise TypeError(f"UNet: dropout must be a number, got {type(dropout).__name__} {dropout!r}")
         if depth < 1 or base_channels < 1 or in_channels < 1 or n_classes < 2:
             raise ValueError("UNet: depth, base_channels, in_channels must be >= 1 and n_classes >= 2")
         if padding not in ("valid", "same"):
@@ -66,6 +72,9 @@ class UNet(Module):
         self.head = Conv1x1(ch[0], n_classes, rng, **args)
 
     def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
+            raise ValueError(f"UNet: x must be (N, {self.config['in_channels']}, H, W) for this network "
+                             f"(in_channels={self.config['in_channels']}), got shape {x.shape}")
         size = x.shape[2:]
         for s in set(size):
             check_input_size(s, self.depth, self.padding)

@@ -80,3 +80,41 @@ def test_sgd_arguments():
         mu.optim.SGD([p], lr=float("nan"))
     with pytest.raises(ValueError, match="non-empty list of Tensors"):
         mu.optim.SGD([mu.Tensor(np.ones(2))], lr=0.1)
+    with pytest.raises(TypeError, match="lr must be a number, got str"):
+        mu.optim.SGD([p], lr="0.1")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(depth=2.5), TypeError, "depth must be an int, got float"),
+    (dict(base_channels="64"), TypeError, "base_channels must be an int"),
+    (dict(dropout="0.5"), TypeError, "dropout must be a number, got str"),
+    (dict(depth=0), ValueError, "must be >= 1"),
+])
+def test_unet_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        mu.UNet(**kwargs)
+
+
+def test_unet_input_channels_are_named():
+    with pytest.raises(ValueError, match=r"x must be \(N, 1, H, W\) for this network \(in_channels=1\)"):
+        mu.UNet(depth=2, base_channels=2)(t(1, 3, 44, 44))
+
+
+@pytest.mark.parametrize("data", [np.array(["a", "b"]), np.array([object()]), "text"])
+def test_tensor_refuses_non_numeric_data(data):
+    with pytest.raises(TypeError, match="numeric array"):
+        mu.Tensor(data)
+
+
+@pytest.mark.parametrize("device", ["numpy", "sim", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients(device):
+    x = mu.Tensor(np.ones((0, 2, 6, 6)), requires_grad=True, device=device)
+    weights = [mu.Tensor(np.ones(shape), requires_grad=True, device=device)
+               for shape in ((3, 2, 3, 3), (2, 1, 2, 2), (1, 2, 1, 1))]
+    outputs = [F.conv3x3(x, weights[0]), F.up_conv2x2(x, weights[1]), F.conv1x1(x, weights[2])]
+    assert [y.shape for y in outputs] == [(0, 3, 4, 4), (0, 1, 12, 12), (0, 1, 6, 6)]
+    for y in outputs:
+        y.backward(mu.Tensor(np.ones(y.shape), device=device))
+    assert x.grad.shape == x.shape
+    for w in weights:
+        np.testing.assert_array_equal(mu.get_backend(device).to_numpy(w.grad), np.zeros(w.shape))

@@ -22,8 +22,9 @@ IM2COL_MAX_K = 32  # conv3x3 forward: stack the taps into one product when 9*Ci 
 
 
 def _flat(a):
-    """(N, C, H, W) -> (N, C, H*W), a view for a C-contiguous array."""
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    """(N, C, H, W) -> (N, C, H*W), a view for a C-contiguous array (also for N = 0, where -1 is ambiguous)."""
+    N, C, H, W = a.shape
+    return a.reshape(N, C, H * W)
 
 
 def _pad(x, pad):
@@ -126,12 +127,12 @@ class ConvNumpyOps:
     def conv1x1(self, x, w, b):
         N, _, H, W = x.shape
         y = w.reshape(w.shape[0], -1) @ _flat(x)
-        return _add_bias(y.reshape(N, -1, H, W), b)
+        return _add_bias(y.reshape(N, w.shape[0], H, W), b)
 
     def conv1x1_grad_input(self, gy, w):
         N, _, H, W = gy.shape
         gx = w.reshape(w.shape[0], -1).T @ _flat(gy)
-        return gx.reshape(N, -1, H, W)
+        return gx.reshape(N, w.shape[1], H, W)
 
     def conv1x1_grad_weight(self, x, gy):
         gw = (_flat(gy) @ _flat(x).transpose(0, 2, 1)).sum(axis=0)
