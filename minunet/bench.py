@@ -779,6 +779,8 @@ def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=pr
                                      f"minunet numpy vs PyTorch CPU on {env['device_name']}")
                 sections["plot"] = str(path)
                 log(f"roofline chart: {path}")
+        elif plot:
+            log("--plot: no roofline chart for the simulator (its speed says nothing about a GPU's)")
         rows = bench_sim(quick, log)
         sections["sim"] = rows
         sections["markdown"].append((f"The sim device on a tiny layer {SIM_LAYER} (float32)",
