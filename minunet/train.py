@@ -100,8 +100,11 @@ def resolve_config(args):
             raise ValueError("give --steps or --epochs, not both")
         if not config["epochs"] > 0:
             raise ValueError(f"--epochs must be > 0, got {config['epochs']}")
+    yours = []
     for key in ("depth", "base_channels", "tile", "batch_size", "steps", "lr", "momentum", "lr_decay"):
-        if config[key] is None and not (key == "steps" and config["epochs"] is not None):
+        if config[key] is not None:
+            yours.append(f"--{key.replace('_', '-')} {config[key]}")
+        elif not (key == "steps" and config["epochs"] is not None):
             config[key] = defaults[key]  # steps from --epochs are counted once the data is loaded (Trainer)
     check_input_size(config["tile"], config["depth"], config["padding"])
     for key, low in (("steps", 1), ("batch_size", 1), ("val_every", 1), ("checkpoint_every", 1)):
@@ -109,7 +112,8 @@ def resolve_config(args):
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {config[key]}")
     if not 0 < config["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must be in (0, 1), got {config['val_fraction']}")
-    return config, defaults["why"]
+    why = defaults["why"] + (f"; yours instead: {', '.join(yours)}" if yours else "")
+    return config, why
 
 
 class Trainer:

@@ -123,3 +123,9 @@ def test_help_names_every_default():
     assert "default: None" not in text
     assert "(default: 4000 on a GPU, 400 without)" in text and "(default: 0.99 on a GPU, 0.9 without)" in text
     assert "(default: 0)" in text and "(default: synthetic)" in text  # zero and strings are shown too
+
+
+def test_the_printed_choice_names_what_the_user_overrode():
+    _, why = resolve_config(build_parser().parse_args(["--device", "numpy", "--steps", "7", "--lr", "0.1"]))
+    assert why.startswith("no GPU") and why.endswith("; yours instead: --steps 7, --lr 0.1")
+    assert "yours" not in resolve_config(build_parser().parse_args(["--device", "numpy"]))[1]
