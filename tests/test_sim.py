@@ -1,8 +1,11 @@
 """The sim device's simulator: its kernels run right, and its bug reports fire.
 
 Kernels under tests/sim_kernels/: basics.cu (correct kernels, built for float and double) and bugs.cu
-(each kernel has one bug the simulator must report).
+(each kernel has one bug the simulator must report); fiber_check.cpp checks the fiber switch on its own,
+natively and for aarch64 under qemu.
 """
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 
 from minunet import paths
 from minunet.sim import SimError, SimLauncher, SimModule
-from minunet.sim.build import build_library
+from minunet.sim.build import SIM_DIR, build_library, compiler
 
 KERNELS = Path(__file__).parent / "sim_kernels"
 REAL = {np.float32: "float", np.float64: "double"}
@@ -386,3 +389,29 @@ def test_sanitizer_build_reports_out_of_bounds(tmp_path):
     assert "in bounds: fine" in result.stdout, result.stderr[-2000:]
     assert result.returncode != 0
     assert "heap-buffer-overflow" in result.stderr and "off_by_one.cu:1" in result.stderr, result.stderr[-2000:]
+
+
+# ---- the fiber switch on its own: natively, and for aarch64 under qemu -----------------------------------
+FIBER_CHECK = KERNELS / "fiber_check.cpp"
+AARCH64_TOOLS = ("aarch64-linux-gnu-g++", "qemu-aarch64-static")
+
+
+def build_and_run_fiber_check(cxx, tmp_path, *flags, runner=()):
+    exe = tmp_path / "fiber_check"
+    subprocess.run([cxx, "-O2", "-ffp-contract=off", *flags, "-I", str(SIM_DIR), str(FIBER_CHECK), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    result = subprocess.run([*runner, str(exe)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "fibers ok" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("-DMINUNET_SIM_UCONTEXT=1",)], ids=["assembly", "ucontext"])
+def test_fibers_keep_their_registers_and_an_aligned_stack(tmp_path, flags):
+    build_and_run_fiber_check(compiler(), tmp_path, *flags)
+
+
+@pytest.mark.skipif(not all(map(shutil.which, AARCH64_TOOLS)),
+                    reason="needs aarch64-linux-gnu-g++ and qemu-aarch64-static (Debian packages g++-aarch64-linux-gnu "
+                           "and qemu-user-static; .ci/run installs them)")
+def test_the_aarch64_fiber_switch_under_qemu(tmp_path):
+    # The assembly for aarch64 (fiber.h) on an emulated aarch64 machine: the only way it runs here.
+    build_and_run_fiber_check(AARCH64_TOOLS[0], tmp_path, "-static", runner=(AARCH64_TOOLS[1],))
