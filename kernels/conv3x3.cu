@@ -40,16 +40,16 @@
 // All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or conv3x3_gemm_tf32): a block
 // of 256 threads owns a BM x BN tile of the product; per step it stages a 16-deep slice of both operands in
 // shared memory (zeros outside the matrices: that is the padding and the partial tiles), then every thread
-// accumulates a (BM/16) x (BN/16) block of outputs in registers (rows ty + 16i, columns tx + 16j:
-// neighbouring threads read neighbouring shared words, no bank conflicts, and write neighbouring pixels,
-// coalesced). v3 and v5 use 64 x 64 tiles, v4 128 x 128.
+// accumulates a (BM/16) x (BN/16) block of outputs in registers (its rows contiguous, read with 16-byte
+// loads; its columns interleaved by 16, so that neighbouring threads read neighbouring shared words and
+// write neighbouring pixels, coalesced). v3 and v5 use 64 x 64 tiles, v4 128 x 128.
 //   conv3x3_forward_v3: register-blocked implicit GEMM, 64 output channels x 64 pixels per block, with a
 //       fused epilogue: bias and (relu = 1) max(., 0) applied before the single write of y. Why faster
 //       than v2: each x value is loaded from global memory once per 64 output channels (v2: per 8), and
-//       each thread does 16 FMAs per 8 shared-memory loads (v2: about 1 per load). The pixel dimension runs
+//       each thread does 16 FMAs per 5 shared-memory loads (v2: about 1 per load). The pixel dimension runs
 //       over N*Ho*Wo, so the 28x28 layers with 1024 channels still fill the GPU (grid 13 x 16 blocks).
-//   conv3x3_forward_v4: v3 with a 128 x 128 block tile, 8 x 8 outputs per thread: 64 FMAs per 16 shared
-//       loads (v3: 16 per 8) and each operand value loaded from global memory half as often. The price:
+//   conv3x3_forward_v4: v3 with a 128 x 128 block tile, 8 x 8 outputs per thread: 64 FMAs per 10 shared
+//       loads (v3: 16 per 5) and each operand value loaded from global memory half as often. The price:
 //       about twice the registers (fewer blocks per SM), a quarter as many blocks (the 1024-channel layers
 //       give only 7 x 8 of them) and half-empty tiles where Co = 64. Which wins is a question for the GPU.
 //   conv3x3_forward_v5: v3 with the block tile multiplied on tensor cores in TF32 (mma.sync.m16n8k8, inputs
@@ -59,7 +59,7 @@
 //       indexing is checked on the CPU; the PTX itself only on a GPU (tests marked gpu).
 //   conv3x3_grad_input_v3: the forward's implicit GEMM on gy with transposed, flipped weights (no atomics:
 //       every gx element is one thread's sum). v1 reads each gy value 9*Ci times from global memory, v2
-//       once per 8 input channels, v3 once per 64, with 16 FMAs per 8 shared loads (v2: about 1 per load).
+//       once per 8 input channels, v3 once per 64, with 16 FMAs per 5 shared loads (v2: about 1 per load).
 //   conv3x3_grad_input_v4: v3 with the 128 x 128 tile of forward_v4.
 //   conv3x3_grad_input_v5: v3 on tensor cores (TF32), as forward_v5.
 //   conv3x3_grad_weight_v3: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the

@@ -4,11 +4,17 @@
 // C[BM x BN] = sum over k in [k_begin, k_end) of A[row, k] * B[k, col], on CUDA cores, by 256 threads as a
 // 16 x 16 grid. load(As, Bs, k0) fills As[kk][row] = A[row, k0+kk] and Bs[kk][col] = B[k0+kk, col] with
 // zeros outside the matrices; store(row, col, value) receives every element of the tile (rows and columns
-// relative to it). Each thread keeps TM x TN = (BM/16) x (BN/16) outputs in registers, rows ty + 16i and
-// columns tx + 16j, so that neighbouring threads read neighbouring shared words and write neighbouring
-// pixels; per step of the k loop TM + TN shared loads feed TM * TN multiply-adds: 8 loads for 16 with the
-// default 64 x 64 tile, 16 for 64 with 128 x 128. The slices of A and B are staged in shared memory BK
-// deep; rows are padded by 8 words so that conv3x3.cu's TF32 fragment reads hit 32 distinct banks.
+// relative to it). Each thread keeps TM x TN = (BM/16) x (BN/16) outputs in registers:
+//   rows ty*TM + i, contiguous, so that one 16-byte shared load fetches four of them (LDS.128; the threads of
+//       a half-warp share ty, so it is a broadcast, free of bank conflicts);
+//   columns tx + 16j, interleaved, so that neighbouring threads read neighbouring shared words and write
+//       neighbouring pixels (coalesced stores).
+// Per step of the k loop, TM/4 + TN shared-load instructions (float) feed TM * TN multiply-adds: 5 for 16
+// with the default 64 x 64 tile, 10 for 64 with 128 x 128. (With rows ty + 16i it was 8 and 16, and the
+// multiply-adds' share of conv3x3's k loop on sm_80 went from 47% to 52% in v3, 64% to 68% in v4:
+// `python -m minunet.sass` shows it, tests/test_sass.py holds the counts.) The slices of A and B are staged in
+// shared memory BK deep; rows are padded by 8 words so that conv3x3.cu's TF32 fragment reads hit 32
+// distinct banks, and 16-byte aligned for the row loads.
 #pragma once
 #include "common.cuh"
 
@@ -21,7 +27,7 @@
 template <int BM = MINUNET_GEMM_BM, int BN = MINUNET_GEMM_BN, class Load, class Store>
 __device__ __forceinline__ void minunet_gemm_fma(Load& load, Store& store, int k_begin, int k_end) {
     constexpr int TM = BM / 16, TN = BN / 16;  // outputs per thread along each side
-    __shared__ real As[MINUNET_GEMM_BK][BM + MINUNET_GEMM_PAD];
+    __shared__ __align__(16) real As[MINUNET_GEMM_BK][BM + MINUNET_GEMM_PAD];  // 16-byte row loads
     __shared__ real Bs[MINUNET_GEMM_BK][BN + MINUNET_GEMM_PAD];
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     real acc[TM][TN];
@@ -34,9 +40,9 @@ __device__ __forceinline__ void minunet_gemm_fma(Load& load, Store& store, int k
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < MINUNET_GEMM_BK; kk++) {
-            real a[TM], b[TN];  // TM + TN shared loads feed TM * TN multiply-adds
+            real a[TM], b[TN];  // TM/4 + TN shared-load instructions feed TM * TN multiply-adds
 #pragma unroll
-            for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
+            for (int i = 0; i < TM; i++) a[i] = As[kk][ty * TM + i];
 #pragma unroll
             for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
 #pragma unroll
@@ -49,7 +55,7 @@ __device__ __forceinline__ void minunet_gemm_fma(Load& load, Store& store, int k
 #pragma unroll
     for (int i = 0; i < TM; i++)
 #pragma unroll
-        for (int j = 0; j < TN; j++) store(ty + 16 * i, tx + 16 * j, acc[i][j]);
+        for (int j = 0; j < TN; j++) store(ty * TM + i, tx + 16 * j, acc[i][j]);
 }
 
 // The second step of the split-K weight gradients of conv3x3.cu, conv1x1.cu and up_conv2x2.cu, whose GEMM
