@@ -294,6 +294,11 @@ def format_table(results, block=256) -> str:
             rows.append((path.name, name, dtype, f"sm_{arch}", str(r.registers), str(r.shared_bytes),
                          f"{r.spill_stores}/{r.spill_loads}", str(r.stack_bytes), occ, n_warnings))
     rows.sort(key=lambda row: row[:2])  # stable: each kernel's rows together, float first, archs in order
+    return text_table(header, rows)
+
+
+def text_table(header, rows) -> str:
+    """Left-aligned columns, two spaces apart (also minunet.sass's table)."""
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows)
 

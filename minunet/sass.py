@@ -127,8 +127,7 @@ def format_table(rows) -> str:
                       str(loop["LDG"]), str(loop["BAR"]),
                       "tensor cores" if loop["HMMA"] else f"{code.loop_fma_share:.0%}" if loop else "-",
                       f"{code.instructions['LDL']}/{code.instructions['STL']}"))
-    widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + lines)
+    return nvrtc.text_table(header, lines)
 
 
 def main(argv=None) -> int:

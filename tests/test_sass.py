@@ -73,3 +73,11 @@ def test_a_missing_disassembler_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(sass, "nvdisasm_path", lambda: None)
     with pytest.raises(FileNotFoundError, match="pip install nvidia-cuda-nvdisasm"):
         sass.disassemble(b"")
+
+
+def test_the_command_line(capsys):
+    assert sass.main(["sgd", "--arch", "sm_80"]) == 0
+    out = capsys.readouterr().out
+    assert "sgd_step_v1" in out and "FMA share" in out
+    assert sass.main(["no_such_kernel"]) == 2
+    assert "no_such_kernel" in capsys.readouterr().err
