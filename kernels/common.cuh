@@ -28,3 +28,18 @@ __device__ __forceinline__ float minunet_hash_uniform(unsigned int seed, unsigne
     unsigned int h = minunet_hash(index ^ minunet_hash(seed));
     return (float)(h >> 8) * (1.0f / 16777216.0f);
 }
+
+// Each of the block's THREADS threads holds K partial sums acc[0..K); a shared-memory tree adds them up,
+// halving the active threads each step, so the order of additions is fixed (deterministic, no atomics).
+// On return, after a barrier, partial[k][0] holds the block's sum of acc[k]. Every thread must call it, with
+// t = its index in 0..THREADS (a power of two).
+template <int K, int THREADS>
+__device__ __forceinline__ void minunet_block_sum(real (*partial)[THREADS], const real (&acc)[K], int t) {
+    for (int k = 0; k < K; k++) partial[k][t] = acc[k];
+    __syncthreads();
+    for (int s = THREADS / 2; s > 0; s >>= 1) {
+        if (t < s)
+            for (int k = 0; k < K; k++) partial[k][t] += partial[k][t + s];
+        __syncthreads();
+    }
+}

@@ -198,18 +198,6 @@ extern "C" __global__ void conv3x3_grad_input_v1(const real* gy, const real* w, 
     gx[i] = sum;
 }
 
-// Thread t's 9 partial sums acc go to partial[k][t]; a tree reduction over the block's CONV3X3_GW_THREADS
-// threads then halves the active threads each step, so the order of additions is fixed (deterministic).
-// On return, after a barrier, partial[k][0] holds the block's sum of acc[k]. Every thread must call it.
-__device__ __forceinline__ void conv3x3_block_sum9(real (*partial)[CONV3X3_GW_THREADS], const real acc[9], int t) {
-    for (int k = 0; k < 9; k++) partial[k][t] = acc[k];
-    __syncthreads();
-    for (int s = CONV3X3_GW_THREADS / 2; s > 0; s >>= 1) {
-        if (t < s)
-            for (int k = 0; k < 9; k++) partial[k][t] += partial[k][t + s];
-        __syncthreads();
-    }
-}
 
 // grid = (Co * Ci, 1, 1), block = (CONV3X3_GW_THREADS, 1, 1).
 extern "C" __global__ void conv3x3_grad_weight_v1(const real* x, const real* gy, real* gw,
@@ -235,7 +223,7 @@ extern "C" __global__ void conv3x3_grad_weight_v1(const real* x, const real* gy,
             }
         }
     }
-    conv3x3_block_sum9(partial, acc, t);
+    minunet_block_sum(partial, acc, t);  // common.cuh: the tree of chapter 2, for 9 sums
     if (t < 9) gw[blockIdx.x * 9 + t] = partial[t][0];
 }
 
@@ -252,7 +240,7 @@ extern "C" __global__ void conv3x3_grad_weight_v2(const real* x, const real* gy,
     const int T = CONV3X3_V2_TILE, TH = CONV3X3_V2_TILE + 2, C = CONV3X3_GW_V2_CIN;
     __shared__ real tile[CONV3X3_GW_V2_CIN][CONV3X3_V2_TILE + 2][CONV3X3_V2_TILE + 2];
     __shared__ real partial[9][CONV3X3_GW_THREADS];
-    static_assert(CONV3X3_V2_TILE * CONV3X3_V2_TILE == CONV3X3_GW_THREADS, "conv3x3_block_sum9 needs the whole block");
+    static_assert(CONV3X3_V2_TILE * CONV3X3_V2_TILE == CONV3X3_GW_THREADS, "minunet_block_sum needs the whole block");
     int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad;
     int c_groups = (Ci + C - 1) / C;
     int o = blockIdx.x / c_groups, c0 = (blockIdx.x % c_groups) * C;
@@ -280,7 +268,7 @@ extern "C" __global__ void conv3x3_grad_weight_v2(const real* x, const real* gy,
     }
     // One tree reduction per input channel of the group, as in v1 (fixed order: deterministic).
     for (int cc = 0; cc < C; cc++) {
-        conv3x3_block_sum9(partial, acc[cc], tid);
+        minunet_block_sum(partial, acc[cc], tid);
         if (tid < 9 && c0 + cc < Ci) gw[(o * Ci + c0 + cc) * 9 + tid] = partial[tid][0];
         __syncthreads();  // before the next channel overwrites partial
     }

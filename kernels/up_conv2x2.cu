@@ -81,13 +81,7 @@ extern "C" __global__ void up_conv2x2_grad_weight_v1(const real* x, const real* 
         acc[2] += v * block[Wo];
         acc[3] += v * block[Wo + 1];
     }
-    for (int k = 0; k < 4; k++) partial[k][t] = acc[k];
-    __syncthreads();
-    for (int s = UP_CONV2X2_GW_THREADS / 2; s > 0; s >>= 1) {
-        if (t < s)
-            for (int k = 0; k < 4; k++) partial[k][t] += partial[k][t + s];
-        __syncthreads();
-    }
+    minunet_block_sum(partial, acc, t);  // common.cuh: a tree reduction of the 4 sums (deterministic)
     if (t < 4) gw[blockIdx.x * 4 + t] = partial[t][0];
 }
 
