@@ -7,7 +7,6 @@ label image as given). With --n-classes 2 also the ISBI 2012 protocol (minunet.m
 a threshold sweep, cells as 4-connected components of class 1, best Rand error / VI / pixel error.
 """
 import argparse
-import glob
 import json
 import math
 import sys
@@ -17,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from . import metrics
-from .data.loaders import files_by_stem, normalize_masks
+from .data.loaders import files_by_stem, files_grouped_by_stem, normalize_masks
 
 SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 FULL_SCALE = {"L": 255, "I;16": 65535, "I;16B": 65535, "I;16L": 65535}  # integer modes read as probabilities
@@ -92,7 +91,8 @@ def collect_pairs(pred, truth):
     if not pred.is_dir():
         return [(pred, truth)]
     truths = _files_by_stem(truth)
-    preds = {stem: _prediction_for(pred, stem) for stem in truths}
+    in_pred = files_grouped_by_stem(pred, SUFFIXES)  # one listing of the folder, not one per truth image
+    preds = {stem: _prediction_for(in_pred, pred, stem) for stem in truths}
     missing = sorted((stem for stem, path in preds.items() if path is None), key=_natural)
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -100,12 +100,12 @@ def collect_pairs(pred, truth):
     return [(preds[stem], truths[stem]) for stem in sorted(truths, key=_natural)]
 
 
-def _prediction_for(folder, stem):
+def _prediction_for(in_pred, folder, stem):
     """The prediction of truth image `stem`: the file stem.png/.tif/.tiff/.npy in folder or, failing that, the
-    stem_prob.npy (class probabilities, full precision) that python -m minunet.predict writes; None if neither."""
+    stem_prob.npy (class probabilities, full precision) that python -m minunet.predict writes; None if neither.
+    in_pred: {stem: [paths]} of the folder's files with one of SUFFIXES."""
     for name, suffixes in ((stem, SUFFIXES), (f"{stem}_prob", (".npy",))):
-        found = [p for p in sorted(folder.glob(f"{glob.escape(name)}.*"))
-                 if p.stem == name and p.suffix.lower() in suffixes and p.is_file()]
+        found = [p for p in in_pred.get(name, []) if p.suffix.lower() in suffixes]
         if len(found) > 1:
             raise InputError(f"two predictions for {stem!r} in {folder}: {found[0].name} and {found[1].name}")
         if found:

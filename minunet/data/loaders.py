@@ -194,18 +194,25 @@ def natural_key(text):
             for part in re.split(r"(\d+)", text) if part]
 
 
+def files_grouped_by_stem(folder, suffixes=IMAGE_SUFFIXES):
+    """{stem: [paths]} of the visible files in folder with one of suffixes, in name order."""
+    grouped = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
+            grouped.setdefault(path.stem, []).append(path)
+    return grouped
+
+
 def files_by_stem(folder, name, suffixes=IMAGE_SUFFIXES):
     """{stem: path} of the files in folder with one of suffixes; two files with one stem are an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{name} {folder} is not a folder")
     found = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
-            if path.stem in found:
-                raise ValueError(f"two files with the stem {path.stem!r} in {folder}: "
-                                 f"{found[path.stem].name} and {path.name}")
-            found[path.stem] = path
+    for stem, paths in files_grouped_by_stem(folder, suffixes).items():
+        if len(paths) > 1:
+            raise ValueError(f"two files with the stem {stem!r} in {folder}: {paths[0].name} and {paths[1].name}")
+        found[stem] = paths[0]
     if not found:
         raise ValueError(f"{name} {folder} has no image files ({', '.join(suffixes)})")
     return found
