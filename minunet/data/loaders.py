@@ -156,7 +156,7 @@ def normalize_masks(masks, names, n_classes=None):
                                          f"or binary 0/255"))
         if k < 2:
             raise ValueError(f"all {len(names)} masks are background only (value 0); if that is intended, "
-                             f"pass n_classes explicitly")
+                             f"pass n_classes (train: --n-classes)")
         n_classes = k
     return out, int(n_classes)
 
@@ -169,7 +169,7 @@ def _mask_error(where, values, rule):
             f"(0 = background, 1 = first class, ...); binary masks may also be 0/255. Values in between "
             f"usually come from anti-aliased drawing, resizing with interpolation or JPEG compression "
             f"(save masks as PNG, resize with nearest neighbour). To fix: {fix}"
-            f"and save as 8-bit PNG, or pass n_classes if the values are already class indices.")
+            f"and save as 8-bit PNG, or pass n_classes (train: --n-classes) if the values are already class indices.")
 
 
 def pair_files(image_dir, mask_dir, mask_suffix=""):
@@ -328,7 +328,8 @@ def _find_layout(data_dir):
             return data_dir / images, data_dir / masks
     raise FileNotFoundError(f"{data_dir} has none of the folder pairs "
                             f"{', '.join(f'{a}/ + {b}/' for a, b in FOLDER_LAYOUTS)} "
-                            f"(found: {_listing(data_dir)}); or pass image_dir= and mask_dir=")
+                            f"(found: {_listing(data_dir)}); or pass image_dir= and mask_dir= (train: --image-dir and "
+                            f"--mask-dir)")
 
 
 def _need_dir(data_dir, kind):
