@@ -125,7 +125,10 @@ def resolve_config(args):
 
 def check_config(config):
     """One-line errors for values out of range (a new run's and a resumed run's)."""
-    check_input_size(config["tile"], config["depth"], config["padding"])
+    try:
+        check_input_size(config["tile"], config["depth"], config["padding"])
+    except ValueError as e:
+        raise ValueError(f"--tile {config['tile']}: {e}") from None
     for key, low in (("steps", 1), ("batch_size", 1), ("val_every", 1), ("checkpoint_every", 1)):
         if config[key] is not None and config[key] < low:
             raise ValueError(f"{option(key)} must be >= {low}, got {config[key]}")

@@ -257,3 +257,15 @@ def test_folder_options_of_the_command_line(tmp_path, capsys):
     assert "(train: --n-classes)" in capsys.readouterr().err
     assert main(base + ["--data-dir", str(tmp_path / "d"), "--n-classes", "3", "--out", str(tmp_path / "r3")]) == 0
     assert checkpoint.load(tmp_path / "r3" / "checkpoint.npz")[0]["model_config"]["n_classes"] == 3
+
+
+def test_checkpoints_get_the_mode_of_new_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        run_tiny(tmp_path, "--steps", "1")
+        assert (tmp_path / "checkpoint.npz").stat().st_mode & 0o777 == 0o644  # was 0600, the temporary file's
+        os.umask(0o077)
+        run_tiny(tmp_path / "private", "--steps", "1")
+        assert (tmp_path / "private" / "checkpoint.npz").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
