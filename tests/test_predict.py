@@ -94,6 +94,12 @@ def test_evaluate_scores_the_folder_predict_wrote(tmp_path, small_net, capsys):
         predicted = np.load(tmp_path / "pred" / f"{name}_prob.npy").argmax(0)
         truth = np.asarray(Image.open(tmp_path / "truth" / f"{name}.png")) // 255
         assert scores[name]["pixel_error"] == pytest.approx(np.mean(predicted != truth))
+    # Swapped: the truth folder holds a_prob.png and a_prob.npy (was: "two files with the stem 'a_prob'").
+    capsys.readouterr()
+    assert evaluate.main(["--pred", str(tmp_path / "truth"), "--truth", str(tmp_path / "pred")]) == 2
+    err = capsys.readouterr().err
+    assert f"--truth {tmp_path / 'pred'} holds predictions (a_prob.npy, b_prob.npy" in err
+    assert "were --pred and --truth swapped?" in err and err.count("\n") == 1
     Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.png")
     Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.tif")
     assert evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 2
