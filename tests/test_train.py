@@ -128,6 +128,8 @@ def test_help_names_every_default():
     assert "default: None" not in text
     assert "(default: 4000 on a GPU, 400 without)" in text and "(default: 0.99 on a GPU, 0.9 without)" in text
     assert "(default: 0)" in text and "(default: synthetic)" in text  # zero and strings are shown too
+    assert "train-volume.tif and train-labels.tif, or folders image/ and label/" in text  # what --data-dir holds
+    assert "README.md, 'ISBI 2012'" in text  # where to get it
 
 
 def test_the_printed_choice_names_what_the_user_overrode():
