@@ -126,15 +126,15 @@ def default_runs(thread_settings, log, extra_args=(), timeout_s=300):
             iou = re.search(r"validation foreground IoU (\d\.\d+)", stdout)
             rows.append(dict(threads=n, competing=competing, seconds=seconds, load=load, timeout_s=timeout_s,
                              iou=float(iou.group(1)) if iou else None, exit=status))
-            log(f"default run, {n} threads, {competing} competing: "
-                f"{'over %d' % timeout_s if seconds is None else '%.0f' % seconds} s, IoU {iou.group(1) if iou else '-'}, "
+            took = f"over {timeout_s}" if seconds is None else f"{seconds:.0f}"
+            log(f"default run, {n} threads, {competing} competing: {took} s, IoU {iou.group(1) if iou else '-'}, "
                 f"exit {status} (load {load})")
     return rows
 
 
 def default_runs_table(rows):
-    lines = ["| BLAS threads | competing processes | wall time s | validation IoU | load averages after (1, 5, 15 min) |",
-             "|---:|---:|---:|---:|---|"]
+    lines = ["| BLAS threads | competing processes | wall time s | validation IoU | "
+             "load averages after (1, 5, 15 min) |", "|---:|---:|---:|---:|---|"]
     for r in rows:
         iou = "-" if r["iou"] is None else f"{r['iou']:.3f}"
         seconds = f"over {r['timeout_s']} (stopped)" if r["seconds"] is None else f"{r['seconds']:.0f}"

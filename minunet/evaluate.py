@@ -108,9 +108,9 @@ def _check_not_predictions(truth):
     """A truth folder with predict's a_prob.npy files was given in place of the --pred folder."""
     found = sorted(p.name for p in Path(truth).glob("*_prob.npy"))
     if found:
-        raise InputError(f"--truth {truth} holds predictions ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}, "
-                         f"as python -m minunet.predict writes them): were --pred and --truth swapped? --truth takes "
-                         f"the ground-truth masks")
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise InputError(f"--truth {truth} holds predictions ({shown}, as python -m minunet.predict writes them): "
+                         f"were --pred and --truth swapped? --truth takes the ground-truth masks")
 
 
 def _prediction_for(in_pred, folder, stem):

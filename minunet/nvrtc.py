@@ -327,8 +327,9 @@ def main(argv=None) -> int:
     sources = args.files or kernel_files()
     try:
         cupy_compiler()  # before the progress bar: a missing CuPy is one line
-        with tqdm(total=len(sources) * len(args.arch) * len(args.dtype), unit="compilation", file=sys.stderr,
-                  desc=f"NVRTC: {len(sources)} kernel files x {len(args.arch)} archs x {len(args.dtype)} dtypes") as bar:
+        what = f"NVRTC: {len(sources)} kernel files x {len(args.arch)} archs x {len(args.dtype)} dtypes"
+        with tqdm(total=len(sources) * len(args.arch) * len(args.dtype), desc=what, unit="compilation",
+                  file=sys.stderr) as bar:
             results = compile_matrix(sources, args.arch, args.dtype, args.jobs, bar.update)
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -43,7 +43,7 @@ CPU_DEFAULTS = dict(depth=3, base_channels=16, tile=124, batch_size=2, steps=400
                         "0.9 and a decaying learning rate for a short run: minutes on a laptop")
 # Said before the defaults on the sim device, which runs them too, but far more slowly than numpy.
 SIM_NOTE = ("the CUDA kernels run by minunet's CPU simulator, exact but far slower than the numpy device "
-            " (for checking kernels; --device numpy to train on the CPU); ")
+            "(for checking kernels; --device numpy to train on the CPU); ")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -62,9 +62,10 @@ def build_parser():
                                 formatter_class=_HelpFormatter)
     p.add_argument("--data", default="synthetic", choices=["synthetic", "isbi2012", "folder"],
                    help="synthetic touching cells (built in), ISBI 2012, or a folder of images and masks")
-    p.add_argument("--data-dir", help=f"folder of the data; isbi2012: {DATA_DIR_LAYOUT['isbi2012']} (the "
-                                      f"challenge's data: see README.md, 'ISBI 2012'); folder: {DATA_DIR_LAYOUT['folder']}")
-    p.add_argument("--image-dir", help="--data folder: the folder of the images (with --mask-dir, instead of --data-dir)")
+    p.add_argument("--data-dir", help=f"folder of the data; isbi2012: {DATA_DIR_LAYOUT['isbi2012']} (where to get "
+                                      f"it: README.md, 'ISBI 2012'); folder: {DATA_DIR_LAYOUT['folder']}")
+    p.add_argument("--image-dir", help="--data folder: the folder of the images (with --mask-dir, instead of "
+                                       "--data-dir)")
     p.add_argument("--mask-dir", help="--data folder: the folder of the masks, paired with the images by file name")
     p.add_argument("--n-classes", type=int, help="--data folder: number of classes (default: from the masks' values)")
     p.add_argument("--val-data-dir", help="a second folder of the --data-dir layout whose images are used for "

@@ -7,8 +7,8 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import assert_close
-from minunet.data import (augment, elastic_deform, elastic_displacement, find_isbi2012, instances_from_mask, load_dataset,
-                          load_folder, load_isbi2012, mirror_pad, natural_key, random_augmented_tile,
+from minunet.data import (augment, elastic_deform, elastic_displacement, find_isbi2012, instances_from_mask,
+                          load_dataset, load_folder, load_isbi2012, mirror_pad, natural_key, random_augmented_tile,
                           random_tile, synthetic_cells, tile_at, two_nearest_cell_distances, weight_map)
 
 ISBI_DIR, ISBI_LOOKED = find_isbi2012()

@@ -81,7 +81,8 @@ def test_numpy_and_sim_train_the_same_tiny_network(tmp_path):
     (["--data", "isbi2012", "--data-dir", "/nonexistent"], "/nonexistent is not a folder"),
     (["--data", "folder"], "--data folder needs --data-dir"),  # not load_dataset's Python parameter data_dir
     (["--data", "isbi2012"], "train-volume.tif"),  # what --data-dir must hold
-    (["--val-data-dir", "/tmp"], "--data synthetic is generated; it takes no --data-dir or --val-data-dir"),
+    (["--val-data-dir", "/tmp"], "--data synthetic is generated; it takes no --data-dir, --val-data-dir"),
+    (["--n-classes", "3"], "--data synthetic is generated; it takes no --data-dir, --val-data-dir"),
     (["--tile", "0"], "input size 0 is too small for a depth-2 U-Net"),
     (["--threads", "0"], "--threads must be an int >= 1"),
     (["--threads", "100000"], "--threads 100000: this process may use"),
@@ -129,7 +130,7 @@ def test_help_names_every_default():
     assert "(default: 4000 on a GPU, 400 without)" in text and "(default: 0.99 on a GPU, 0.9 without)" in text
     assert "(default: 0)" in text and "(default: synthetic)" in text  # zero and strings are shown too
     assert "train-volume.tif and train-labels.tif, or folders image/ and label/" in text  # what --data-dir holds
-    assert "README.md, 'ISBI 2012'" in text  # where to get it
+    assert "where to get it: README.md, 'ISBI 2012'" in text  # where to get it
 
 
 def test_the_printed_choice_names_what_the_user_overrode():

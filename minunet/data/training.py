@@ -39,9 +39,10 @@ def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2,
     without instances only the class-balance term w_c is used). Synthetic images are made at least min_size
     px (the output tile must fit inside an image). Errors name the options of python -m minunet.train."""
     if kind == "synthetic":
-        if data_dir is not None or val_data_dir is not None:
-            raise ValueError("--data synthetic is generated; it takes no --data-dir or --val-data-dir "
-                             "(its validation images are --val-fraction of the generated ones)")
+        if any(v is not None for v in (data_dir, val_data_dir, image_dir, mask_dir, n_classes)):
+            raise ValueError("--data synthetic is generated; it takes no --data-dir, --val-data-dir, --image-dir, "
+                             "--mask-dir or --n-classes (its validation images are --val-fraction of the "
+                             "generated ones)")
         if min_size > MAX_SYNTHETIC_SIZE:  # n_synthetic images of min_size^2 would not fit in memory
             raise ValueError(f"an output tile of {min_size} px needs synthetic images at least that large; they are "
                              f"made up to {MAX_SYNTHETIC_SIZE} px: choose a smaller --tile")
