@@ -813,12 +813,13 @@ def _cpu_thread_sections(sections, quick, default_runs, log):
     """The training step at each thread count, idle and busy; with default_runs, the whole default run too."""
     from . import bench_threads
     sections["step_by_threads"] = bench_threads.step_by_threads(SMALL_UNET, quick, log)
-    markdown = [("Training step by thread count, idle and beside one competing CPU-bound process",
-                 "Median of alternating rounds; the load averages include the competing process and anything "
-                 "else on the machine.\n\n" + bench_threads.step_table(sections["step_by_threads"]))]
+    markdown = [("Training step by thread count, on the machine as it is and with one CPU-bound process added",
+                 "Median of alternating rounds. The load averages count every process on the machine: with "
+                 "none added and a load near 0 the machine was idle; above the core count it was not.\n\n"
+                 + bench_threads.step_table(sections["step_by_threads"]))]
     if default_runs:
         sections["default_runs"] = bench_threads.default_runs(bench_threads.thread_counts(), log)
-        markdown.append(("The default `python -m minunet.train --device numpy`, end to end",
+        markdown.append(("The default `python -m minunet.train --device numpy`, end to end (load averages as above)",
                          bench_threads.default_runs_table(sections["default_runs"])))
     return markdown
 

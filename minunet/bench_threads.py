@@ -94,7 +94,7 @@ def limited(n):
 
 
 def step_table(rows):
-    lines = ["| BLAS / torch threads | competing processes | minunet numpy ms | torch cpu ms | numpy / torch | "
+    lines = ["| BLAS / torch threads | competing processes added | minunet numpy ms | torch cpu ms | numpy / torch | "
              "load averages (1, 5, 15 min) |", "|---:|---:|---:|---:|---:|---|"]
     by = {(r["threads"], r["competing"], r["impl"]): r for r in rows}
     for n, competing in sorted({(r["threads"], r["competing"]) for r in rows}, key=lambda k: (k[1], k[0])):
@@ -133,7 +133,7 @@ def default_runs(thread_settings, log, extra_args=(), timeout_s=300):
 
 
 def default_runs_table(rows):
-    lines = ["| BLAS threads | competing processes | wall time s | validation IoU | "
+    lines = ["| BLAS threads | competing processes added | wall time s | validation IoU | "
              "load averages after (1, 5, 15 min) |", "|---:|---:|---:|---:|---|"]
     for r in rows:
         iou = "-" if r["iou"] is None else f"{r['iou']:.3f}"
