@@ -257,7 +257,7 @@ def test_folder_options_of_the_command_line(tmp_path, capsys):
     for mask in (tmp_path / "d" / "masks").iterdir():  # background only: the number of classes cannot be read
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(mask)
     assert main(base + ["--data-dir", str(tmp_path / "d")]) == 2
-    assert "(train: --n-classes)" in capsys.readouterr().err
+    assert "pass n_classes (--n-classes on the command line)" in capsys.readouterr().err
     assert main(base + ["--data-dir", str(tmp_path / "d"), "--n-classes", "3", "--out", str(tmp_path / "r3")]) == 0
     assert checkpoint.load(tmp_path / "r3" / "checkpoint.npz")[0]["model_config"]["n_classes"] == 3
 

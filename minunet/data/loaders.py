@@ -177,7 +177,7 @@ def normalize_masks(masks, names, n_classes=None):
                                          f"or binary 0/255"))
         if k < 2:
             raise ValueError(f"all {len(names)} masks are background only (value 0); if that is intended, "
-                             f"pass n_classes (train: --n-classes)")
+                             f"pass n_classes (--n-classes on the command line)")
         n_classes = k
     return out, int(n_classes)
 
@@ -190,7 +190,8 @@ def _mask_error(where, values, rule):
             f"(0 = background, 1 = first class, ...); binary masks may also be 0/255. Values in between "
             f"usually come from anti-aliased drawing, resizing with interpolation or JPEG compression "
             f"(save masks as PNG, resize with nearest neighbour). To fix: {fix}"
-            f"and save as 8-bit PNG, or pass n_classes (train: --n-classes) if the values are already class indices.")
+            f"and save as 8-bit PNG, or pass n_classes (--n-classes on the command line) if the values are already "
+            f"class indices.")
 
 
 def pair_files(image_dir, mask_dir, mask_suffix=""):
