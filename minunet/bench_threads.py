@@ -99,10 +99,10 @@ def step_table(rows):
     by = {(r["threads"], r["competing"], r["impl"]): r for r in rows}
     for n, competing in sorted({(r["threads"], r["competing"]) for r in rows}, key=lambda k: (k[1], k[0])):
         ours, peer = by.get((n, competing, "minunet numpy")), by.get((n, competing, "torch cpu"))
-        ratio = f"{ours['seconds'] / peer['seconds']:.2f}" if ours and peer else "-"
+        ratio = f"{ours['seconds'] / peer['seconds']:.2f}" if peer else "-"
+        peer_ms = f"{peer['seconds'] * 1e3:.1f}" if peer else "not installed"
         lines.append(f"| {n}{' (default)' if n == threads.default_threads() else ''} | {competing} | "
-                     f"{ours['seconds'] * 1e3:.1f} | {peer['seconds'] * 1e3 if peer else float('nan'):.1f} | {ratio} | "
-                     f"{ours['load']} |")
+                     f"{ours['seconds'] * 1e3:.1f} | {peer_ms} | {ratio} | {ours['load']} |")
     return "\n".join(lines)
 
 

@@ -234,6 +234,12 @@ def test_default_runs_table_states_the_load():
     assert "| 1 | over 300 (stopped) | - | 3.00 2.00 1.00 |" in table
 
 
+def test_step_table_without_pytorch():
+    from minunet import bench_threads
+    rows = [dict(threads=1, competing=0, impl="minunet numpy", seconds=0.1234, runs=3, load="0.10 0.20 0.30")]
+    assert "| 0 | 123.4 | not installed | - | 0.10 0.20 0.30 |" in bench_threads.step_table(rows)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="counts child processes in /proc (Linux)")
 def test_competing_processes_run_only_inside_the_block():
     import os
