@@ -21,8 +21,8 @@ installed; then, per layer of that network, the numpy device's convolutions and 
 (checked against each other), against a roofline whose peaks are measured in the same run (a large float32
 matrix product, a large array copy); and the sim device's speed on a tiny layer for every conv3x3 version.
 All of it with --threads BLAS threads (PyTorch's intra-op threads set to the same), the default of
-python -m minunet.train; then the training step at each thread count on an idle machine and beside one
-competing CPU-bound process (minunet/bench_threads.py), and with --default-runs the whole default
+python -m minunet.train; then the training step at each thread count on the machine as it is and with one
+competing CPU-bound process added (minunet/bench_threads.py), and with --default-runs the whole default
 `python -m minunet.train` timed the same ways. Every figure carries the machine's load averages.
 
 Results: results-<device>-<date>.md (tables) and .json (all numbers, device name, versions, date) in --out;

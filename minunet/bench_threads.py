@@ -1,4 +1,4 @@
-"""The CPU benchmarks behind minunet.threads' default: BLAS threads on an idle and on a busy machine.
+"""The CPU benchmarks behind minunet.threads' default: BLAS threads on a quiet and on a busy machine.
 
 A machine that is not idle (a laptop with a browser open, a shared server) is imitated by `competing`
 CPU-bound processes (`while True: pass`) started for the measurement. Every figure is stored with the load
