@@ -318,8 +318,8 @@ def _one_class_hint(trainer):
         return ""
     (only,) = trainer.predicted_classes
     what = "background" if only == 0 else f"class {only}"
-    return (f" (the network still predicts {what} everywhere: too few steps to learn the cells; the default "
-            f"CPU run takes {CPU_DEFAULTS['steps']})")
+    return (f" (the network still predicts {what} everywhere: too few steps to learn the cells, the default CPU "
+            f"run takes {CPU_DEFAULTS['steps']}; or a learning rate too high)")
 
 
 def main(argv=None):
