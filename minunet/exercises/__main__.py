@@ -1,0 +1,132 @@
+"""python -m minunet.exercises list | start NAME [--dir DIR] [--force] | check NAME [--dir DIR]
+
+Write a kernel of the U-Net yourself and have it checked without a GPU: `start` writes the skeleton of one
+of the project's kernels (its signature and comments, the body left to you) to DIR/NAME.cu; `check`
+compiles that file with minunet's CUDA simulator, runs it on random odd-sized inputs against the NumPy
+reference (outputs and shared memory poisoned with NaN, guard zones around every array, threads in a
+shuffled order), and on success prints NVRTC's register and shared-memory report for a GPU architecture.
+"""
+import argparse
+import difflib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import paths
+from .catalog import EXERCISES
+from .skeleton import make_skeleton
+
+DEFAULT_DIR = "exercises"
+
+
+def _exercise(name):
+    """The exercise called name, or None after printing the known names (and the closest one)."""
+    if name in EXERCISES:
+        return EXERCISES[name]
+    close = difflib.get_close_matches(name, EXERCISES, n=1)
+    suggestion = f" Did you mean '{close[0]}'?" if close else ""
+    print(f"unknown exercise '{name}'.{suggestion} The exercises: {', '.join(EXERCISES)} "
+          f"(python -m minunet.exercises list)", file=sys.stderr)
+    return None
+
+
+def cmd_list(args):
+    width = max(map(len, EXERCISES))
+    for e in EXERCISES.values():
+        started = " (started)" if (Path(args.dir) / f"{e.name}.cu").exists() else ""
+        print(f"{e.name:<{width}}  {e.chapter:<38} {e.summary}{started}")
+    print(f"\npython -m minunet.exercises start NAME   writes {args.dir}/NAME.cu; then: check NAME")
+    return 0
+
+
+def cmd_start(args):
+    exercise = _exercise(args.name)
+    if exercise is None:
+        return 2
+    target = Path(args.dir) / f"{exercise.name}.cu"
+    if target.exists() and not args.force:
+        print(f"{target} exists already (your work?); not overwritten. --force starts it afresh.", file=sys.stderr)
+        return 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(make_skeleton(exercise))
+    print(f"wrote {target}: write the bodies marked TODO (read {exercise.chapter} first).\n"
+          f"hint: {exercise.hint}\n"
+          f"check it: python -m minunet.exercises check {exercise.name}"
+          + (f" --dir {args.dir}" if args.dir != DEFAULT_DIR else ""))
+    return 0
+
+
+def _run_checker(exercise, path, timeout):
+    """Run the checker in a child process, so a kernel that never finishes is stopped; (passed, output)."""
+    command = [sys.executable, "-m", "minunet.exercises.checker", exercise.name, str(path)]
+    try:
+        child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, (f"FAILED: no result after {timeout:g} s, so the check was stopped. A kernel that never "
+                       f"finishes: a loop whose condition never ends it (a bounds check dropped from a for loop?), "
+                       f"or threads spinning on a value no other thread writes. (--timeout S allows longer.)")
+    output = (child.stdout + child.stderr).rstrip()
+    if child.returncode < 0:
+        return False, (f"{output}\nFAILED: the check process was killed by signal "
+                       f"{signal.Signals(-child.returncode).name}, a crash the simulator could not catch").lstrip()
+    if child.returncode not in (0, 1):
+        return False, f"{output}\nFAILED: the checker itself failed (exit status {child.returncode})"
+    return child.returncode == 0, output
+
+
+def resource_report(exercise, path, arch):
+    """(ok, text): NVRTC's registers / shared memory / spills of the exercise's kernels on one GPU arch."""
+    from .. import nvrtc
+    try:
+        result = nvrtc.compile_file(Path(path), arch, "float", include_dirs=[paths.kernels_dir()])
+    except nvrtc.NvrtcError as e:
+        return False, f"FAILED: the simulator ran it, but NVRTC (the GPU compiler) rejects it:\n{e}"
+    except (ImportError, RuntimeError, OSError) as e:
+        return True, (f"(no NVRTC resource report: {e}. It needs CuPy and NVRTC: pip install -e \".[dev]\", "
+                      f"or the cuda13 extra)")
+    header = ("kernel", "registers", "shared bytes", "spill st/ld", "stack", "occupancy@256")
+    rows = [(name, str(r.registers), str(r.shared_bytes), f"{r.spill_stores}/{r.spill_loads}", str(r.stack_bytes),
+             f"{nvrtc.occupancy(r, arch, 256):.0%}") for name, r in result.kernels.items() if name in exercise.kernels]
+    warnings = nvrtc.warnings_in(result.log)
+    text = f"NVRTC's report for sm_{nvrtc.arch_number(arch)} (float):\n" + nvrtc.text_table(header, rows)
+    return True, text + ("\nNVRTC warnings:\n" + "\n".join(warnings) if warnings else "")
+
+
+def cmd_check(args):
+    exercise = _exercise(args.name)
+    if exercise is None:
+        return 2
+    path = Path(args.dir) / f"{exercise.name}.cu"
+    if not path.is_file():
+        print(f"no {path}: start the exercise first (python -m minunet.exercises start {exercise.name}"
+              + (f" --dir {args.dir})" if args.dir != DEFAULT_DIR else ")"), file=sys.stderr)
+        return 2
+    passed, output = _run_checker(exercise, path, args.timeout)
+    print(output)
+    if not passed:
+        print(f"hint: {exercise.hint}")
+        return 1
+    ok, report = resource_report(exercise, path, args.arch)
+    print(report)
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m minunet.exercises", description=__doc__.split("\n\n")[1])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("list", "the exercises"), ("start", "write the skeleton DIR/NAME.cu"),
+                            ("check", "check DIR/NAME.cu on the simulator")):
+        command = commands.add_parser(name, help=help_text)
+        if name != "list":
+            command.add_argument("name")
+        command.add_argument("--dir", default=DEFAULT_DIR, help=f"your exercises' folder (default: {DEFAULT_DIR})")
+    commands.choices["start"].add_argument("--force", action="store_true", help="overwrite your file")
+    commands.choices["check"].add_argument("--timeout", type=float, default=120, help="seconds (default 120)")
+    commands.choices["check"].add_argument("--arch", default="sm_80", help="GPU architecture of the NVRTC report")
+    args = parser.parse_args(argv)
+    return {"list": cmd_list, "start": cmd_start, "check": cmd_check}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
