@@ -4,6 +4,7 @@ dropped, a tie rule or a comparison changed. Bad input gets a message, never a t
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from minunet.exercises.checker import check_file
 from minunet.exercises.compare import mismatch
 from minunet.exercises.skeleton import function_definitions, make_skeleton
 
+ROOT = Path(__file__).resolve().parent.parent
 BARRIER = r"never written|elements wrong|exited while"  # what a missing __syncthreads() turns into
 BOUNDS = r"past the end|never written|elements wrong|crashed"  # what a wrong bound turns into
 
@@ -101,6 +103,16 @@ def test_mismatch_names_the_first_and_the_worst_element():
     assert "2 of 12 elements wrong" in message and "first at index (0, 3)" in message
     assert "worst at (2, 1): got 12.0, expected 9.0" in message
     assert mismatch("y", expected, expected, 0, 0) is None
+
+
+def test_each_chapter_ends_with_its_exercises():
+    for chapter in {e.chapter for e in EXERCISES.values()}:
+        text = (ROOT / chapter).read_text()
+        last_section = text[text.rindex("\n## "):]
+        assert last_section.startswith("\n## Exercise\n"), f"{chapter} does not end with its exercise"
+        for name in (e.name for e in EXERCISES.values() if e.chapter == chapter):
+            for command in ("start", "check"):
+                assert re.search(rf"python -m minunet\.exercises {command} {name}\s", last_section), (chapter, name)
 
 
 # ---- the command line ------------------------------------------------------------------------------------
