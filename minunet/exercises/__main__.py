@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .. import paths
+from ..sim.build import find_kernels
 from .catalog import EXERCISES
 from .skeleton import make_skeleton
 
@@ -85,9 +86,10 @@ def resource_report(exercise, path, arch):
     except (ImportError, RuntimeError, OSError) as e:
         return True, (f"(no NVRTC resource report: {e}. It needs CuPy and NVRTC: pip install -e \".[dev]\", "
                       f"or the cuda13 extra)")
+    launched = find_kernels(make_skeleton(exercise))  # the extern "C" kernels the learner's file must define
     header = ("kernel", "registers", "shared bytes", "spill st/ld", "stack", "occupancy@256")
     rows = [(name, str(r.registers), str(r.shared_bytes), f"{r.spill_stores}/{r.spill_loads}", str(r.stack_bytes),
-             f"{nvrtc.occupancy(r, arch, 256):.0%}") for name, r in result.kernels.items() if name in exercise.kernels]
+             f"{nvrtc.occupancy(r, arch, 256):.0%}") for name, r in result.kernels.items() if name in launched]
     warnings = nvrtc.warnings_in(result.log)
     text = f"NVRTC's report for sm_{nvrtc.arch_number(arch)} (float):\n" + nvrtc.text_table(header, rows)
     return True, text + ("\nNVRTC warnings:\n" + "\n".join(warnings) if warnings else "")

@@ -26,11 +26,6 @@ class Exercise:
     hint: str
     run: Callable         # run(trial): launches the learner's kernels and compares their outputs
 
-    @property
-    def kernels(self):
-        """The kernels the check launches (for the resource report): extern "C" functions written or kept."""
-        return tuple(n for n in self.write + self.keep if n.endswith(tuple(f"_v{v}" for v in range(1, 10))))
-
 
 def _relu(t):
     data = t.rng.standard_normal(t.odd_shape(4, 1, 11)).astype(t.dtype)
