@@ -88,6 +88,17 @@ def test_a_typical_mistake_is_reported(name, function, old, new, occurrence, rep
     assert re.search(report, result.message), result.message
 
 
+def test_a_missing_or_misdeclared_kernel_is_named(tmp_path):
+    path = tmp_path / "relu.cu"
+    source = paths.kernel_path("elementwise").read_text()
+    path.write_text(source.replace("relu_backward_v1(const real* gy,", "relu_backward(const real* gy,"))
+    result = check_file(EXERCISES["relu"], path)
+    assert "no kernel 'relu_backward_v1'" in result.message and "relu_backward'" in result.message, result.message
+    path.write_text(source.replace("real* gx, int n)", "real* gx, int n, int m)"))
+    result = check_file(EXERCISES["relu"], path)
+    assert "kernel 'relu_backward_v1' takes 5 arguments (gy, y, gx, n, m), got 4" in result.message, result.message
+
+
 def test_every_exercise_has_a_barrier_or_two_bound_mutants():
     for name in EXERCISES:
         kinds = [m for m in MUTANTS if m[0] == name]

@@ -127,7 +127,11 @@ def main(argv=None):
     commands.choices["check"].add_argument("--timeout", type=float, default=120, help="seconds (default 120)")
     commands.choices["check"].add_argument("--arch", default="sm_80", help="GPU architecture of the NVRTC report")
     args = parser.parse_args(argv)
-    return {"list": cmd_list, "start": cmd_start, "check": cmd_check}[args.command](args)
+    try:
+        return {"list": cmd_list, "start": cmd_start, "check": cmd_check}[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
