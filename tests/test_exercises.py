@@ -146,6 +146,8 @@ def test_list_and_start_never_overwrite(tmp_path, capsys, monkeypatch):
     assert cli.main(["start", "relu", "--force", "--dir", "elsewhere"]) == 0
     assert (tmp_path / "elsewhere" / "relu.cu").is_file() and learner.read_text() == "// my work"
     assert cli.main(["start", "relu", "--force"]) == 0 and learner.read_text() != "// my work"
+    (tmp_path / "a_file").write_text("")
+    assert cli.main(["start", "relu", "--dir", "a_file"]) == 1 and "cannot write" in capsys.readouterr().err
 
 
 def test_unknown_exercise_and_missing_file(tmp_path, capsys, monkeypatch):

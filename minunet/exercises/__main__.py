@@ -32,6 +32,11 @@ def _exercise(name):
     return None
 
 
+def _dir_option(args):
+    """' --dir DIR' when the learner chose a folder, for the commands the messages suggest."""
+    return f" --dir {args.dir}" if args.dir != DEFAULT_DIR else ""
+
+
 def cmd_list(args):
     width = max(map(len, EXERCISES))
     for e in EXERCISES.values():
@@ -49,12 +54,15 @@ def cmd_start(args):
     if target.exists() and not args.force:
         print(f"{target} exists already (your work?); not overwritten. --force starts it afresh.", file=sys.stderr)
         return 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(make_skeleton(exercise))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(make_skeleton(exercise))
+    except OSError as e:
+        print(f"cannot write {target}: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {target}: write the bodies marked TODO (read {exercise.chapter} first).\n"
           f"hint: {exercise.hint}\n"
-          f"check it: python -m minunet.exercises check {exercise.name}"
-          + (f" --dir {args.dir}" if args.dir != DEFAULT_DIR else ""))
+          f"check it: python -m minunet.exercises check {exercise.name}{_dir_option(args)}")
     return 0
 
 
@@ -102,7 +110,7 @@ def cmd_check(args):
     path = Path(args.dir) / f"{exercise.name}.cu"
     if not path.is_file():
         print(f"no {path}: start the exercise first (python -m minunet.exercises start {exercise.name}"
-              + (f" --dir {args.dir})" if args.dir != DEFAULT_DIR else ")"), file=sys.stderr)
+              f"{_dir_option(args)})", file=sys.stderr)
         return 2
     passed, output = _run_checker(exercise, path, args.timeout)
     print(output)
