@@ -1,0 +1,66 @@
+"""Every __syncthreads() in kernels/ is needed: deleting any one of them makes the kernel tests fail.
+
+For each barrier, a copy of kernels/ without that one line (MINUNET_KERNELS_DIR points the package at it)
+runs the tests of its kernels under the race checker; a SimError naming a data race counts as a failure,
+as does a wrong or NaN result. About 20 minutes on 2 cores, so it is opt-in:
+
+    MINUNET_BARRIER_MUTATIONS=1 python -m pytest tests/test_barrier_mutations.py -v
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minunet import paths
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.environ.get("MINUNET_BARRIER_MUTATIONS"),
+                                 reason="about 20 minutes: set MINUNET_BARRIER_MUTATIONS=1 to run it")]
+
+# The tests that launch each file's kernels on the sim device.
+CONV_TESTS = ["tests/test_conv_versions.py", "tests/test_conv_ops.py"]
+TESTS_OF = {"common.cuh": CONV_TESTS, "gemm_tile.cuh": CONV_TESTS, "conv3x3.cu": CONV_TESTS,
+            "conv1x1.cu": CONV_TESTS, "up_conv2x2.cu": CONV_TESTS}
+MISC_TESTS = ["tests/test_misc_ops.py"]
+
+
+def barriers():
+    """(file name, line number) of every __syncthreads() statement in the kernel sources."""
+    found = []
+    for path in sorted(paths.kernels_dir().glob("*.cu*")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.match(r"\s*__syncthreads\(\);", line):
+                found.append((path.name, number))
+    return found
+
+
+def test_the_barriers_are_found():
+    assert len(barriers()) >= 17, barriers()
+
+
+@pytest.mark.parametrize("file, line", barriers(), ids=[f"{f}:{n}" for f, n in barriers()])
+def test_deleting_the_barrier_fails_a_test(tmp_path_factory, file, line):
+    # One fixed folder for every mutant: unchanged files keep their path and content, so their compiled
+    # libraries come from the cache of the previous mutant.
+    mutant = tmp_path_factory.getbasetemp().parent / "barrier-mutant-kernels"
+    shutil.rmtree(mutant, ignore_errors=True)
+    shutil.copytree(paths.kernels_dir(), mutant)
+    source = (mutant / file).read_text().splitlines(keepends=True)
+    source[line - 1] = re.sub(r"__syncthreads\(\);", "/* deleted barrier */", source[line - 1])
+    (mutant / file).write_text("".join(source))
+
+    from minunet.sim.preload import racecheck_env
+    env = racecheck_env(dict(os.environ, MINUNET_KERNELS_DIR=str(mutant)))
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k", "not cuda",
+               *TESTS_OF.get(file, MISC_TESTS)]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
+    print(f"{file}:{line} deleted: {summary}")
+    assert " failed" in summary, f"no test fails without the barrier at {file}:{line}:\n{result.stdout[-3000:]}"
+    failure = re.search(r"^E\s+(.*)$", result.stdout, re.M)
+    print("first failure:", failure.group(1)[:300] if failure else "?")

@@ -1,0 +1,134 @@
+"""The race checker (MINUNET_SIM_RACECHECK=1) on tests/sim_kernels/races/: one kernel per kind of race.
+
+These tests need ThreadSanitizer in the process from its start, so the normal suite runs them in a subprocess
+(tests/test_racecheck_run.py: `python -m minunet.sim.preload python -m pytest tests/test_races.py ...`);
+run directly, without it, they are skipped. Each race is invisible without the checker: the result in the
+simulator's thread order is right (or the check below says what else shows it).
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minunet import paths
+from minunet.sim import SimError, SimModule
+from minunet.sim.preload import tsan_loaded
+
+pytestmark = pytest.mark.skipif(not tsan_loaded(), reason="needs ThreadSanitizer preloaded: "
+                                "tests/test_racecheck_run.py runs this file under python -m minunet.sim.preload")
+
+RACES = Path(__file__).parent / "sim_kernels" / "races"
+
+
+def kernel(file, name, racecheck=True):
+    return SimModule(RACES / file, defines={"MINUNET_REAL": "float"}, include_dirs=[paths.kernels_dir()],
+                     racecheck=racecheck).get_function(name)
+
+
+def line_of(file, text):
+    """The line number of the first line of code in file containing text."""
+    for number, line in enumerate((RACES / file).read_text().splitlines(), 1):
+        if text in line and not line.lstrip().startswith("//"):
+            return number
+    raise AssertionError(f"{text!r} not in {file}")
+
+
+def assert_race(error, kernel_name, array, file, lines):
+    """The message names the kernel, the array, two threads (thread and block) and both source lines."""
+    message = str(error.value)
+    print(message)
+    assert f"kernel '{kernel_name}': data race on" in message
+    assert array in message
+    threads = re.findall(r"thread \(\d+,\d+,\d+\) of block \(\d+,\d+,\d+\)", message)
+    assert len(threads) == 2, message
+    for line in lines:
+        assert f"{file}:{line} " in message, message
+
+
+def nan(n):
+    return np.full(n, np.nan, np.float32)
+
+
+def test_syncwarp_between_warps(rng):
+    x = rng.standard_normal(64).astype(np.float32)
+    with pytest.raises(SimError) as error:
+        kernel("syncwarp_across_warps.cu", "rotate_by_a_warp")(1, 64, (x, nan(64)))
+    file = "syncwarp_across_warps.cu"
+    assert_race(error, "rotate_by_a_warp", "__shared__ array 'tile'", file,
+                [line_of(file, "tile[t] = x[t]"), line_of(file, "out[t] = tile")])
+
+
+def test_two_threads_write_one_element(rng):
+    x = rng.standard_normal(64).astype(np.float32)
+    out = nan(32)
+    kernel("same_element_written_twice.cu", "halve_by_overwriting", racecheck=False)(1, 64, (x, out))
+    np.testing.assert_array_equal(out, x[1::2])  # in thread order the odd thread always writes last
+    with pytest.raises(SimError) as error:
+        kernel("same_element_written_twice.cu", "halve_by_overwriting")(1, 64, (x, nan(32)))
+    line = line_of("same_element_written_twice.cu", "out[t / 2] = x[t]")
+    assert_race(error, "halve_by_overwriting", "global array 'out'", "same_element_written_twice.cu", [line])
+    assert re.search(r"thread \(0,0,0\).*thread \(1,0,0\)", str(error.value))
+
+
+def test_non_atomic_sum_races_and_atomic_sum_does_not(rng):
+    x = rng.standard_normal(300).astype(np.float32)
+    total = np.zeros(1, np.float32)
+    kernel("nonatomic_sum.cu", "sum_without_atomic", racecheck=False)(3, 128, (x, total, np.int32(300)))
+    np.testing.assert_allclose(total[0], x.sum(dtype=np.float64), rtol=1e-5)  # right in thread order
+    with pytest.raises(SimError) as error:
+        kernel("nonatomic_sum.cu", "sum_without_atomic")(3, 128, (x, np.zeros(1, np.float32), np.int32(300)))
+    line = line_of("nonatomic_sum.cu", "total[0] += x[i]")
+    assert_race(error, "sum_without_atomic", "global array 'total' (element [0])", "nonatomic_sum.cu", [line])
+    total = np.zeros(1, np.float32)
+    kernel("nonatomic_sum.cu", "sum_with_atomic")(3, 128, (x, total, np.int32(300)))
+    np.testing.assert_allclose(total[0], x.sum(dtype=np.float64), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shuffle_seed", [None, 1, 2])
+def test_block_reads_what_the_previous_block_wrote(rng, shuffle_seed):
+    x = rng.standard_normal(4 * 32).astype(np.float32)
+    out = nan(4 * 32)
+    kernel("reads_previous_block.cu", "prefix_of_blocks", racecheck=False)(4, 32, (x, out))
+    np.testing.assert_allclose(out, np.cumsum(x.reshape(4, 32), axis=0).ravel(), rtol=1e-5)  # blocks in order
+    mod = SimModule(RACES / "reads_previous_block.cu", defines={"MINUNET_REAL": "float"},
+                    include_dirs=[paths.kernels_dir()], shuffle_seed=shuffle_seed, racecheck=True)
+    with pytest.raises(SimError) as error:
+        mod.get_function("prefix_of_blocks")(4, 32, (x, nan(4 * 32)))
+    file = "reads_previous_block.cu"
+    assert_race(error, "prefix_of_blocks", "global array 'out'", file,
+                [line_of(file, "real before ="), line_of(file, "out[i] = before")])
+    blocks = re.findall(r"of block \((\d+),0,0\)", str(error.value))
+    assert blocks[0] != blocks[1], "the two threads are in different blocks"
+
+
+def test_tile_reused_without_a_barrier(rng):
+    x = rng.standard_normal(3 * 64).astype(np.float32)
+    expect = np.concatenate([np.append(c[1:], c[-1]) for c in x.reshape(3, 64)])
+    out = nan(3 * 64)
+    kernel("missing_barrier.cu", "shift_chunks_left", racecheck=False)(1, 64, (x, out, np.int32(3)))
+    np.testing.assert_array_equal(out, expect)  # right in thread order
+    with pytest.raises(SimError) as error:
+        kernel("missing_barrier.cu", "shift_chunks_left")(1, 64, (x, nan(3 * 64), np.int32(3)))
+    file = "missing_barrier.cu"
+    assert_race(error, "shift_chunks_left", "__shared__ array 'tile'", file,
+                [line_of(file, "tile[t] = x[c * 64 + t]"), line_of(file, "out[c * 64 + t] = tile")])
+
+
+def test_each_launch_reports_its_race_again(rng):
+    """TSan reports a race once per pair of source lines by default; every launch must raise its SimError."""
+    x = rng.standard_normal(64).astype(np.float32)
+    f = kernel("same_element_written_twice.cu", "halve_by_overwriting")
+    for _ in range(3):
+        with pytest.raises(SimError, match="data race"):
+            f(1, 64, (x, nan(32)))
+
+
+def test_correct_kernels_after_a_race_run_clean(rng):
+    """After a launch stopped at a race, the next (correct) launch starts from clean fibers and finds none."""
+    x = rng.standard_normal(300).astype(np.float32)
+    with pytest.raises(SimError):
+        kernel("nonatomic_sum.cu", "sum_without_atomic")(3, 128, (x, np.zeros(1, np.float32), np.int32(300)))
+    total = np.zeros(1, np.float32)
+    kernel("nonatomic_sum.cu", "sum_with_atomic")(3, 128, (x, total, np.int32(300)))
+    np.testing.assert_allclose(total[0], x.sum(dtype=np.float64), rtol=1e-5)
