@@ -15,6 +15,8 @@ from minunet.exercises.catalog import EXERCISES
 from minunet.exercises.checker import check_file
 from minunet.exercises.compare import mismatch
 from minunet.exercises.skeleton import function_definitions, make_skeleton
+from minunet.sim import SimError
+from minunet.sim.preload import racecheck_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BARRIER = r"never written|elements wrong|exited while"  # what a missing __syncthreads() turns into
@@ -202,3 +204,27 @@ def test_a_kernel_that_never_finishes_is_stopped(tmp_path):
     (tmp_path / "exercises" / "bias_grad.cu").write_text(endless)
     result = run_cli(tmp_path, "check", "bias_grad", "--timeout", "5")
     assert result.returncode == 1 and "no result after 5 s" in result.stdout, result.stdout + result.stderr
+
+
+# ---- --race: the simulator's race checker (ThreadSanitizer, preloaded into the checker's child process) ------
+def test_race_names_the_shared_array_and_both_lines_of_a_missing_barrier(tmp_path):
+    try:
+        racecheck_env()
+    except SimError as e:
+        pytest.skip(f"no race checker here: {e}")
+    (tmp_path / "exercises").mkdir()
+    tree_step_unordered = mutant(EXERCISES["bias_grad"], "bias_grad_v1", "__syncthreads();", "", occurrence=1)
+    (tmp_path / "exercises" / "bias_grad.cu").write_text(tree_step_unordered)
+    result = run_cli(tmp_path, "check", "bias_grad", "--race")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert re.search(r"data race on __shared__ array 'bias_grad_cache' .* at bias_grad\.cu:\d+ .* at "
+                     r"bias_grad\.cu:\d+ ", output), output
+
+
+def test_race_without_thread_sanitizer_is_a_message(monkeypatch):
+    def no_tsan(env=None):
+        raise SimError("the race checker needs ThreadSanitizer's runtime, and g++ has none (libtsan.so)")
+    monkeypatch.setattr(cli, "racecheck_env", no_tsan)
+    passed, output = cli._run_checker(EXERCISES["relu"], paths.kernel_path("elementwise"), 60, race=True)
+    assert not passed and "--race is not available here" in output and "libtsan" in output

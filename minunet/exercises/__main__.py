@@ -1,24 +1,29 @@
-"""python -m minunet.exercises list | start NAME [--dir DIR] [--force] | check NAME [--dir DIR]
+"""python -m minunet.exercises list | start NAME [--dir DIR] [--force] | check NAME [--dir DIR] [--race]
 
 Write a kernel of the U-Net yourself and have it checked without a GPU: `start` writes the skeleton of one
 of the project's kernels (its signature and comments, the body left to you) to DIR/NAME.cu; `check`
 compiles that file with minunet's CUDA simulator, runs it on random odd-sized inputs against the NumPy
 reference (outputs and shared memory poisoned with NaN, guard zones around every array, threads in a
-shuffled order), and on success prints NVRTC's register and shared-memory report for a GPU architecture.
+shuffled order; with --race also under the simulator's race checker, which names both threads and lines of
+a data race), and on success prints NVRTC's register and shared-memory report for a GPU architecture.
 """
 import argparse
 import difflib
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from .. import paths
+from ..sim import SimError
 from ..sim.build import find_kernels
+from ..sim.preload import racecheck_env
 from .catalog import EXERCISES
 from .skeleton import make_skeleton
 
 DEFAULT_DIR = "exercises"
+TSAN_EXIT_CODE = 66  # ThreadSanitizer's default exitcode= for a process in which it reported something
 
 
 def _exercise(name):
@@ -66,16 +71,29 @@ def cmd_start(args):
     return 0
 
 
-def _run_checker(exercise, path, timeout):
-    """Run the checker in a child process, so a kernel that never finishes is stopped; (passed, output)."""
+def _run_checker(exercise, path, timeout, race):
+    """Run the checker in a child process, so a kernel that never finishes is stopped; (passed, output).
+    race: the child runs under the race checker, whose ThreadSanitizer must be loaded before Python starts."""
     command = [sys.executable, "-m", "minunet.exercises.checker", exercise.name, str(path)]
+    env = None
+    if race:
+        try:
+            env = racecheck_env()
+        except SimError as e:
+            return False, f"FAILED: --race is not available here: {e}"
+        command.append("--race")
     try:
-        child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        child = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return False, (f"FAILED: no result after {timeout:g} s, so the check was stopped. A kernel that never "
                        f"finishes: a loop whose condition never ends it (a bounds check dropped from a for loop?), "
                        f"or threads spinning on a value no other thread writes. (--timeout S allows longer.)")
     output = (child.stdout + child.stderr).rstrip()
+    if race and child.returncode == TSAN_EXIT_CODE:  # ThreadSanitizer's exit status once it reported a race
+        output = re.sub(r"\nThreadSanitizer: reported \d+ warnings?", "", output)  # each became a SimError above
+        if "FAILED" not in output:
+            output += "\nFAILED: ThreadSanitizer reported a race outside the kernels' launches (above)"
+        return False, output
     if child.returncode < 0:
         return False, (f"{output}\nFAILED: the check process was killed by signal "
                        f"{signal.Signals(-child.returncode).name}, a crash the simulator could not catch").lstrip()
@@ -112,7 +130,7 @@ def cmd_check(args):
         print(f"no {path}: start the exercise first (python -m minunet.exercises start {exercise.name}"
               f"{_dir_option(args)})", file=sys.stderr)
         return 2
-    passed, output = _run_checker(exercise, path, args.timeout)
+    passed, output = _run_checker(exercise, path, args.timeout, args.race)
     print(output)
     if not passed:
         print(f"hint: {exercise.hint}")
@@ -134,6 +152,8 @@ def main(argv=None):
     commands.choices["start"].add_argument("--force", action="store_true", help="overwrite your file")
     commands.choices["check"].add_argument("--timeout", type=float, default=120, help="seconds (default 120)")
     commands.choices["check"].add_argument("--arch", default="sm_80", help="GPU architecture of the NVRTC report")
+    commands.choices["check"].add_argument("--race", action="store_true",
+                                           help="also run the simulator's race checker (ThreadSanitizer; slower)")
     args = parser.parse_args(argv)
     try:
         return {"list": cmd_list, "start": cmd_start, "check": cmd_check}[args.command](args)

@@ -6,7 +6,8 @@ the blocks in a shuffled order, which turns most missing __syncthreads() into wr
 problem found is reported: a compiler error, a simulator error (crash, barrier misuse, wrong arguments) with
 its source line, a write outside an output, or the first and the worst wrong element with their indices.
 
-    python -m minunet.exercises.checker NAME FILE   # what `python -m minunet.exercises check` runs in a child
+    python -m minunet.exercises.checker NAME FILE [--race]   # what `python -m minunet.exercises check` runs
+                                                            # in a child (--race: with libtsan preloaded)
 """
 import sys
 from dataclasses import dataclass, field
@@ -63,12 +64,13 @@ class Result:
     message: str
 
 
-def check_file(exercise, path, trials=TRIALS):
-    """Run the exercise's trials on the learner's file; Result(passed, what went wrong or what was run)."""
+def check_file(exercise, path, trials=TRIALS, racecheck=False):
+    """Run the exercise's trials on the learner's file; Result(passed, what went wrong or what was run).
+    racecheck: under the simulator's race checker (the process must have ThreadSanitizer preloaded)."""
     for number, (dtype, seed) in enumerate(trials, 1):
         guards = GuardedArrays()
-        trial = Trial(KernelBackend(ExerciseLauncher(path, exercise.stem, guards, seed)), guards,
-                      np.random.default_rng(number), dtype)
+        launcher = ExerciseLauncher(path, exercise.stem, guards, seed, racecheck)
+        trial = Trial(KernelBackend(launcher), guards, np.random.default_rng(number), dtype)
         order = "threads in order" if seed is None else f"threads and blocks shuffled, seed {seed}"
         try:
             exercise.run(trial)
@@ -82,12 +84,15 @@ def check_file(exercise, path, trials=TRIALS):
             return Result(False, f"FAILED in trial {number} of {len(trials)} ({np.dtype(dtype).name}; {sizes}; "
                                  f"{order}):\n{problem}")
     return Result(True, f"passed: {len(trials)} trials of random odd sizes, float and double, threads in order "
-                        f"and shuffled, outputs and shared memory poisoned with NaN, guard zones intact")
+                        f"and shuffled, outputs and shared memory poisoned with NaN, guard zones intact"
+                        + (", no data race" if racecheck else ""))
 
 
 def main(argv=None):
-    name, path = argv if argv is not None else sys.argv[1:]
-    result = check_file(EXERCISES[name], path)
+    """NAME FILE [--race]"""
+    argv = sys.argv[1:] if argv is None else argv
+    name, path = argv[:2]
+    result = check_file(EXERCISES[name], path, racecheck="--race" in argv[2:])
     print(result.message)
     return 0 if result.passed else 1
 

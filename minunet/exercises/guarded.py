@@ -85,10 +85,10 @@ class GuardedArrays:
 
 class ExerciseLauncher(SimLauncher):
     """SimLauncher that compiles the learner's file in place of kernels/<stem>.cu and hands out guarded
-    output arrays (NaN inside, as the sim's `empty`)."""
+    output arrays (NaN inside, as the sim's `empty`). racecheck: SimModule's (the race checker)."""
 
-    def __init__(self, learner_path, stem, guards, shuffle_seed=None):
-        super().__init__(shuffle_seed=shuffle_seed)
+    def __init__(self, learner_path, stem, guards, shuffle_seed=None, racecheck=None):
+        super().__init__(shuffle_seed=shuffle_seed, racecheck=racecheck)
         self.learner_path, self.stem, self.guards = Path(learner_path), stem, guards
 
     def empty(self, shape, dtype):
@@ -100,5 +100,6 @@ class ExerciseLauncher(SimLauncher):
         key = ("learner", np.dtype(dtype))
         if key not in self._modules:
             self._modules[key] = SimModule(self.learner_path, defines={"MINUNET_REAL": real_name(dtype)},
-                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed)
+                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
+                                           racecheck=self.racecheck)
         return self._modules[key]
