@@ -22,11 +22,11 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not os.environ.get("MINUNET_BARRIER_MUTATIONS"),
                                  reason="about 20 minutes: set MINUNET_BARRIER_MUTATIONS=1 to run it")]
 
-# The tests that launch each file's kernels on the sim device.
-CONV_TESTS = ["tests/test_conv_versions.py", "tests/test_conv_ops.py"]
-TESTS_OF = {"common.cuh": CONV_TESTS, "gemm_tile.cuh": CONV_TESTS, "conv3x3.cu": CONV_TESTS,
-            "conv1x1.cu": CONV_TESTS, "up_conv2x2.cu": CONV_TESTS}
-MISC_TESTS = ["tests/test_misc_ops.py"]
+# The tests that launch each file's kernels on the sim device: (files, pytest -k expression).
+CONV = ("tests/test_conv_versions.py", "tests/test_conv_ops.py")
+TESTS_OF = {"conv3x3.cu": (CONV, "conv3x3"), "conv1x1.cu": (CONV, "conv1x1"), "up_conv2x2.cu": (CONV, "up_conv2x2"),
+            "common.cuh": (CONV, "every_version"), "gemm_tile.cuh": (CONV, "every_version")}
+MISC = (("tests/test_misc_ops.py",), "device")
 
 
 def barriers():
@@ -56,8 +56,9 @@ def test_deleting_the_barrier_fails_a_test(tmp_path_factory, file, line):
 
     from minunet.sim.preload import racecheck_env
     env = racecheck_env(dict(os.environ, MINUNET_KERNELS_DIR=str(mutant)))
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k", "not cuda",
-               *TESTS_OF.get(file, MISC_TESTS)]
+    files, keyword = TESTS_OF.get(file, MISC)
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k",
+               f"not cuda and ({keyword})", *files]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     print(f"{file}:{line} deleted: {summary}")

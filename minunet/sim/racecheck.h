@@ -140,9 +140,13 @@ bool reported() { return process().report_fd >= 0 && lseek(process().report_fd, 
 // After the launch, finished or stopped: the host comes after everything the threads did; reports go back
 // to stderr. After a crash TSan still thinks a fiber is in its signal handler: new fibers replace them all.
 // (After other failures, the fibers' abandoned call stacks stay below their next ones; reports use the top.)
-void end_launch(bool crashed) {
+void end_launch(unsigned threads, unsigned long long blocks, bool crashed) {
     Process& p = process();
-    for (unsigned i = 0; i < BLOCK_SETS * p.per_set; i++) { switch_to(p.fibers[i]); __tsan_release(&g_end_sync); }
+    for (unsigned long long set = 0; set < BLOCK_SETS && set < blocks; set++)  // the fibers this launch used
+        for (unsigned i = 0; i < threads; i++) {
+            switch_to(p.fibers[set * p.per_set + i]);
+            __tsan_release(&g_end_sync);
+        }
     switch_to(g_host);
     __tsan_acquire(&g_end_sync);
     __sanitizer_set_report_fd((void*)2L);

@@ -637,7 +637,7 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     }
     g_in_launch = 0;
     g_current = nullptr;
-    MINUNET_SIM_IF_TSAN(race::end_launch(crashed));
+    MINUNET_SIM_IF_TSAN(race::end_launch(g_count, blocks, crashed));
     remove_fault_handlers();
     free(order);
     fflush(stdout);  // the kernel's printf output before Python prints anything else
