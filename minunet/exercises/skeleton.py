@@ -37,8 +37,8 @@ def _matching(masked, start, open_char, close_char):
 
 
 def function_definitions(source, name):
-    """[(start, body_open, end)] of every definition of `name`: start is the first line of its declaration
-    (after the comment above it is excluded), body_open the index of its `{`, end just past its `}`."""
+    """[(start, body_open, end)] of every definition of `name`: start is where its declaration's first line
+    begins (the comment above not included), body_open the index of its `{`, end just past its `}`."""
     masked = _mask_comments(source)
     found = []
     for m in re.finditer(rf"\b{re.escape(name)}\s*\(", masked):
@@ -80,14 +80,14 @@ def header_entries(source, markers):
         header.append(line)
     text = [line[2:] for line in header]
     indent = [len(t) - len(t.lstrip()) for t in text]
+    starts = [0]  # the title paragraph
+    for marker in markers:
+        first = next((i for i, t in enumerate(text) if t.strip().startswith(marker)), None)
+        if first is None:
+            raise SkeletonError(f"the header comment has no entry starting with {marker!r}")
+        starts.append(first)
     picked = []
-    for marker in (None,) + tuple(markers):
-        if marker is None:
-            first = 0
-        else:
-            first = next((i for i, t in enumerate(text) if t.strip().startswith(marker)), None)
-            if first is None:
-                raise SkeletonError(f"the header comment has no entry starting with {marker!r}")
+    for first in starts:
         last = first + 1
         while last < len(text) and text[last].strip() and not (
                 indent[last] <= indent[first] and _ENTRY_START.match(text[last].strip())):
