@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import paths
+from .. import nvrtc, paths
 from ..sim import SimError
 from ..sim.build import find_kernels
 from ..sim.preload import racecheck_env
@@ -23,6 +23,7 @@ from .catalog import EXERCISES
 from .skeleton import make_skeleton
 
 DEFAULT_DIR = "exercises"
+TIMEOUT, RACE_TIMEOUT = 120, 480  # seconds; the race checker runs a kernel several times slower
 TSAN_EXIT_CODE = 66  # ThreadSanitizer's default exitcode= for a process in which it reported something
 
 
@@ -102,9 +103,15 @@ def _run_checker(exercise, path, timeout, race):
     return child.returncode == 0, output
 
 
+def _occupancy(resources, arch):
+    try:
+        return f"{nvrtc.occupancy(resources, arch, 256):.0%}"
+    except ValueError:  # an architecture whose limits nvrtc.py does not know
+        return "?"
+
+
 def resource_report(exercise, path, arch):
     """(ok, text): NVRTC's registers / shared memory / spills of the exercise's kernels on one GPU arch."""
-    from .. import nvrtc
     try:
         result = nvrtc.compile_file(Path(path), arch, "float", include_dirs=[paths.kernels_dir()])
     except nvrtc.NvrtcError as e:
@@ -115,7 +122,7 @@ def resource_report(exercise, path, arch):
     launched = find_kernels(make_skeleton(exercise))  # the extern "C" kernels the learner's file must define
     header = ("kernel", "registers", "shared bytes", "spill st/ld", "stack", "occupancy@256")
     rows = [(name, str(r.registers), str(r.shared_bytes), f"{r.spill_stores}/{r.spill_loads}", str(r.stack_bytes),
-             f"{nvrtc.occupancy(r, arch, 256):.0%}") for name, r in result.kernels.items() if name in launched]
+             _occupancy(r, arch)) for name, r in result.kernels.items() if name in launched]
     warnings = nvrtc.warnings_in(result.log)
     text = f"NVRTC's report for sm_{nvrtc.arch_number(arch)} (float):\n" + nvrtc.text_table(header, rows)
     return True, text + ("\nNVRTC warnings:\n" + "\n".join(warnings) if warnings else "")
@@ -130,7 +137,8 @@ def cmd_check(args):
         print(f"no {path}: start the exercise first (python -m minunet.exercises start {exercise.name}"
               f"{_dir_option(args)})", file=sys.stderr)
         return 2
-    passed, output = _run_checker(exercise, path, args.timeout, args.race)
+    timeout = args.timeout or (RACE_TIMEOUT if args.race else TIMEOUT)
+    passed, output = _run_checker(exercise, path, timeout, args.race)
     print(output)
     if not passed:
         print(f"hint: {exercise.hint}")
@@ -150,8 +158,10 @@ def main(argv=None):
             command.add_argument("name")
         command.add_argument("--dir", default=DEFAULT_DIR, help=f"your exercises' folder (default: {DEFAULT_DIR})")
     commands.choices["start"].add_argument("--force", action="store_true", help="overwrite your file")
-    commands.choices["check"].add_argument("--timeout", type=float, default=120, help="seconds (default 120)")
-    commands.choices["check"].add_argument("--arch", default="sm_80", help="GPU architecture of the NVRTC report")
+    commands.choices["check"].add_argument("--timeout", type=float, help=f"seconds before a kernel that never ends "
+                                           f"is stopped (default {TIMEOUT:g}; {RACE_TIMEOUT:g} with --race)")
+    commands.choices["check"].add_argument("--arch", default="sm_80", type=nvrtc.arch_number,
+                                           help="GPU architecture of the NVRTC report (default sm_80)")
     commands.choices["check"].add_argument("--race", action="store_true",
                                            help="also run the simulator's race checker (ThreadSanitizer; slower)")
     args = parser.parse_args(argv)
