@@ -59,6 +59,15 @@ def test_syncwarp_between_warps(rng):
                 [line_of(file, "tile[t] = x[t]"), line_of(file, "out[t] = tile")])
 
 
+def test_shuffle_orders_only_its_own_warp(rng):
+    x = rng.standard_normal(64).astype(np.float32)
+    with pytest.raises(SimError) as error:
+        kernel("syncwarp_across_warps.cu", "read_after_a_shuffle")(1, 64, (x, nan(64)))
+    file = "syncwarp_across_warps.cu"
+    assert_race(error, "read_after_a_shuffle", "__shared__ array 'tile'", file,
+                [line_of(file, "if (t < warpSize) tile[t]"), line_of(file, "out[t] = mine + tile")])
+
+
 def test_two_threads_write_one_element(rng):
     x = rng.standard_normal(64).astype(np.float32)
     out = nan(32)
