@@ -59,6 +59,15 @@ def test_syncwarp_between_warps(rng):
                 [line_of(file, "tile[t] = x[t]"), line_of(file, "out[t] = tile")])
 
 
+def test_shuffle_orders_only_its_own_warp(rng):
+    x = rng.standard_normal(64).astype(np.float32)
+    with pytest.raises(SimError) as error:
+        kernel("syncwarp_across_warps.cu", "read_after_a_shuffle")(1, 64, (x, nan(64)))
+    file = "syncwarp_across_warps.cu"
+    assert_race(error, "read_after_a_shuffle", "__shared__ array 'tile'", file,
+                [line_of(file, "if (t < warpSize) tile[t]"), line_of(file, "out[t] = mine + tile")])
+
+
 def test_two_threads_write_one_element(rng):
     x = rng.standard_normal(64).astype(np.float32)
     out = nan(32)
@@ -132,3 +141,81 @@ def test_correct_kernels_after_a_race_run_clean(rng):
     total = np.zeros(1, np.float32)
     kernel("nonatomic_sum.cu", "sum_with_atomic")(3, 128, (x, total, np.int32(300)))
     np.testing.assert_allclose(total[0], x.sum(dtype=np.float64), rtol=1e-5)
+
+
+# ---- today's kernels: every one, every version, clean under the race checker --------------------------------
+def test_every_kernel_of_every_file_runs_clean(rng, monkeypatch):
+    """Each kernel of kernels/ launched at least once (float32: the dtype changes no index), several blocks
+    per launch (races between blocks), against the numpy reference where the version is exact."""
+    from conftest import assert_close_dtype
+    from minunet.backends import get_backend
+    from minunet.backends.kernel_conv import TF32_VERSIONS, all_versions
+    from minunet.sim.build import find_kernels
+    from minunet.sim.launch import SimKernel
+
+    launched = set()
+    call = SimKernel.__call__
+    def recording_call(self, *args, **kwargs):
+        launched.add(self.name)
+        return call(self, *args, **kwargs)
+    monkeypatch.setattr(SimKernel, "__call__", recording_call)
+    sim, NP = get_backend("sim"), get_backend("numpy")
+    assert sim.launcher.module("elementwise", np.float32).racecheck
+
+    def randn(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def check(op, args, version=None, **kwargs):
+        out = getattr(sim, op)(*args, **({} if version is None else {"version": version}), **kwargs)
+        ref = getattr(NP, op)(*args, **kwargs)
+        for o, r in zip(out if isinstance(out, tuple) else (out,), ref if isinstance(ref, tuple) else (ref,)):
+            if TF32_VERSIONS.get({"conv3x3": "conv3x3_forward"}.get(op, op)) == version:
+                assert np.isfinite(np.asarray(o)).all(), f"{op} v{version}"
+            else:
+                assert_close_dtype(np.asarray(o, np.float64), np.asarray(r, np.float64), np.float32,
+                                   name=f"{op} v{version}", scale=30)
+
+    x, w, b = randn(2, 3, 21, 39), randn(5, 3, 3, 3), randn(5)  # many pixels: the split-K grad_weight slices
+    gy = randn(2, 5, 19, 37)
+    for v in all_versions("conv3x3_forward"):
+        check("conv3x3", (x, w, b, 0), v)
+        check("conv3x3", (x, w, b, 1), v, relu=True)
+    for v in all_versions("conv3x3_grad_input"):
+        check("conv3x3_grad_input", (gy, w, 0, x.shape), v)
+    for v in all_versions("conv3x3_grad_weight"):
+        check("conv3x3_grad_weight", (x, gy, 0), v)
+    xu, wu, bu, gyu = randn(2, 3, 9, 11), randn(3, 4, 2, 2), randn(4), randn(2, 4, 18, 22)
+    for v in all_versions("up_conv2x2_forward"):
+        check("up_conv2x2", (xu, wu, bu), v)
+        check("up_conv2x2_grad_input", (gyu, wu), v)
+        check("up_conv2x2_grad_weight", (xu, gyu), v)
+    x1, w1, b1, gy1 = randn(2, 3, 19, 37), randn(2, 3, 1, 1), randn(2), randn(2, 2, 19, 37)
+    for v in all_versions("conv1x1_forward"):
+        check("conv1x1", (x1, w1, b1), v)
+        check("conv1x1_grad_input", (gy1, w1), v)
+        check("conv1x1_grad_weight", (x1, gy1), v)
+
+    xm, gm = randn(2, 3, 18, 22), randn(2, 3, 9, 11)
+    check("bias_grad", (randn(2, 5, 19, 37),))
+    check("max_pool2x2", (xm,))
+    check("max_pool2x2_grad", (gm, NP.max_pool2x2(xm)[1]))
+    check("relu", (xm,))
+    check("relu_grad", (xm, NP.relu(randn(2, 3, 18, 22))))
+    check("crop", (xm, 2, 3, 11, 13))
+    check("crop_grad", (randn(2, 3, 11, 13), xm.shape, 2, 3))
+    check("concat", (xm, randn(2, 4, 18, 22)))
+    check("concat_grad", (randn(2, 7, 18, 22), 3))
+    check("dropout", (xm, 0.3, 7))
+    check("dropout_grad", (xm, NP.dropout(xm, 0.3, 7)[1]))
+    labels = rng.integers(0, 3, (2, 19, 37)).astype(np.int32)
+    weights = rng.random((2, 19, 37)).astype(np.float32)
+    check("softmax_cross_entropy", (randn(2, 3, 19, 37), labels, weights, -1, 0.5))
+    param, grad, velocity = randn(3000), randn(3000), randn(3000)
+    p_sim, v_sim, p_np, v_np = param.copy(), velocity.copy(), param.copy(), velocity.copy()
+    sim.sgd_step(p_sim, grad, v_sim, 0.1, 0.9, 1e-4)
+    NP.sgd_step(p_np, grad, v_np, 0.1, 0.9, 1e-4)
+    assert_close_dtype(p_sim, p_np, np.float32, name="sgd param")
+
+    every = {k for f in paths.kernels_dir().glob("*.cu") for k in find_kernels(f.read_text())}
+    every |= {k for f in paths.kernels_dir().glob("*.cuh") for k in find_kernels(f.read_text())}
+    assert every - launched == set(), f"kernels never launched under the race checker: {sorted(every - launched)}"

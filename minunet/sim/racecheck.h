@@ -62,14 +62,15 @@ const unsigned long USER_SPACE_END = 1ul << 48;
 const unsigned long USER_SPACE_END = 1ul << 47;
 #endif
 
-// TSan forgets every access to [lo, lo + size) (rounded inwards to 8 bytes, its Java heap alignment).
+// TSan forgets every access to [lo, lo + size), rounded out to 8 bytes (its Java heap alignment; TSan keeps
+// one record per 8 bytes, so a partly reset last word would still hold the previous block's accesses).
 void forget_accesses(void* lo, size_t size) {
     Process& p = process();
     if (!p.java_heap) {
         __tsan_java_init(4096, USER_SPACE_END - 8192);
         p.java_heap = true;
     }
-    unsigned long begin = ((unsigned long)lo + 7) & ~7ul, end = ((unsigned long)lo + size) & ~7ul;
+    unsigned long begin = (unsigned long)lo & ~7ul, end = ((unsigned long)lo + size + 7) & ~7ul;
     if (end <= begin) return;
     __tsan_java_free(begin, end - begin);
     __tsan_java_alloc(begin, end - begin);

@@ -19,3 +19,12 @@ extern "C" __global__ void copy_from_warp_0(const real* x, real* out) {
     __syncwarp();  // the bug: __syncthreads() is needed
     out[t] = tile[t % 32];
 }
+
+// A shuffle (or a vote) orders only its own warp too: warp 1 reads warp 0's value after a __shfl_sync.
+extern "C" __global__ void read_after_a_shuffle(const real* x, real* out) {
+    __shared__ real tile[32];
+    int t = threadIdx.x;
+    if (t < warpSize) tile[t] = x[t];
+    real mine = __shfl_sync(0xffffffffu, x[t], 0);  // the bug: no __syncthreads() before reading tile
+    out[t] = mine + tile[t % 32];
+}
