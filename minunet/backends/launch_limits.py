@@ -59,12 +59,11 @@ def check_launch(kernel, attributes, limits, block, shared_mem, max_dynamic_shar
         raise LaunchLimitError(f"kernel '{kernel}': block {dims} has {threads} threads; the device allows "
                                f"{limits['max_threads_per_block']} per block")
     if threads > attributes["max_threads_per_block"]:
-        regs = attributes["num_regs"]
-        raise LaunchLimitError(
-            f"kernel '{kernel}': block {dims} has {threads} threads, but as compiled ({regs} registers per thread, "
-            f"{regs * threads} for the block; the device has {limits['max_registers_per_block']} per block) it can "
-            f"run at most {attributes['max_threads_per_block']} per block: launch a smaller block, or bound the "
-            f"registers with __launch_bounds__")
+        regs, per_block = attributes["num_regs"], limits["max_registers_per_block"]
+        why = (f"{regs} registers per thread x {threads} threads = {regs * threads} > the device's {per_block} per "
+               f"block" if regs * threads > per_block else f"{regs} registers per thread; its __launch_bounds__?")
+        raise LaunchLimitError(f"kernel '{kernel}': block {dims} has {threads} threads, but as compiled it can run at "
+                               f"most {attributes['max_threads_per_block']} per block ({why}): launch a smaller block")
     if not _is_size(shared_mem):
         raise LaunchLimitError(f"kernel '{kernel}': shared_mem must be an int >= 0 (bytes), got {shared_mem!r}")
     static = attributes["shared_size_bytes"]
