@@ -105,7 +105,8 @@ nvrtc_table() {
 
 train() {
     local rc=0
-    # SIGINT at the limit: train saves a checkpoint and its plots and stops (exit 130, reported as FAILED).
+    # SIGINT at the limit: train saves a checkpoint and its plots and stops; timeout exits 124 (FAILED, and the
+    # summary says "cut short"); SIGKILL 30 s later if it hangs. metrics.jsonl has every step either way.
     timeout -s INT -k 30 "$TRAIN_LIMIT_S" python3 -m minunet.train --device cuda --steps "$TRAIN_STEPS" \
         --checkpoint-every "$TRAIN_STEPS" --out "$OUT/train-cuda" --quiet || rc=1
     python3 benchmarks/session_report.py train "$OUT/train-cuda/metrics.jsonl" "$TRAIN_STEPS" || rc=1
