@@ -15,21 +15,22 @@
 #          numbers, summarised at the end (steps done, loss, median step time, validation IoU)
 #
 # Time per part. "measured" = its CPU side on a 2-core machine without a GPU, shared by 7 engineers (load
-# 3-6); "estimated" = never run on a GPU:
+# 3-14); "estimated" = never run on a GPU:
 #   gpu    ~10 s (estimated)
 #   check  ~1 min (estimated: 101 small tests, each kernel file compiled for float32 and float64); its CPU side,
 #          collecting the tests: 3 s (measured; the whole part without a GPU: 9 s). Cut at 180 s.
 #   bench  NVRTC table 23 s (measured: CPU only, the same there; cut at 90 s), then the bench ~3 min
 #          (estimated: 438 kernel timings of at most 0.3 s each, a training step, imports; cut at 270 s, its
 #          kernel tables are written before the training step is measured)
-#   train  ~2.5 min for 400 steps (estimated). Per step: the data path 0.13-0.25 s (measured: median, load
-#          3-6, python benchmarks/train_cpu_side.py) + the GPU's step (0.05-0.2 s, estimated: 870 GFLOP at
-#          5-20 TFLOP/s); setup 3-11 s and one checkpoint 1 s (measured); 4 validations. Cut at 210 s.
+#   train  ~1.5-2.5 min for 400 steps (estimated). Per step: the data path, 0.1 s of CPU time (measured:
+#          python benchmarks/train_cpu_side.py; wall 0.13-0.38 s here at load 3-14, a lent machine runs
+#          nothing else) + the GPU's step (0.05-0.2 s, estimated: 870 GFLOP at 5-20 TFLOP/s); setup 3-12 s
+#          and one checkpoint 1-3 s (measured); 4 validations. Cut at 210 s.
 #
 # On a lent machine (commands of at most 10 minutes, about 15 minutes in all, at most 8 files back from
 # $OUT), two commands, the first giving the answer that matters most, every kernel correct on the GPU:
 #   bash benchmarks/gpu_session.sh check bench    # ~4.5 min (estimated; ~9.2 if every cut is reached), 7 files
-#   bash benchmarks/gpu_session.sh train          # ~2.5 min (estimated; ~4.2 if cut), 7 files
+#   bash benchmarks/gpu_session.sh train          # ~1.5-2.5 min (estimated; ~4.2 if cut), 7 files
 # (train's checkpoint.npz, ~250 MB, is too large to come back and is not needed: never commit it.)
 set -euo pipefail
 
