@@ -29,7 +29,7 @@
 #
 # On a lent machine (commands of at most 10 minutes, about 15 minutes in all, at most 8 files back from
 # $OUT), two commands, the first giving the answer that matters most, every kernel correct on the GPU:
-#   bash benchmarks/gpu_session.sh check bench    # ~4.5 min (estimated; ~9.2 if every cut is reached), 7 files
+#   bash benchmarks/gpu_session.sh check bench    # ~4.5 min (estimated; ~9.7 if every cut is reached), 7 files
 #   bash benchmarks/gpu_session.sh train          # ~1.5-2.5 min (estimated; ~4.2 if cut), 7 files
 # (train's checkpoint.npz, ~250 MB, is too large to come back and is not needed: never commit it.)
 set -euo pipefail
