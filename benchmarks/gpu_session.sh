@@ -3,12 +3,12 @@
 # Every step runs even if an earlier one failed; the exit status says whether any failed. Results go to
 # ${OUT:-benchmarks/results}. Run from anywhere; the parts, run in this order:
 #
-#   gpu    (always) nvidia-smi, Python/NumPy/CuPy/CUDA versions, the GPU's name and compute capability
+#   gpu    (with check) nvidia-smi, Python/NumPy/CuPy/CUDA versions, the GPU's name and compute capability
 #   check  the gpu-marked tests (every kernel on cuda against the numpy reference) with MINUNET_POISON=1, so
 #          every output starts as NaN and an element a kernel never writes fails; FAILED unless every
-#          collected gpu test ran and passed (without a usable GPU pytest skips them all and exits 0)
-#   bench  the NVRTC resource table (registers, shared memory, spills) for the usual archs and this GPU's,
-#          then python -m minunet.bench --device cuda --plot: every kernel version and PyTorch on the paper's
+#          collected gpu test ran and passed (without a usable GPU pytest skips them all and exits 0);
+#          then the NVRTC resource table (registers, shared memory, spills) for the usual archs and this GPU's
+#   bench  python -m minunet.bench --device cuda --plot: every kernel version and PyTorch on the paper's
 #          layers, a training step; the report is written before the chart is drawn
 #   train  the default GPU training run (the paper's network and recipe) cut to TRAIN_STEPS steps; metrics.jsonl
 #          gets every step's loss and time as it goes, so a run cut at TRAIN_LIMIT_S still leaves its
@@ -18,24 +18,25 @@
 # 3-14); "estimated" = never run on a GPU:
 #   gpu    ~10 s (estimated)
 #   check  ~1 min (estimated: 101 small tests, each kernel file compiled for float32 and float64); its CPU side,
-#          collecting the tests: 3 s (measured; the whole part without a GPU: 9 s). Cut at 180 s.
-#   bench  NVRTC table 23 s (measured: CPU only, the same there; cut at 90 s), then the bench ~3 min
-#          (estimated: 438 kernel timings of at most 0.3 s each, a training step, imports; cut at 270 s, its
-#          kernel tables are written before the training step is measured)
-#   train  ~1.5-2.5 min for 400 steps (estimated). Per step: the data path, 0.1 s of CPU time (measured:
+#          collecting the tests: 3 s (measured; the whole part without a GPU: 9 s). Cut at 180 s. Then the
+#          NVRTC table, 23 s (measured: CPU only, the same there; cut at 90 s).
+#   bench  ~3 min (estimated: 438 kernel timings of at most 0.3 s each, a training step, imports; cut at
+#          175 s, its kernel tables are written before the training step is measured)
+#   train  ~1-2 min for 300 steps (estimated). Per step: the data path, 0.1 s of CPU time (measured:
 #          python benchmarks/train_cpu_side.py; wall 0.13-0.38 s here at load 3-14, a lent machine runs
 #          nothing else) + the GPU's step (0.05-0.2 s, estimated: 870 GFLOP at 5-20 TFLOP/s); setup 3-12 s
-#          and one checkpoint 1-3 s (measured); 4 validations. Cut at 210 s.
+#          and one checkpoint 1-3 s (measured); 3 validations. Cut at 145 s.
 #
-# On a lent machine (commands of at most 10 minutes, about 15 minutes in all, at most 8 files back from
-# $OUT), two commands, the first giving the answer that matters most, every kernel correct on the GPU:
-#   bash benchmarks/gpu_session.sh check bench    # ~4.5 min (estimated; ~9.7 if every cut is reached), 7 files
-#   bash benchmarks/gpu_session.sh train          # ~1.5-2.5 min (estimated; ~4.2 if cut), 7 files
-# (train's checkpoint.npz, ~250 MB, is too large to come back and is not needed: never commit it.)
+# On a lent machine (about 15 minutes in all, machine start included, at most 8 files back from $OUT), two
+# commands of at most 6 minutes each even when every cut is reached, the first giving the answer that
+# matters most, every kernel correct on the GPU, even if the second never runs:
+#   bash benchmarks/gpu_session.sh check          # ~1.5 min (estimated; at most 5 if every step is cut)
+#   bash benchmarks/gpu_session.sh bench train    # ~4-5 min (estimated; at most 5.9 if every step is cut)
+# Files: check writes 3 into $OUT, bench train 7 (train's run folder stays in a scratch folder).
 set -euo pipefail
 
-TRAIN_STEPS="${TRAIN_STEPS:-400}"
-TRAIN_LIMIT_S="${TRAIN_LIMIT_S:-210}"
+TRAIN_STEPS="${TRAIN_STEPS:-300}"
+TRAIN_LIMIT_S="${TRAIN_LIMIT_S:-145}"
 
 parts=("$@")
 if ((${#parts[@]} == 0)); then
@@ -107,20 +108,24 @@ nvrtc_table() {
 train() {
     local rc=0
     # SIGINT at the limit: train saves a checkpoint and its plots and stops; timeout exits 124 (FAILED, and the
-    # summary says "cut short"); SIGKILL 30 s later if it hangs. metrics.jsonl has every step either way.
-    timeout -s INT -k 30 "$TRAIN_LIMIT_S" python3 -m minunet.train --device cuda --steps "$TRAIN_STEPS" \
-        --checkpoint-every "$TRAIN_STEPS" --out "$OUT/train-cuda" --quiet || rc=1
-    python3 benchmarks/session_report.py train "$OUT/train-cuda/metrics.jsonl" "$TRAIN_STEPS" || rc=1
+    # summary says "cut short"); SIGKILL 15 s later if it hangs. metrics.jsonl has every step either way.
+    # The run folder stays in $SCRATCH: only its metrics and loss curve come back (a lent machine returns
+    # 8 files, and the checkpoint is too large to return anyway).
+    timeout -s INT -k 15 "$TRAIN_LIMIT_S" python3 -m minunet.train --device cuda --steps "$TRAIN_STEPS" \
+        --checkpoint-every "$TRAIN_STEPS" --out "$SCRATCH/train-cuda" --quiet || rc=1
+    cp "$SCRATCH/train-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null || true
+    cp "$SCRATCH/train-cuda/loss.png" "$OUT/train-cuda-loss.png" 2>/dev/null || true
+    python3 benchmarks/session_report.py train "$OUT/train-cuda-metrics.jsonl" "$TRAIN_STEPS" || rc=1
     return $rc
 }
 
-step gpu gpu_info
 if wanted check; then
+    step gpu gpu_info  # once, in the first command (the bench's JSON also names the GPU and the versions)
     step check gpu_tests
+    step nvrtc_table nvrtc_table
 fi
 if wanted bench; then
-    step nvrtc_table nvrtc_table
-    step bench timeout -k 10 270 python3 -m minunet.bench --device cuda --out "$OUT" --plot
+    step bench timeout -k 10 175 python3 -m minunet.bench --device cuda --out "$OUT" --plot
 fi
 if wanted train; then
     step train train

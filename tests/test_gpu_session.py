@@ -29,7 +29,7 @@ def test_without_a_gpu_the_check_fails_and_says_how_many_gpu_tests_ran(tmp_path)
     count = next(line for line in log.splitlines() if line.startswith("gpu tests:"))
     assert count.startswith("gpu tests: 0 of ") and int(count.split()[4]) >= 100, count
     assert "=== check: FAILED" in log and "FAILED steps: gpu check" in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["check.txt", "gpu.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["check.txt", "gpu.txt", "nvrtc_table.txt"]
 
 
 def test_an_unknown_part_is_a_one_line_error(tmp_path):
