@@ -54,8 +54,8 @@ class Block:
     """One fenced block: its language (the fence's first word), the file it quotes (the second word, or None),
     its text, the .md line of its first code line."""
 
-    def __init__(self, language, source, text, line):
-        self.language, self.source, self.text, self.line = language, source, text, line
+    def __init__(self, language, text, line, source=None):
+        self.language, self.text, self.line, self.source = language, text, line, source
 
     @property
     def runs(self):
@@ -68,6 +68,11 @@ def chapter_id(path):
     if not match:
         raise ValueError(f"a chapter file is named NN-short-name.md or NNx-short-name.md, got {Path(path).name}")
     return match.group(1)
+
+
+def chapter_number(path):
+    """The chapter's number without its letter: 3 for 03-... and 03b-..."""
+    return int(chapter_id(path)[:2])
 
 
 def chapter_marker(path):
@@ -92,7 +97,7 @@ def parse_blocks(path):
                 end += 1
             if end == len(lines):
                 raise TutorialError(f"{Path(path).name}: the ``` fence opened at line {i + 1} is never closed")
-            blocks.append(Block(language, source, "\n".join(lines[start:end]), start + 1))
+            blocks.append(Block(language, "\n".join(lines[start:end]), start + 1, source))
             i = end + 1
         else:
             i += 1
@@ -182,6 +187,9 @@ def check_excerpts(path):
                 f"{where} (copy it from the source, mark cuts with a `{elision}` line, or use a ```c fence or "
                 f"an unnamed ```text fence for code that is not an excerpt). First piece not found:\n"
                 f"{missing.splitlines()[0]!r}")
+
+
+check_cuda_excerpts = check_excerpts  # the name it had when only ```cuda blocks were checked
 
 
 # ---- running --------------------------------------------------------------------------------------------
