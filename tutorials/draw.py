@@ -422,3 +422,93 @@ def unet_architecture(rows, path):
     ax.set_title(f"U-Net, depth {len(skip_end)}: channels above each feature map, side below it; "
                  f"{rows[0][2]}x{rows[0][2]} in, {rows[-1][2]}x{rows[-1][2]} out")
     _save(fig, path, dpi=100)
+
+
+# ---- chapter 4: max pooling's argmax, forward and backward ---------------------------------------------
+def max_pool(x, y, argmax, gy, gx, path):
+    """One image through max pooling: x's windows and maxima, y / argmax / gy, and the routed gradient dx."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    colours = plt.cm.Pastel1(np.arange(4))
+    H, W = x.shape
+
+    def grid(ax, values, cell_colour, labels, title):
+        h, w = values.shape
+        for i in range(h):
+            for j in range(w):
+                ax.add_patch(patches.Rectangle((j, i), 1, 1, fc=cell_colour(i, j), ec="0.5"))
+                ax.text(j + 0.5, i + 0.5, labels(i, j), ha="center", va="center", fontsize=10)
+        ax.set_xlim(-0.1, w + 0.1)
+        ax.set_ylim(h + 0.1, -0.1)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(title, fontsize=10)
+
+    def window_colour(i, j):
+        return colours[(i // 2) * (W // 2) + j // 2]
+
+    def winner(i, j):
+        return argmax[i // 2, j // 2] == 2 * (i % 2) + (j % 2)
+
+    grid(axes[0], x, window_colour, lambda i, j: (f"[{x[i, j]:g}]" if winner(i, j) else f"{x[i, j]:g}"),
+         "x (4x4): windows by colour, [max] of each")
+    for i in range(0, H, 2):
+        for j in range(0, W, 2):
+            axes[0].add_patch(patches.Rectangle((j, i), 2, 2, fill=False, ec="black", lw=2))
+    grid(axes[1], y, lambda i, j: colours[i * (W // 2) + j],
+         lambda i, j: f"y = {y[i, j]:g}\nargmax = {argmax[i, j]}\ngy = {gy[i, j]:g}",
+         "forward: y and argmax = 2*dy + dx;\nbackward: the incoming gy")
+    grid(axes[2], gx, lambda i, j: window_colour(i, j) if winner(i, j) else "white",
+         lambda i, j: f"{gx[i, j]:g}", "dx: each gy goes to its window's argmax")
+    _save(fig, path, bbox_inches="tight")
+
+example = np.array([[1, 3, 2, 9], [4, 2, 7, 0], [5, 8, 6, 6], [1, 0, 1, 2]], dtype=np.float64)
+
+
+# ---- chapter 5: scatter and gather -----------------------------------------------------------------------
+def scatter_gather(path, H=3, W=3):
+    """A 2x2 stride-2 scatter (patches tile the output), a 3x3 one (they overlap), and the gather form."""
+    colours = plt.cm.Set3(np.arange(H * W))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 5.4))
+
+    ax = axes[0]
+    for i in range(H):
+        for j in range(W):
+            for a in range(2):
+                for d in range(2):
+                    p, q = 2 * i + a, 2 * j + d
+                    ax.add_patch(patches.Rectangle((q, p), 1, 1, fc=colours[i * W + j], ec="0.6"))
+                    ax.text(q + 0.5, p + 0.5, f"({a},{d})", ha="center", va="center", fontsize=8)
+            ax.add_patch(patches.Rectangle((2 * j, 2 * i), 2, 2, fill=False, ec="black", lw=2))
+    ax.set_title("scatter, 2x2 kernel, stride 2:\neach input pixel writes its own 2x2 patch")
+
+    ax = axes[1]
+    k, s = 3, 2
+    size = s * (H - 1) + k
+    writers = np.zeros((size, size), int)
+    for i in range(H):
+        for j in range(W):
+            writers[s * i:s * i + k, s * j:s * j + k] += 1
+    ax.imshow(writers, cmap="Oranges", vmin=0, vmax=5, extent=(0, size, size, 0))
+    for p in range(size):
+        for q in range(size):
+            ax.text(q + 0.5, p + 0.5, str(writers[p, q]), ha="center", va="center", fontsize=9)
+    for (i, j), edge, style in (((0, 0), "#1f78b4", "-"), ((0, 1), "#33a02c", "--")):
+        ax.add_patch(patches.Rectangle((s * j + 0.06, s * i + 0.06), k - 0.12, k - 0.12, fill=False, ec=edge,
+                                       lw=3, ls=style))
+    ax.set_title("scatter, 3x3 kernel, stride 2: patches overlap,\nup to 4 threads add into one pixel (atomics)")
+
+    ax = axes[2]
+    for p in range(2 * H):
+        for q in range(2 * W):
+            ax.add_patch(patches.Rectangle((q, p), 1, 1, fc=colours[(p // 2) * W + q // 2], ec="0.6"))
+            ax.text(q + 0.5, p + 0.5, f"x[{p // 2},{q // 2}]\nw(..,{p % 2},{q % 2})", ha="center",
+                    va="center", fontsize=6.5)
+    ax.set_title("gather, 2x2 kernel, stride 2: output (p, q) reads\nx[p//2, q//2] through tap (p%2, q%2)")
+
+    for ax, n in zip(axes, (2 * H, size, 2 * W)):
+        ax.set_xlim(0, n)
+        ax.set_ylim(n, 0)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _save(fig, path, bbox_inches="tight")
