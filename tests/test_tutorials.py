@@ -63,7 +63,9 @@ def test_chapter_numbers_are_unique_and_have_markers():
     ("text minunet/no_such_file.py", "x", "not a file of the repository"),
     ("text", "        skips = []\n        for i, level in enumerate(self.down):\n            x = level(x)",
      "without naming its file"),
-    ("python", "skips = []\nfor i, level in enumerate(down):\n    x = level(x)", None)])
+    ("python", "skips = []\nfor i, level in enumerate(down):\n    x = level(x)", None),
+    ("c", "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i >= count) return;\n    real sum = (real)0;",
+     "without naming its file")])
 def test_excerpts_are_checked_against_their_source(tmp_path, fence, body, problem):
     chapter = tmp_path / "99-excerpt.md"
     chapter.write_text(f"```{fence}\n{body}\n```\n")

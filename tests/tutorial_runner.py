@@ -10,8 +10,9 @@ The rules a chapter follows:
   without a file named. Each must appear verbatim (line for line, trailing spaces ignored) in its file. A
   line that is exactly `// ...` (cuda) or `# ...` (python, text) marks an elision: the pieces around it
   must appear in that order in one file. Code that is not an excerpt (a kernel written in the chapter, a
-  sketch) goes in a ```c fence or a Python string; a ```python or ```text block that copies three lines in
-  a row of minunet/ without naming its file is an error (it would drift unchecked).
+  sketch) goes in a ```c fence or a Python string; a ```python, ```text or ```c block that copies three
+  lines in a row of minunet/ or kernels/ without being a checked excerpt is an error (it would drift
+  unchecked).
 - A chapter saves figures as `plt.savefig("figures/NN-name.png")` and shows them as
   `![alt](figures/NN-name.png)`. Every figure it shows must be produced by the run and committed under
   tutorials/figures/; every figure it produces must be shown, and its name must start with the chapter's
@@ -41,6 +42,7 @@ TUTORIALS = ROOT / "tutorials"
 FIGURES = TUTORIALS / "figures"
 KERNEL_SOURCES = sorted((ROOT / "kernels").glob("*.cu")) + sorted((ROOT / "kernels").glob("*.cuh"))
 PACKAGE_SOURCES = sorted((ROOT / "minunet").rglob("*.py"))
+UNCHECKED = ("python", "text", "c")  # fences whose copies of the project's code the excerpt check looks for
 SMALL_ENV = "MINUNET_TUTORIAL_SMALL"
 ELISIONS = {"cuda": "// ...", "python": "# ...", "text": "# ..."}
 COPIED_LINES = 3  # this many lines of minunet/ in a row make a block an excerpt that must name its file
@@ -135,12 +137,12 @@ def _excerpt_sources(block, name):
     return {block.source: _normalise(path.read_text())}
 
 
-def _copied_package_lines(text):
+def _copied_lines(text):
     """The first line of a run of COPIED_LINES lines (stripped, not imports or decorators) found in a row in
-    some minunet/*.py file, or None."""
+    some minunet/*.py or kernels/ file, or None."""
     lines = [line.strip() for line in text.splitlines()]
     telling = [len(line) >= 8 and not line.startswith(("import ", "from ", "@", "#")) for line in lines]
-    for path in PACKAGE_SOURCES:
+    for path in PACKAGE_SOURCES + KERNEL_SOURCES:
         source = [line.strip() for line in path.read_text().splitlines()]
         starts = {}
         for i, line in enumerate(source):
@@ -155,18 +157,17 @@ def _copied_package_lines(text):
 
 def check_excerpts(path):
     """Every excerpt appears verbatim in its file (pieces split at elision lines, in order), and no block
-    copies the package's code without saying so."""
+    copies the project's code without being checked as an excerpt."""
     name = Path(path).name
     for block in parse_blocks(path):
         quoted = block.language == "cuda" or (block.source is not None and block.language in ELISIONS)
         if not quoted:
-            if block.language in ("python", "text"):
-                copied = _copied_package_lines(block.text)
-                if copied:
-                    raise TutorialError(
-                        f"{name}: the ```{block.language} block at line {block.line} copies minunet's code "
-                        f"without naming its file: {copied}. Write the fence as ```{block.language} "
-                        f"minunet/<file>.py so that the excerpt is checked against the source.")
+            copied = _copied_lines(block.text) if block.language in UNCHECKED else None
+            if copied:
+                raise TutorialError(
+                    f"{name}: the ```{block.language} block at line {block.line} copies the project's code "
+                    f"without naming its file: {copied}. Quote it as an excerpt (```python minunet/<file>.py, "
+                    f"```text <file>, or ```cuda for kernels/) so that it is checked against the source.")
             continue
         elision = ELISIONS[block.language]
         pieces, current = [], []
