@@ -16,7 +16,8 @@ The rules a chapter follows:
 - A chapter saves figures as `plt.savefig("figures/NN-name.png")` and shows them as
   `![alt](figures/NN-name.png)`. Every figure it shows must be produced by the run and committed under
   tutorials/figures/; every figure it produces must be shown, and its name must start with the chapter's
-  NN- (or NNx-). The figure-drawing code lives in tutorials/draw.py, which chapters import.
+  NN- (or NNx-). Diagrams are drawn by tutorials/draw.py, which chapters import, so that the drawing code
+  does not interrupt the lesson; a few lines that plot a chapter's own results may stay in the chapter.
 - The test suite sets MINUNET_TUTORIAL_SMALL=1; a chapter with heavy work shrinks its sizes when it is set.
 
     python tests/tutorial_runner.py tutorials/03-*.md                 # run at full size, check figures
