@@ -135,25 +135,10 @@ def conv_mappings(Ho, Wo, path, images, channels, cout, thread, threads=256, til
     _save(fig, path)
 
 
-# ---- chapter 1: the computation graph, and the finite-difference errors ------------------------------------
-def graph_nodes(root):
-    """Every Tensor reachable from root, and the (parent, child) edges, by walking the _ctx records."""
-    nodes, edges, stack = {}, [], [root]
-    while stack:
-        t = stack.pop()
-        if id(t) in nodes:
-            continue
-        nodes[id(t)] = t
-        if t._ctx is not None:
-            for p in t._ctx[2]:
-                edges.append((p, t))
-                stack.append(p)
-    return nodes, edges
-
-
-def computation_graph(root, names, title, path):
-    """Tensors as boxes (blue: leaves that want a gradient), the Functions that made them as ovals."""
-    nodes, edges = graph_nodes(root)
+# ---- chapter 1: the computation graph, the finite-difference errors, a loss curve ------------------------------------
+def computation_graph(nodes, edges, names, title, path):
+    """Tensors as boxes (blue: leaves that want a gradient), the Functions that made them as ovals.
+    nodes: {id: Tensor}, edges: [(parent, child)], as chapter 1's graph_nodes returns them."""
     depth = {}                                   # longest distance from a leaf: the column of a node
 
     def depth_of(t):
