@@ -178,6 +178,9 @@ class NCCLComm(MPIComm):
         import cupy
         from cupy.cuda import nccl
         from mpi4py import MPI
+        if not nccl.available:
+            raise RuntimeError("data parallelism on cuda needs NCCL, which CuPy could not load: "
+                               "pip install \"nvidia-nccl-cu13>=2.27.7,<3\"")
         super().__init__(comm, timeout)
         local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()  # one GPU per process on each machine
         cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
