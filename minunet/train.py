@@ -259,6 +259,9 @@ def run(config, run_dir, resume_from=None, quiet=False):
           f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
           f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
           f"{len(trainer.data.val_images)} validation images; run folder {run_dir}")
+    if comm.size > 1:  # DATA PARALLEL
+        print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
+              f"{comm.size * config['batch_size']}")
 
     interrupted = trainer.interrupted
     previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))

@@ -80,6 +80,20 @@ def test_a_bad_collective_timeout_is_a_clear_error(monkeypatch, value):
         distributed.collective_timeout()
 
 
+def test_processes_on_one_machine_share_its_cores_for_blas():
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    clean = {k: v for k, v in os.environ.items() if k not in names + ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")}
+
+    def threads(**env):  # minunet sets them on import, before NumPy loads BLAS
+        code = "import minunet, os; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
+        return subprocess.run([sys.executable, "-c", code], env=dict(clean, **env), capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert threads(MPI_LOCALNRANKS="2") == str(max(1, os.cpu_count() // 2))
+    assert threads(OMPI_COMM_WORLD_LOCAL_SIZE="64") == "1"
+    assert threads(MPI_LOCALNRANKS="2", OMP_NUM_THREADS="3") == "None"  # the user's choice stands
+    assert threads() == "None"  # one process: BLAS decides, as before
+
+
 # -- 2 processes under mpiexec ----------------------------------------------------------------------------
 def mpiexec(n, args, cwd, scenario="replicas", timeout=180, env=None):
     """mpiexec -n n tests/mpi_driver.py scenario args...; never hangs the suite (subprocess timeout)."""
