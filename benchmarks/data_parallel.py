@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -71,7 +70,8 @@ def launch(processes, threads, steps):
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     command = [sys.executable, __file__, "--worker", "--batch-size", str(2 // processes), "--steps", str(steps)]
     if processes > 1:
-        command = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(processes)] + command
+        from minunet.distributed import mpiexec
+        command = [mpiexec(), "-n", str(processes)] + command
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
     if out.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{out.stderr}")

@@ -17,6 +17,7 @@ which the others wait); a process that died or stalled makes the others print an
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,16 @@ def launched_processes():
 def launched_rank():
     """This process's number among them (0 without a launcher)."""
     return _launcher_number(RANK_VARIABLES, 0)
+
+
+def mpiexec():
+    """The MPI launcher: the one beside this Python (the mpich wheel installs it into the virtual environment),
+    else one on the PATH; None without one or without mpi4py."""
+    import importlib.util
+    import shutil
+    beside = Path(sys.executable).parent / "mpiexec"
+    launcher = str(beside) if beside.exists() else shutil.which("mpiexec")
+    return launcher if launcher and importlib.util.find_spec("mpi4py") else None
 
 
 def collective_timeout():

@@ -1,9 +1,7 @@
 """Data parallelism (minunet/distributed.py): the flat gradient buffer, and, launched by mpiexec, 2 processes
 training exactly as 1 process with twice the batch; Ctrl-C, a dead process, resume."""
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,11 +14,9 @@ from minunet import checkpoint, distributed
 from minunet.train import build_parser, main, resolve_config, run
 
 HERE = Path(__file__).resolve().parent
-# The launcher beside this Python (the mpich wheel installs it into the venv), else one on the PATH.
-MPIEXEC = next((str(p) for p in [Path(sys.executable).parent / "mpiexec"] if p.exists()), shutil.which("mpiexec"))
-needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason="MPI is not installed (pip install -e \".[mpi]\": mpi4py and the mpich wheel)")
+MPIEXEC = distributed.mpiexec()
+needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="MPI is not installed (pip install -e \".[mpi]\": mpi4py "
+                                                       "and the mpich wheel)")
 
 TINY = ["--depth", "2", "--base-channels", "4", "--tile", "44", "--n-synthetic", "5", "--val-every", "3",
         "--checkpoint-every", "3", "--dtype", "float64", "--quiet", "--steps", "4"]
@@ -139,13 +135,14 @@ def test_two_processes_train_exactly_as_one_with_twice_the_batch(tmp_path, devic
 
 
 @needs_mpi
-def test_ctrl_c_on_one_process_stops_both_after_the_same_step_and_resume_continues(tmp_path):
+def test_ctrl_c_on_one_process_stops_both_after_the_same_step_and_resume_continues(tmp_path, capsys):
     two = TINY + ["--device", "numpy", "--batch-size", "1"]
     result = mpiexec(2, two + ["--out", "cut"], tmp_path, scenario="interrupt")
     assert result.returncode == 130, result.stderr
     assert "interrupted: checkpoint saved at step 3" in result.stderr  # the flag travels with step 3's all-reduce
     assert checkpoint.load(tmp_path / "cut" / "checkpoint.npz")[0]["step"] == 3
-    assert main(["--resume", str(tmp_path / "cut"), "--quiet"]) == 2  # another process count: an error
+    assert main(["--resume", str(tmp_path / "cut"), "--quiet"]) == 2
+    assert "was trained by 2 process(es)" in capsys.readouterr().err  # another process count: an error
     result = mpiexec(2, ["--resume", "cut", "--quiet"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert_same_run(tmp_path / "cut", one_process(tmp_path, "numpy", 2), rtol=1e-12)
