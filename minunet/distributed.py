@@ -12,7 +12,8 @@ process (then nothing changes); MPIComm on numpy and sim (MPI's all-reduce of ho
 loss and whether any process was interrupted (Ctrl-C), and all stop at the same step.
 MPI has no timeout of its own: the all-reduce is non-blocking and polled against a deadline
 (MINUNET_COLLECTIVE_TIMEOUT seconds, default 600: it must outlast rank 0's validation and checkpoint, during
-which the others wait); a process that died or stalled makes the others print an error and abort the job.
+which the others wait); a process that stalled (or died unseen by the launcher, which otherwise ends the job
+itself) makes the others print an error and abort the job.
 """
 import os
 import sys
@@ -93,7 +94,8 @@ def stop_all(code):
 
 
 class FlatGradients:
-    """All gradients in one contiguous buffer, and two more slots: the step's loss and a stop flag.
+    """All gradients in one contiguous buffer, and two more slots: the step's loss and a stop flag (in the
+    gradients' dtype: in float32 the logged loss of a data-parallel run is rounded to 7 digits).
 
     One all-reduce of the buffer replaces one per parameter (46 in the paper's U-Net), each of which would pay
     the call's fixed latency. Parameters are laid out last first, the order in which backward finishes them,
