@@ -246,8 +246,9 @@ def run(config, run_dir, resume_from=None, quiet=False):
         meta, model_state, optim_state = checkpoint.load(resume_from)
     comm = distributed.world(config["device"])  # DATA PARALLEL: the processes, and the global batch they make
     if config.setdefault("processes", 1 if resume_from else comm.size) != comm.size:
+        how = "without mpiexec" if config["processes"] == 1 else f"with mpiexec -n {config['processes']}"
         raise ValueError(f"{resume_from} was trained by {config['processes']} process(es) (global batch "
-                         f"{config['processes']} x {config['batch_size']}); resume it with as many (mpiexec -n)")
+                         f"{config['processes']} x {config['batch_size']}); resume it {how}")
     trainer = Trainer(config, run_dir, meta, model_state, optim_state, comm)
     writes = comm.rank == 0  # DATA PARALLEL: only process 0 writes the run folder and prints
     metrics = run_dir / "metrics.jsonl"

@@ -2,6 +2,7 @@
 training exactly as 1 process with twice the batch; Ctrl-C, a dead process, resume."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,11 +92,27 @@ def test_processes_on_one_machine_share_its_cores_for_blas():
 
 
 # -- 2 processes under mpiexec ----------------------------------------------------------------------------
+def launch(command, cwd, env=None):
+    """Start mpiexec in a session of its own, so that cleanup can end it with every process it started."""
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+
+
+def finish(launcher, timeout):
+    """(stdout, stderr) once it exits; never hangs the suite: past the timeout the whole session is killed."""
+    try:
+        return launcher.communicate(timeout=timeout)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+
 def mpiexec(n, args, cwd, scenario="replicas", timeout=180, env=None):
-    """mpiexec -n n tests/mpi_driver.py scenario args...; never hangs the suite (subprocess timeout)."""
-    command = [MPIEXEC, "-n", str(n), sys.executable, str(HERE / "mpi_driver.py"), scenario, *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    """mpiexec -n n tests/mpi_driver.py scenario args... -> (return code, stdout, stderr)."""
+    launcher = launch([MPIEXEC, "-n", str(n), sys.executable, str(HERE / "mpi_driver.py"), scenario, *args], cwd, env)
+    out, err = finish(launcher, timeout)
+    return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
 
 
 def losses(run_dir):
@@ -142,10 +159,27 @@ def test_ctrl_c_on_one_process_stops_both_after_the_same_step_and_resume_continu
     assert "interrupted: checkpoint saved at step 3" in result.stderr  # the flag travels with step 3's all-reduce
     assert checkpoint.load(tmp_path / "cut" / "checkpoint.npz")[0]["step"] == 3
     assert main(["--resume", str(tmp_path / "cut"), "--quiet"]) == 2
-    assert "was trained by 2 process(es)" in capsys.readouterr().err  # another process count: an error
+    assert "was trained by 2 process(es) (global batch 2 x 1); resume it with mpiexec -n 2" in capsys.readouterr().err
     result = mpiexec(2, ["--resume", "cut", "--quiet"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert_same_run(tmp_path / "cut", one_process(tmp_path, "numpy", 2), rtol=1e-12)
+
+
+@needs_mpi
+def test_ctrl_c_at_the_terminal_stops_every_process_with_a_checkpoint(tmp_path):
+    # The terminal's Ctrl-C reaches mpiexec, which forwards SIGINT to every process.
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "minunet.train", *TINY, "--device", "numpy",
+               "--batch-size", "1", "--steps", "100000", "--checkpoint-every", "100000", "--out", "run"]
+    launcher = launch(command, tmp_path)
+    deadline = time.monotonic() + 120
+    while launcher.poll() is None and time.monotonic() < deadline and not (
+            (tmp_path / "run" / "metrics.jsonl").exists() and len(losses(tmp_path / "run")) >= 2):
+        time.sleep(0.2)
+    launcher.send_signal(signal.SIGINT)
+    _, err = finish(launcher, 60)
+    assert launcher.returncode == 130, err
+    step = checkpoint.load(tmp_path / "run" / "checkpoint.npz")[0]["step"]
+    assert step == len(losses(tmp_path / "run")) and f"checkpoint saved at step {step}" in err
 
 
 @needs_mpi
