@@ -1,5 +1,5 @@
 """Data parallelism (minunet/distributed.py): the flat gradient buffer, and, launched by mpiexec, 2 processes
-training exactly as 1 process with twice the batch; Ctrl-C, a dead process, resume."""
+training exactly as 1 process with twice the batch; Ctrl-C, resume, a dead or hung process."""
 import json
 import os
 import signal
@@ -28,8 +28,8 @@ def test_flat_gradients_lay_out_parameters_last_first_in_buckets_at_parameter_bo
     shapes = [(4, 3), (5,), (2, 2, 2), (7,)]  # 12, 5, 8, 7 numbers: 32 in all
     flat = distributed.FlatGradients(shapes, np.float64, bucket_bytes=8 * 13)
     assert [s.start for s in flat.slices] == [20, 15, 7, 0]  # backward finishes the last parameter first
-    # buckets of <= 13 numbers cut at parameter borders: [7 + ... 8 would be 15 > 13], ... ; the last one
-    # also carries the loss and the stop flag
+    # buckets of at most 13 numbers, cut at parameter borders: 7 (7 + 8 would be 15), 8 + 5, then 12 and the
+    # two slots of the loss and the stop flag
     assert flat.buckets == [slice(0, 7), slice(7, 20), slice(20, 34)]
     assert flat.buffer.shape == (34,)
     big = distributed.FlatGradients([(100,), (3,)], np.float32, bucket_bytes=40)
