@@ -115,7 +115,6 @@ class FlatGradients:
                 bucket_start = offset
             self.slices[i] = slice(offset, offset + size)
             offset += size
-        self.n_gradients = offset
         self.buffer = xp.zeros(offset + 2, dtype)
         self.buckets.append(slice(bucket_start, offset + 2))  # the last bucket carries loss and stop flag
 
