@@ -50,22 +50,16 @@ def nan(n):
     return np.full(n, np.nan, np.float32)
 
 
-def test_syncwarp_between_warps(rng):
+@pytest.mark.parametrize("name, write, read", [
+    ("rotate_by_a_warp", "tile[t] = x[t]", "out[t] = tile"),                    # after a __syncwarp
+    ("read_after_a_shuffle", "if (t < warpSize) tile[t]", "out[t] = mine + tile"),  # after a __shfl_sync
+])
+def test_warp_functions_order_only_their_own_warp(rng, name, write, read):
     x = rng.standard_normal(64).astype(np.float32)
     with pytest.raises(SimError) as error:
-        kernel("syncwarp_across_warps.cu", "rotate_by_a_warp")(1, 64, (x, nan(64)))
+        kernel("syncwarp_across_warps.cu", name)(1, 64, (x, nan(64)))
     file = "syncwarp_across_warps.cu"
-    assert_race(error, "rotate_by_a_warp", "__shared__ array 'tile'", file,
-                [line_of(file, "tile[t] = x[t]"), line_of(file, "out[t] = tile")])
-
-
-def test_shuffle_orders_only_its_own_warp(rng):
-    x = rng.standard_normal(64).astype(np.float32)
-    with pytest.raises(SimError) as error:
-        kernel("syncwarp_across_warps.cu", "read_after_a_shuffle")(1, 64, (x, nan(64)))
-    file = "syncwarp_across_warps.cu"
-    assert_race(error, "read_after_a_shuffle", "__shared__ array 'tile'", file,
-                [line_of(file, "if (t < warpSize) tile[t]"), line_of(file, "out[t] = mine + tile")])
+    assert_race(error, name, "__shared__ array 'tile'", file, [line_of(file, write), line_of(file, read)])
 
 
 def test_two_threads_write_one_element(rng):
