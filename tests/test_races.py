@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import assert_close_dtype
 from minunet import paths
+from minunet.backends import get_backend
+from minunet.backends.kernel_conv import TF32_VERSIONS, all_versions
 from minunet.sim import SimError, SimModule
+from minunet.sim.build import find_kernels
+from minunet.sim.launch import SimKernel
 from minunet.sim.preload import tsan_loaded
 
 pytestmark = pytest.mark.skipif(not tsan_loaded(), reason="needs ThreadSanitizer preloaded: "
@@ -50,22 +55,16 @@ def nan(n):
     return np.full(n, np.nan, np.float32)
 
 
-def test_syncwarp_between_warps(rng):
+@pytest.mark.parametrize("name, write, read", [
+    ("rotate_by_a_warp", "tile[t] = x[t]", "out[t] = tile"),                    # after a __syncwarp
+    ("read_after_a_shuffle", "if (t < warpSize) tile[t]", "out[t] = mine + tile"),  # after a __shfl_sync
+])
+def test_warp_functions_order_only_their_own_warp(rng, name, write, read):
     x = rng.standard_normal(64).astype(np.float32)
     with pytest.raises(SimError) as error:
-        kernel("syncwarp_across_warps.cu", "rotate_by_a_warp")(1, 64, (x, nan(64)))
+        kernel("syncwarp_across_warps.cu", name)(1, 64, (x, nan(64)))
     file = "syncwarp_across_warps.cu"
-    assert_race(error, "rotate_by_a_warp", "__shared__ array 'tile'", file,
-                [line_of(file, "tile[t] = x[t]"), line_of(file, "out[t] = tile")])
-
-
-def test_shuffle_orders_only_its_own_warp(rng):
-    x = rng.standard_normal(64).astype(np.float32)
-    with pytest.raises(SimError) as error:
-        kernel("syncwarp_across_warps.cu", "read_after_a_shuffle")(1, 64, (x, nan(64)))
-    file = "syncwarp_across_warps.cu"
-    assert_race(error, "read_after_a_shuffle", "__shared__ array 'tile'", file,
-                [line_of(file, "if (t < warpSize) tile[t]"), line_of(file, "out[t] = mine + tile")])
+    assert_race(error, name, "__shared__ array 'tile'", file, [line_of(file, write), line_of(file, read)])
 
 
 def test_two_threads_write_one_element(rng):
@@ -134,7 +133,8 @@ def test_each_launch_reports_its_race_again(rng):
 
 
 def test_correct_kernels_after_a_race_run_clean(rng):
-    """After a launch stopped at a race, the next (correct) launch starts from clean fibers and finds none."""
+    """After a launch stopped at a race, a correct launch finds none: the host came after all the stopped launch
+    did, and the next launch's threads come after the host (numpy may hand out the same memory again)."""
     x = rng.standard_normal(300).astype(np.float32)
     with pytest.raises(SimError):
         kernel("nonatomic_sum.cu", "sum_without_atomic")(3, 128, (x, np.zeros(1, np.float32), np.int32(300)))
@@ -147,12 +147,6 @@ def test_correct_kernels_after_a_race_run_clean(rng):
 def test_every_kernel_of_every_file_runs_clean(rng, monkeypatch):
     """Each kernel of kernels/ launched at least once (float32: the dtype changes no index), several blocks
     per launch (races between blocks), against the numpy reference where the version is exact."""
-    from conftest import assert_close_dtype
-    from minunet.backends import get_backend
-    from minunet.backends.kernel_conv import TF32_VERSIONS, all_versions
-    from minunet.sim.build import find_kernels
-    from minunet.sim.launch import SimKernel
-
     launched = set()
     call = SimKernel.__call__
     def recording_call(self, *args, **kwargs):

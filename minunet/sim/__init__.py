@@ -31,8 +31,9 @@ How it works
   LD_PRELOAD to see out-of-bounds accesses with their source line.
 
 Not simulated: warp lockstep without __syncwarp (code relying on it breaks; the race checker names it),
-__syncthreads_count/and/or, __activemask, cooperative groups, inline PTX, half precision, textures. `extern __shared__` arrays get
-48 KB each and do not alias one another as they do on a GPU; an infinite loop in a kernel hangs.
+__syncthreads_count/and/or, __activemask, cooperative groups, inline PTX, half precision, textures.
+`extern __shared__` arrays get 48 KB each and do not alias one another as they do on a GPU; an infinite loop
+in a kernel hangs.
 
     launcher = SimLauncher()
     f = launcher.function("conv3x3", "conv3x3_forward_v1", np.float32)

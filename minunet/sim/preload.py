@@ -4,7 +4,8 @@
 
 runs the command with LD_PRELOAD=<g++'s libtsan.so>, the TSAN_OPTIONS below and MINUNET_SIM_RACECHECK=1.
 racecheck_env() gives that environment to a subprocess; require_tsan() is the clear error for a process that
-asks for the race checker without it.
+asks for the race checker without it. A process in which ThreadSanitizer reported a race exits with status
+66 (TSan's exitcode), even when every race became a SimError that the program caught.
 """
 import os
 import shlex
