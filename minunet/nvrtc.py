@@ -87,11 +87,13 @@ def source_hash(cu_path) -> str:
     return digest.hexdigest()[:16]
 
 
-def compile_options(cu_path, dtype) -> tuple:
-    """minunet's NVRTC options for one kernel file and element type (the cuda launcher uses these too)."""
+def compile_options(cu_path, dtype, include_dirs=()) -> tuple:
+    """minunet's NVRTC options for one kernel file and element type (the cuda launcher uses these too).
+    include_dirs: more -I folders after the file's own (an exercise's file includes kernels/common.cuh)."""
     cu_path = Path(cu_path)
     return (f"-DMINUNET_REAL={real_name(dtype)}",
             f"-I{cu_path.parent}",
+            *(f"-I{folder}" for folder in include_dirs),
             f"-DMINUNET_SOURCE_HASH={source_hash(cu_path)}")
 
 
@@ -166,7 +168,7 @@ def resolve_source(source) -> Path:
     return paths.kernel_path(source)
 
 
-def compile_file(source, arch, dtype, report=True) -> CompileResult:
+def compile_file(source, arch, dtype, report=True, include_dirs=()) -> CompileResult:
     """Compile one kernel file for one GPU architecture and element type, as CuPy's RawModule would.
 
     report=True adds -Xptxas=-v, which makes NVRTC append ptxas's resource report to the log; the only
@@ -175,7 +177,7 @@ def compile_file(source, arch, dtype, report=True) -> CompileResult:
     """
     path = resolve_source(source)
     arch = arch_number(arch)
-    options = compile_options(path, dtype)
+    options = compile_options(path, dtype, include_dirs)
     compiler, core = cupy_compiler()
     # What CuPy's compile_with_cache does to RawModule's options before it calls NVRTC.
     nvrtc_options = core.assemble_cupy_compiler_options(options + (("-Xptxas=-v",) if report else ()))

@@ -191,6 +191,15 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
     assert (tmp_path / "roofline-cuda-2026-01-02.png").stat().st_size > 0
     assert json.loads((tmp_path / "results-cuda-2026-01-02.json").read_text())["training"]["minunet"]["runs"] == 5
 
+    def broken_plot(*args):
+        raise RuntimeError("no matplotlib backend")
+
+    md.unlink()
+    monkeypatch.setattr(bench, "plot_roofline", broken_plot)
+    with pytest.raises(RuntimeError, match="no matplotlib backend"):
+        bench.run(out=tmp_path, plot=True, log=lambda *a: None)
+    assert "| minunet | 250.0 | 5 |" in md.read_text()  # the plot comes last: its failure keeps the numbers
+
 
 def test_cpu_run_end_to_end(tmp_path):
     out = tmp_path / "results"
@@ -215,7 +224,9 @@ def test_cpu_run_end_to_end(tmp_path):
     assert data["training"]["threads"] == threads.default_threads()
     assert f"BLAS threads {threads.default_threads()} (default: " in result.stdout
     by_setting = {(r["threads"], r["competing"], r["impl"]) for r in data["step_by_threads"]}
-    assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in {1, threads.usable_cores()} for c in (0, 1)}
+    from minunet.bench_threads import thread_counts
+    assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in thread_counts() for c in (0, 1)}
+    assert {1, threads.usable_cores()} <= set(thread_counts())
     assert all(r["seconds"] > 0 and r["load"] for r in data["step_by_threads"])
     assert "competing processes" in md.read_text() and "load averages" in md.read_text()
 

@@ -7,9 +7,11 @@ How it works
   `extern "C" __global__` kernel. The library is cached under <cache>/sim/ by a hash of every input.
 - Running (runtime.cpp, fiber.h): every CUDA thread of a block is a fiber -- its own 64 KB stack with a guard
   page -- and all fibers run on the calling OS thread, one at a time, so runs are deterministic. A fiber
-  runs until `__syncthreads()` or a warp shuffle, then hands control back to the scheduler (a dozen
-  instructions of assembly on x86-64/aarch64). When every thread of the block waits at the same barrier, the
-  barrier opens. Blocks run one after another.
+  runs until `__syncthreads()` or a warp function, then hands control back to the scheduler (a dozen
+  instructions of assembly on x86-64/aarch64). A block runs warp by warp: a warp runs until none of its
+  lanes can go on (a warp function completes when its lanes arrive and orders that warp only), then the
+  next warp. When every thread of the block waits at the same barrier, the barrier opens. Blocks run one
+  after another.
 - Catching bugs: a thread that returns while others wait at a barrier, barriers at different lines, a
   shuffle that some lanes never reach, and crashes inside the kernel (caught with a signal handler on an
   alternate stack; the line is looked up with addr2line) raise SimError naming the kernel, block, thread
@@ -17,15 +19,21 @@ How it works
   start of every block) are filled with NaN bytes, so an element nobody wrote shows up. Arguments are
   checked against the compiled parameter types: a Python int for an `int`, np.float64 for a `float`, a
   float32 array for a `const double*` are TypeErrors.
-- Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the threads of each
-  barrier phase and the blocks in a random order, so a missing `__syncthreads()` shows up as a wrong result.
+- Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the warps of each
+  barrier phase, the lanes of each warp and the blocks in a random order, so a missing `__syncthreads()`
+  shows up as a wrong result.
+- Race checker: SimLauncher(racecheck=True) or MINUNET_SIM_RACECHECK=1 compiles the kernels with
+  ThreadSanitizer (racecheck.h) and reports two unordered accesses to one address, one a write, as a SimError
+  naming the kernel, the array, both threads and both lines (races.py). The process needs libtsan loaded
+  before Python starts: `python -m minunet.sim.preload <command>` (preload.py).
 - MINUNET_SIM_FIBERS=ucontext switches fibers with glibc's swapcontext (slower; a check of the assembly).
   MINUNET_SIM_SANITIZE=1 builds with AddressSanitizer (and ucontext fibers); run Python with libasan in
   LD_PRELOAD to see out-of-bounds accesses with their source line.
 
-Not simulated: warp lockstep without __syncwarp (code relying on it breaks), __syncthreads_count/and/or,
-__activemask, cooperative groups, inline PTX, half precision, textures. `extern __shared__` arrays get
-48 KB each and do not alias one another as they do on a GPU; an infinite loop in a kernel hangs.
+Not simulated: warp lockstep without __syncwarp (code relying on it breaks; the race checker names it),
+__syncthreads_count/and/or, __activemask, cooperative groups, inline PTX, half precision, textures.
+`extern __shared__` arrays get 48 KB each and do not alias one another as they do on a GPU; an infinite loop
+in a kernel hangs.
 
     launcher = SimLauncher()
     f = launcher.function("conv3x3", "conv3x3_forward_v1", np.float32)
@@ -47,8 +55,9 @@ class SimLauncher:
     name = "sim"
     xp = np
 
-    def __init__(self, shuffle_seed=None):
+    def __init__(self, shuffle_seed=None, racecheck=None):
         self.shuffle_seed = shuffle_seed
+        self.racecheck = racecheck
         self._modules = {}
         self._functions = {}
 
@@ -77,7 +86,8 @@ class SimLauncher:
         key = (stem, dtype)
         if key not in self._modules:
             self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": _REAL_TYPES[dtype]},
-                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed)
+                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
+                                           racecheck=self.racecheck)
         return self._modules[key]
 
     def function(self, stem, kernel_name, dtype):

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import paths
 
 SIM_DIR = Path(__file__).resolve().parent
-SIM_SOURCES = ("cuda_sim.h", "fiber.h", "runtime.cpp")
+SIM_SOURCES = ("cuda_sim.h", "fiber.h", "racecheck.h", "runtime.cpp")
 CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden",
              "-fstack-clash-protection", "-g1", "-w")  # -g1: line tables, to name the line of a crash
 
@@ -37,6 +37,10 @@ def sanitize_enabled() -> bool:
     return os.environ.get("MINUNET_SIM_SANITIZE", "") not in ("", "0")
 
 
+def racecheck_from_env() -> bool:
+    return os.environ.get("MINUNET_SIM_RACECHECK", "") not in ("", "0")
+
+
 def compiler() -> str:
     cxx = os.environ.get("CXX", "g++")
     if not shutil.which(cxx):
@@ -44,9 +48,16 @@ def compiler() -> str:
     return cxx
 
 
-def mode_flags():
+def mode_flags(racecheck=False):
     """Flags of the build mode: the assembly fiber switch, or glibc ucontext (MINUNET_SIM_FIBERS=ucontext),
-    or AddressSanitizer, which needs ucontext (MINUNET_SIM_SANITIZE=1)."""
+    or AddressSanitizer, which needs ucontext (MINUNET_SIM_SANITIZE=1), or the race checker's
+    ThreadSanitizer (racecheck; runtime_object leaves -fsanitize=thread out of the scheduler)."""
+    if racecheck:
+        if sanitize_enabled():
+            raise SimError("the race checker and MINUNET_SIM_SANITIZE=1 cannot be combined (ThreadSanitizer and "
+                           "AddressSanitizer exclude each other): run one, then the other")
+        # -gdwarf-4: addr2line (which names the lines of a race) misnames some files in g++ 12's DWARF 5
+        return ("-g", "-gdwarf-4", "-fsanitize=thread", "-DMINUNET_SIM_TSAN=1")
     if sanitize_enabled():
         return ("-g", "-fsanitize=address", "-fno-omit-frame-pointer", "-DMINUNET_SIM_UCONTEXT=1")
     fibers = os.environ.get("MINUNET_SIM_FIBERS", "asm")
@@ -158,9 +169,10 @@ def _sim_sources_digest():
     return _digest(*[(SIM_DIR / name).read_bytes() for name in SIM_SOURCES])
 
 
-def runtime_object(cxx: str) -> Path:
-    """runtime.cpp compiled once per (simulator sources, compiler, flags)."""
-    flags = CXX_FLAGS + mode_flags()
+def runtime_object(cxx: str, racecheck=False) -> Path:
+    """runtime.cpp compiled once per (simulator sources, compiler, flags). Never with -fsanitize=thread: the
+    scheduler's own bookkeeping is no race, and it tells TSan about the threads' orderings itself."""
+    flags = tuple(f for f in CXX_FLAGS + mode_flags(racecheck) if f != "-fsanitize=thread")
     key = _digest(_sim_sources_digest(), cxx, flags)
     target = paths.cache_dir() / "sim" / f"runtime-{key}.o"
     if not target.is_file():
@@ -170,8 +182,9 @@ def runtime_object(cxx: str) -> Path:
     return target
 
 
-def build_library(cu_path, defines=None, include_dirs=None):
-    """Compile cu_path with defines {NAME: value}; returns (library path, {kernel: [param names]})."""
+def build_library(cu_path, defines=None, include_dirs=None, racecheck=False):
+    """Compile cu_path with defines {NAME: value} (racecheck: for the race checker); returns
+    (library path, {kernel: [param names]})."""
     cu_path = Path(cu_path).resolve()
     if not cu_path.is_file():
         raise FileNotFoundError(f"kernel source {cu_path} not found")
@@ -188,7 +201,7 @@ def build_library(cu_path, defines=None, include_dirs=None):
     wrapper = generate_wrapper(cu_path, kernels, find_extern_shared(whole, cu_path))
 
     cxx = compiler()
-    flags = (*CXX_FLAGS, *mode_flags(), "-DMINUNET_SIM",
+    flags = (*CXX_FLAGS, *mode_flags(racecheck), "-DMINUNET_SIM",
              *[f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(defines.items())],
              "-I", str(cu_path.parent), *[a for d in include_dirs for a in ("-I", str(d))],
              "-include", str(SIM_DIR / "cuda_sim.h"))
@@ -197,7 +210,7 @@ def build_library(cu_path, defines=None, include_dirs=None):
     target = paths.cache_dir() / "sim" / f"{cu_path.stem}{'-' + tag if tag else ''}-{key}.so"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        runtime = runtime_object(cxx)
+        runtime = runtime_object(cxx, racecheck)
 
         written = []
 
