@@ -1,6 +1,7 @@
 """Benchmarks: every convolution kernel version on the U-Net's own layers, and one training step end to end.
 
-    python -m minunet.bench [--device auto|cuda|numpy|sim] [--out DIR] [--quick] [--plot]
+    python -m minunet.bench [--device auto|cuda|numpy|sim] [--out DIR] [--quick] [--plot] [--threads N]
+                            [--default-runs]
 
 On cuda, per layer of the paper's U-Net (572x572 tile, batch 1, float32) and per op and direction
 (forward, grad_input, grad_weight), every selectable kernel version (kernel_conv.all_versions) is
@@ -19,6 +20,10 @@ channels, 124x124 tile, batch 2) on the numpy device and PyTorch CPU on the same
 installed; then, per layer of that network, the numpy device's convolutions and PyTorch's on the same arrays
 (checked against each other), against a roofline whose peaks are measured in the same run (a large float32
 matrix product, a large array copy); and the sim device's speed on a tiny layer for every conv3x3 version.
+All of it with --threads BLAS threads (PyTorch's intra-op threads set to the same), the default of
+python -m minunet.train; then the training step at each thread count on the machine as it is and with one
+competing CPU-bound process added (minunet/bench_threads.py), and with --default-runs the whole default
+`python -m minunet.train` timed the same ways. Every figure carries the machine's load averages.
 
 Results: results-<device>-<date>.md (tables) and .json (all numbers, device name, versions, date) in --out;
 --plot adds a roofline chart (PNG).
@@ -722,7 +727,18 @@ def plot_roofline(rows, peaks, path, title):
 
 # ================================================================ main
 
-def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=print):
+def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=print, blas_threads=None,
+        default_runs=False):
+    """Benchmark device; blas_threads (default: minunet.threads' default) limits BLAS and PyTorch throughout."""
+    from . import bench_threads, threads
+    n = threads.resolve_threads(blas_threads)
+    log(f"{threads.describe(n, given=blas_threads is not None)}, PyTorch's threads the same; "
+        f"load averages {bench_threads.load_averages()}")
+    with bench_threads.limited(n):
+        return _run(device, out, quick, plot, log, n, default_runs)
+
+
+def _run(device, out, quick, plot, log, blas_threads, default_runs):
     from .backends import resolve_device
     device = resolve_device(device)
     env = environment(device)
@@ -756,8 +772,11 @@ def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=pr
             from .backends.numpy_backend import keep_freed_memory
             keep_freed_memory()  # as python -m minunet.train does: PyTorch's step runs under it too
             sections["training"] = bench_training_cpu(quick, log)
-            sections["markdown"].append((f"Training step on the CPU (small U-Net {SMALL_UNET}, float32, SGD)",
+            sections["training"]["threads"] = blas_threads
+            sections["markdown"].append((f"Training step on the CPU (small U-Net {SMALL_UNET}, float32, SGD), "
+                                         f"{blas_threads} BLAS / PyTorch threads",
                                          _training_table(sections["training"])))
+            sections["markdown"] += _cpu_thread_sections(sections, quick, default_runs, log)
             peaks = measure_cpu_peaks(quick)
             log(f"CPU roofline, measured: {peaks['fp32'] / 1e9:.1f} GFLOP/s (sgemm), "
                 f"{peaks['bandwidth'] / 1e9:.1f} GB/s (copy)")
@@ -788,10 +807,25 @@ def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=pr
     return md, js
 
 
+def _cpu_thread_sections(sections, quick, default_runs, log):
+    """The training step at each thread count, idle and busy; with default_runs, the whole default run too."""
+    from . import bench_threads
+    sections["step_by_threads"] = bench_threads.step_by_threads(SMALL_UNET, quick, log)
+    markdown = [("Training step by thread count, on the machine as it is and with one CPU-bound process added",
+                 "Median of alternating rounds. The load averages count every process on the machine: with "
+                 "none added and a load near 0 the machine was idle; above the core count it was not.\n\n"
+                 + bench_threads.step_table(sections["step_by_threads"]))]
+    if default_runs:
+        sections["default_runs"] = bench_threads.default_runs(bench_threads.thread_counts(), log)
+        markdown.append(("The default `python -m minunet.train --device numpy`, end to end (load averages as above)",
+                         bench_threads.default_runs_table(sections["default_runs"])))
+    return markdown
+
+
 def _training_table(results):
     lines = ["| implementation | step ms | runs | peak memory MiB |", "|---|---:|---:|---:|"]
     for name, r in results.items():
-        if name == "network":
+        if name in ("network", "threads"):
             continue
         if "seconds" not in r:
             lines.append(f"| {name} | {r.get('skipped') or r.get('error')} | | |")
@@ -810,8 +844,17 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results", help="folder for results-<device>-<date>.md/.json")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (the CPU run takes well under a minute)")
     parser.add_argument("--plot", action="store_true", help="also write a roofline chart")
+    parser.add_argument("--default-runs", action="store_true",
+                        help="numpy: also time the whole default python -m minunet.train at each thread count, idle "
+                             "and beside a competing process (minutes)")
+    from .threads import add_threads_option
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    run(args.device, args.out, args.quick, args.plot)
+    try:
+        run(args.device, args.out, args.quick, args.plot, blas_threads=args.threads, default_runs=args.default_runs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -26,6 +26,7 @@ def save(path, model, optimizer=None, **meta):
     arrays["meta"] = np.array(json.dumps(meta))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -34,6 +35,13 @@ def save(path, model, optimizer=None, **meta):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask():
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load(path):

@@ -90,7 +90,11 @@ def collect_pairs(pred, truth):
         raise InputError(f"--pred {pred} and --truth {truth}: give two files or two folders")
     if not pred.is_dir():
         return [(pred, truth)]
-    truths = _files_by_stem(truth)
+    try:
+        truths = _files_by_stem(truth)
+    except InputError:
+        _check_not_predictions(truth)  # the likelier cause, said first
+        raise
     in_pred = files_grouped_by_stem(pred, SUFFIXES)  # one listing of the folder, not one per truth image
     preds = {stem: _prediction_for(in_pred, pred, stem) for stem in truths}
     missing = sorted((stem for stem, path in preds.items() if path is None), key=_natural)
@@ -98,6 +102,15 @@ def collect_pairs(pred, truth):
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise InputError(f"{pred}: no prediction for {len(missing)} of {len(truths)} truth images ({shown})")
     return [(preds[stem], truths[stem]) for stem in sorted(truths, key=_natural)]
+
+
+def _check_not_predictions(truth):
+    """A truth folder with predict's a_prob.npy files was given in place of the --pred folder."""
+    found = sorted(p.name for p in Path(truth).glob("*_prob.npy"))
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise InputError(f"--truth {truth} holds predictions ({shown}, as python -m minunet.predict writes them): "
+                         f"were --pred and --truth swapped? --truth takes the ground-truth masks")
 
 
 def _prediction_for(in_pred, folder, stem):

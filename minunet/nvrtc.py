@@ -107,8 +107,16 @@ def arch_number(arch) -> str:
 
 # ---- the CuPy workaround ----
 
-def _cupy_compiler():
-    import cupy
+NEEDS_CUPY = ("needs CuPy and NVRTC, which a CPU-only install leaves out: pip install -e \".[cuda13]\" "
+              "(no GPU needed to compile)")
+
+
+def cupy_compiler():
+    """(cupy.cuda.compiler, cupy._core.core); a one-line RuntimeError naming the extra to install without CuPy."""
+    try:
+        import cupy
+    except ImportError:
+        raise RuntimeError(f"minunet.nvrtc {NEEDS_CUPY}") from None
     if cupy.__version__ != CUPY_PIN:
         raise RuntimeError(f"minunet.nvrtc needs CuPy {CUPY_PIN} (pinned in pyproject.toml: it patches a private "
                            f"CuPy function), found CuPy {cupy.__version__}")
@@ -170,7 +178,7 @@ def compile_file(source, arch, dtype, report=True, include_dirs=()) -> CompileRe
     path = resolve_source(source)
     arch = arch_number(arch)
     options = compile_options(path, dtype, include_dirs)
-    compiler, core = _cupy_compiler()
+    compiler, core = cupy_compiler()
     # What CuPy's compile_with_cache does to RawModule's options before it calls NVRTC.
     nvrtc_options = core.assemble_cupy_compiler_options(options + (("-Xptxas=-v",) if report else ()))
     nvrtc_options += ("-ftz=true",)
@@ -259,8 +267,9 @@ def kernel_files() -> list:
 _nvrtc_loaded = False
 
 
-def compile_matrix(sources, archs, dtypes, workers=2):
+def compile_matrix(sources, archs, dtypes, workers=2, progress=None):
     """Compile every (source, arch, dtype); returns [(path, arch, dtype, CompileResult or NvrtcError)].
+    progress: called with 1 after each compilation (a progress bar's update).
 
     NVRTC releases the GIL while compiling, so threads run compilations in parallel. The process's first
     one runs alone: NVRTC loads libnvrtc-builtins on first use, and concurrent first uses failed to open it.
@@ -273,8 +282,11 @@ def compile_matrix(sources, archs, dtypes, workers=2):
             return job + (compile_file(*job),)
         except NvrtcError as e:
             return job + (e,)
+        finally:
+            if progress is not None:
+                progress(1)
 
-    compiler, _ = _cupy_compiler()
+    compiler, _ = cupy_compiler()
     with _arch_from_argument(compiler), ThreadPoolExecutor(max(1, workers)) as pool:
         results = [] if _nvrtc_loaded else [run(job) for job in jobs[:1]]
         _nvrtc_loaded = True
@@ -313,7 +325,17 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 2), help="parallel compilations")
     parser.add_argument("files", nargs="*", help="kernel file stems (default: every kernels/*.cu)")
     args = parser.parse_args(argv)
-    results = compile_matrix(args.files or kernel_files(), args.arch, args.dtype, args.jobs)
+    from tqdm import tqdm
+    sources = args.files or kernel_files()
+    try:
+        cupy_compiler()  # before the progress bar: a missing CuPy is one line
+        what = f"NVRTC: {len(sources)} kernel files x {len(args.arch)} archs x {len(args.dtype)} dtypes"
+        with tqdm(total=len(sources) * len(args.arch) * len(args.dtype), desc=what, unit="compilation",
+                  file=sys.stderr) as bar:
+            results = compile_matrix(sources, args.arch, args.dtype, args.jobs, bar.update)
+    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(format_table(results, args.block))
     status = 0
     for path, arch, dtype, result in results:

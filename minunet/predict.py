@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import threads
 from .data.tiles import mirror_index
 from .tensor import Tensor, no_grad
 
@@ -94,6 +95,29 @@ def _softmax(z):
 
 
 # -- command line ------------------------------------------------------------------------------------------
+def _check_tile(model, tile):
+    try:
+        tile_plan(model, tile)
+    except ValueError as e:
+        raise ValueError(f"--tile {tile}: {e}") from None
+
+
+def _predict_files(model, files, out_dir, args, written):
+    """Predict and save each file; `written` collects the stems saved (for the message after Ctrl-C)."""
+    from tqdm import tqdm
+
+    from .data.loaders import read_image
+    for path in files:
+        image = read_image(path)
+        in_tile, out_tile, _ = tile_plan(model, args.tile, image.shape[-2:])
+        tiles = -(-image.shape[-2] // out_tile) * -(-image.shape[-1] // out_tile) * (8 if args.tta else 1)
+        with tqdm(total=tiles, desc=f"{path.name}: tiles {in_tile} -> {out_tile} px", unit="tile") as bar:
+            probs = predict_probabilities(model, image, in_tile, args.batch_size, args.tta, bar.update)
+        out_dir.mkdir(parents=True, exist_ok=True)  # only now: a failure before the first result leaves no folder
+        _save_outputs(out_dir, path.stem, image, probs)
+        written.append(path.stem)
+
+
 def _image_files(path):
     from .data.loaders import IMAGE_SUFFIXES
     path = Path(path)
@@ -131,27 +155,27 @@ def main(argv=None):
                                                  "the image in one pass, at most 572)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     parser.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips")
+    threads.add_threads_option(parser)
     args = parser.parse_args(argv)
-    from tqdm import tqdm
-
     from .backends.numpy_backend import keep_freed_memory
     from .checkpoint import load_model
-    from .data.loaders import read_image
     keep_freed_memory()
+    written, files = [], []
     try:
+        blas_threads = threads.resolve_threads(args.threads)
         model, _ = load_model(args.checkpoint, args.device)
         files = _image_files(args.input)
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        print(f"model: {model.n_parameters():,} parameters on {model.parameters()[0].device}")
-        for path in files:
-            image = read_image(path)
-            in_tile, out_tile, _ = tile_plan(model, args.tile, image.shape[-2:])
-            tiles = -(-image.shape[-2] // out_tile) * -(-image.shape[-1] // out_tile) * (8 if args.tta else 1)
-            with tqdm(total=tiles, desc=f"{path.name}: tiles {in_tile} -> {out_tile} px", unit="tile") as bar:
-                probs = predict_probabilities(model, image, in_tile, args.batch_size, args.tta, bar.update)
-            _save_outputs(out_dir, path.stem, image, probs)
-        print(f"wrote {len(files)} prediction(s) to {out_dir}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy)")
+        if args.tile is not None:  # checked before any image is read or any folder made
+            _check_tile(model, args.tile)
+        print(f"model: {model.n_parameters():,} parameters on {model.parameters()[0].device}; "
+              f"{threads.describe(blas_threads, given=args.threads is not None)}")
+        with threads.blas_threads(blas_threads):
+            _predict_files(model, files, Path(args.out), args, written)
+        print(f"wrote {len(files)} prediction(s) to {args.out}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy)")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: wrote {len(written)} of {len(files)} prediction(s) to {args.out}/"
+              + (f" (the last: {written[-1]})" if written else ""), file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

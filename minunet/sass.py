@@ -136,10 +136,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float", choices=["float", "double"])
     parser.add_argument("files", nargs="*", help="kernel file stems (default: every kernels/*.cu)")
     args = parser.parse_args(argv)
+    stems = args.files or nvrtc.kernel_files()
     try:
+        nvrtc.cupy_compiler()  # a missing CuPy is one line, before anything is compiled
+        print(f"compiling and disassembling {len(stems)} kernel file(s) for {args.arch} ({args.dtype}) ...",
+              file=sys.stderr, flush=True)
         rows = [(nvrtc.resolve_source(stem).name, kernel, code)
-                for stem in args.files or nvrtc.kernel_files()
-                for kernel, code in sorted(kernel_code(stem, args.arch, args.dtype).items())]
+                for stem in stems for kernel, code in sorted(kernel_code(stem, args.arch, args.dtype).items())]
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # NvrtcError is a RuntimeError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, threads
 from . import functional as F
 from .backends import resolve_device
 from .backends.numpy_backend import keep_freed_memory
+from .data.training import DATA_DIR_LAYOUT
 from .optim import SGD
+from .resume import NOT_CONFIG, option, resume_config
 from .tensor import Tensor
 from .unet import UNet, check_input_size
 
@@ -40,8 +42,11 @@ GPU_DEFAULTS = dict(depth=5, base_channels=64, tile=572, batch_size=1, steps=400
 # "poly" decay of the learning rate to 0 at the last step settles it.
 CPU_DEFAULTS = dict(depth=3, base_channels=16, tile=124, batch_size=2, steps=400, lr=0.01, momentum=0.9,
                     lr_decay="poly",
-                    why="no GPU: a smaller network (depth 3, 16 base channels) on the numpy device, small "
-                        "tiles, momentum 0.9 and a decaying learning rate for a short run: minutes on a laptop")
+                    why="the CPU defaults: a smaller network (depth 3, 16 base channels), small tiles, momentum "
+                        "0.9 and a decaying learning rate for a short run: minutes on a laptop")
+# Said before the defaults on the sim device, which runs them too, but far more slowly than numpy.
+SIM_NOTE = ("the CUDA kernels run by minunet's CPU simulator, exact but far slower than the numpy device "
+            "(for checking kernels; --device numpy to train on the CPU); ")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -60,7 +65,14 @@ def build_parser():
                                 formatter_class=_HelpFormatter)
     p.add_argument("--data", default="synthetic", choices=["synthetic", "isbi2012", "folder"],
                    help="synthetic touching cells (built in), ISBI 2012, or a folder of images and masks")
-    p.add_argument("--data-dir", help="folder of the isbi2012 or folder data")
+    p.add_argument("--data-dir", help=f"folder of the data; isbi2012: {DATA_DIR_LAYOUT['isbi2012']} (where to get "
+                                      f"it: README.md, 'ISBI 2012'); folder: {DATA_DIR_LAYOUT['folder']}")
+    p.add_argument("--image-dir", help="--data folder: the folder of the images (with --mask-dir, instead of "
+                                       "--data-dir)")
+    p.add_argument("--mask-dir", help="--data folder: the folder of the masks, paired with the images by file name")
+    p.add_argument("--n-classes", type=int, help="--data folder: number of classes (default: from the masks' values)")
+    p.add_argument("--val-data-dir", help="a second folder of the --data-dir layout whose images are used for "
+                                          "validation only (your own hold-out set; then --val-fraction is unused)")
     p.add_argument("--n-synthetic", type=int, default=40, help="images generated for --data synthetic")
     p.add_argument("--device", default="auto", choices=["auto", "numpy", "sim", "cuda"],
                    help="auto: cuda if CuPy finds a GPU, else numpy")
@@ -89,6 +101,7 @@ def build_parser():
     p.add_argument("--out", help="run folder (default: runs/<data>-<time>)")
     p.add_argument("--resume", help="a run folder (or its checkpoint.npz) to continue")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    threads.add_threads_option(p)
     return p
 
 
@@ -96,7 +109,7 @@ def resolve_config(args):
     """Fill the device-dependent defaults; say what was chosen and why."""
     device = resolve_device(args.device)
     defaults = GPU_DEFAULTS if device == "cuda" else CPU_DEFAULTS
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
+    config = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
     config["device"] = device
     if config["epochs"] is not None:
         if config["steps"] is not None:
@@ -109,14 +122,22 @@ def resolve_config(args):
             yours.append(f"--{key.replace('_', '-')} {config[key]}")
         elif not (key == "steps" and config["epochs"] is not None):
             config[key] = defaults[key]  # steps from --epochs are counted once the data is loaded (Trainer)
-    check_input_size(config["tile"], config["depth"], config["padding"])
+    check_config(config)
+    why = (SIM_NOTE if device == "sim" else "") + defaults["why"]
+    return config, why + (f"; yours instead: {', '.join(yours)}" if yours else "")
+
+
+def check_config(config):
+    """One-line errors for values out of range (a new run's and a resumed run's)."""
+    try:
+        check_input_size(config["tile"], config["depth"], config["padding"])
+    except ValueError as e:
+        raise ValueError(f"--tile {config['tile']}: {e}") from None
     for key, low in (("steps", 1), ("batch_size", 1), ("val_every", 1), ("checkpoint_every", 1)):
         if config[key] is not None and config[key] < low:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {config[key]}")
+            raise ValueError(f"{option(key)} must be >= {low}, got {config[key]}")
     if not 0 < config["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must be in (0, 1), got {config['val_fraction']}")
-    why = defaults["why"] + (f"; yours instead: {', '.join(yours)}" if yours else "")
-    return config, why
 
 
 class Trainer:
@@ -128,7 +149,9 @@ class Trainer:
         self.out_size = check_input_size(c["tile"], c["depth"], c["padding"])
         self.data = prepare_training_data(c["data"], c["data_dir"], n_synthetic=c["n_synthetic"],
                                           val_fraction=c["val_fraction"], seed=c["seed"],
-                                          w0=c["w0"], sigma=c["sigma"], min_size=self.out_size)
+                                          w0=c["w0"], sigma=c["sigma"], min_size=self.out_size,
+                                          val_data_dir=c["val_data_dir"], image_dir=c["image_dir"],
+                                          mask_dir=c["mask_dir"], n_classes=c["n_classes"])
         self.model = UNet(in_channels=self.data.in_channels, n_classes=self.data.n_classes, depth=c["depth"],
                           base_channels=c["base_channels"], padding=c["padding"], dropout=c["dropout"],
                           dtype=np.dtype(c["dtype"]), device=c["device"], seed=c["seed"])
@@ -137,7 +160,7 @@ class Trainer:
             c["steps"] = max(1, round(c["epochs"] * len(self.data.train_images) / (c["batch_size"] * self.comm.size)))
         self.optimizer = SGD(self.model.parameters(), c["lr"], c["momentum"], c["weight_decay"])
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
-        self.step, self.last_prediction = 0, None
+        self.step, self.last_prediction, self.predicted_classes = 0, None, set()
         self.interrupted, self.stop = [], False  # Ctrl-C here (run() appends), Ctrl-C in any process
         if meta is not None:
             self.model.load_state_dict(model_state)
@@ -202,11 +225,12 @@ class Trainer:
         from .metrics import foreground_iou
         from .predict import predict_probabilities
         self.model.eval()
-        scores = []
+        scores, self.predicted_classes = [], set()
         for image, label in zip(self.data.val_images, self.data.val_labels):
             probs = predict_probabilities(self.model, image)
             prediction = probs.argmax(0)
             scores.append(foreground_iou(prediction, label))
+            self.predicted_classes.update(np.unique(prediction).tolist())
             if len(scores) == 1:  # the first validation image goes into panel.png
                 self.last_prediction = (image, label, prediction)
         return float(np.mean(scores))
@@ -237,8 +261,14 @@ def _trim_log(path, step):
         path.write_text("".join(line + "\n" for line in keep))
 
 
-def run(config, run_dir, resume_from=None, quiet=False):
-    """Train; returns (trainer, exit code). 0 done, 1 non-finite loss, 130 interrupted (checkpoint saved)."""
+def run(config, run_dir, resume_from=None, quiet=False, blas_threads=None):
+    """Train; returns (trainer, exit code). 0 done, 1 non-finite loss, 130 interrupted (checkpoint saved).
+    blas_threads: BLAS threads for the whole run, data and validation included (default threads.default_threads)."""
+    with threads.blas_threads(threads.resolve_threads(blas_threads)):
+        return _run(config, run_dir, resume_from, quiet)
+
+
+def _run(config, run_dir, resume_from, quiet):
     from tqdm import tqdm
     run_dir = Path(run_dir)
     meta = model_state = optim_state = None
@@ -260,6 +290,9 @@ def run(config, run_dir, resume_from=None, quiet=False):
           f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
           f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
           f"{len(trainer.data.val_images)} validation images; run folder {run_dir}")
+    print(f"training: {config['steps']} steps, lr {config['lr']} (decay {config['lr_decay']}), momentum "
+          f"{config['momentum']}, weight decay {config['weight_decay']}; validation every {config['val_every']}, "
+          f"checkpoint every {config['checkpoint_every']} steps")
     if comm.size > 1:  # DATA PARALLEL
         print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
               f"{comm.size * config['batch_size']}")
@@ -294,7 +327,10 @@ def run(config, run_dir, resume_from=None, quiet=False):
                     trainer.save()
                 bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
                 bar.update(1)
-        if stopping() and code == 0:
+        if stopping() and code == 0 and trainer.step >= config["steps"]:  # after the last step's work: nothing lost
+            if writes:
+                print("\nCtrl-C came after the last step; the run is complete", file=sys.stderr)
+        elif stopping() and code == 0:
             if writes:
                 trainer.save()
                 print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
@@ -306,36 +342,58 @@ def run(config, run_dir, resume_from=None, quiet=False):
         trainer.plot()
     if code == 0 and writes:
         print(f"done: {trainer.step} steps in {time.time() - start:.0f} s; validation foreground IoU "
-              f"{val_iou:.3f}; wrote {run_dir}/checkpoint.npz, metrics.jsonl, loss.png, panel.png")
+              f"{val_iou:.3f}{_one_class_hint(trainer)}; wrote {run_dir}/checkpoint.npz, metrics.jsonl, loss.png, "
+              f"panel.png")
     return trainer, code
 
 
+def _one_class_hint(trainer):
+    """Why an IoU of 0 (or of the background alone) is what it is: the network has not yet learnt a second class."""
+    if len(trainer.predicted_classes) != 1:
+        return ""
+    (only,) = trainer.predicted_classes
+    what = "background" if only == 0 else f"class {only}"
+    return (f" (the network still predicts {what} everywhere: too few steps to learn the cells, the default CPU "
+            f"run takes {CPU_DEFAULTS['steps']}; or a learning rate too high)")
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     keep_freed_memory()
     if distributed.launched_rank() > 0:  # DATA PARALLEL: process 0 speaks for all; errors still reach stderr
         sys.stdout, args.quiet = open(os.devnull, "w"), True
     try:
+        blas_threads = threads.resolve_threads(args.threads)
         if args.resume:
-            resume = Path(args.resume)
-            resume = resume / "checkpoint.npz" if resume.is_dir() else resume
-            meta, _, _ = checkpoint.load(resume)
-            config = meta["train_config"]
-            if args.steps is not None:  # the one thing a resume may change: how far to go
-                config["steps"] = args.steps
-            run_dir = Path(args.out) if args.out else resume.parent
-            print(f"resuming {resume} at step {meta['step']} of {config['steps']}")
+            config, run_dir, resume = _resumed(parser, args)
         else:
             config, why = resolve_config(args)
             run_dir = Path(args.out or f"runs/{config['data']}-{time.strftime('%Y%m%d-%H%M%S')}")
             print(f"device {config['device']}: {why}")
             resume = None
-        _, code = run(config, run_dir, resume, quiet=args.quiet)
+        print(threads.describe(blas_threads, given=args.threads is not None))
+        _, code = run(config, run_dir, resume, quiet=args.quiet, blas_threads=blas_threads)
         return code
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         distributed.stop_all(2)  # DATA PARALLEL: the other processes would wait for this one
         return 2
+
+
+def _resumed(parser, args):
+    """(config, run folder, checkpoint path) of --resume, checked before anything is written."""
+    resume = Path(args.resume)
+    resume = resume / "checkpoint.npz" if resume.is_dir() else resume
+    meta, _, _ = checkpoint.load(resume)
+    defaults = vars(parser.parse_args([]))
+    saved = {k: v for k, v in defaults.items() if k not in NOT_CONFIG} | meta["train_config"]  # keys added since
+    given = {k: v for k, v in vars(args).items() if v != defaults[k]}
+    config, changes = resume_config(saved, given, meta["step"], resume.parent)
+    check_config(config)
+    print(f"resuming {resume} at step {meta['step']} of {config['steps']} on device {config['device']}"
+          + (f"; changed: {', '.join(changes)}" if changes else ""))
+    return config, Path(args.out) if args.out else resume.parent, resume
 
 
 if __name__ == "__main__":

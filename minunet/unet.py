@@ -37,6 +37,9 @@ def check_input_size(size, depth=5, padding="valid"):
     out = output_size(size, depth, padding)
     if out is None:
         sizes = valid_input_sizes(depth, padding, 1, max(2 * int(size), 64) + 2 ** (depth + 3))
+        if size < sizes[0]:  # no smaller size to name: the contracting path shrinks it to nothing
+            raise ValueError(f"input size {size} is too small for a depth-{depth} U-Net with {padding!r} padding: "
+                             f"the smallest valid size is {sizes[0]}")
         below = [s for s in sizes if s < size][-1:]
         above = [s for s in sizes if s > size][:1]
         raise ValueError(f"input size {size} does not fit a depth-{depth} U-Net with {padding!r} padding "

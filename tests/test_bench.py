@@ -219,3 +219,51 @@ def test_cpu_run_end_to_end(tmp_path):
     assert {name for row in numpy_rows for name in row["layers"]} == {layer["name"] for layer in small_unet}
     assert all(row["floor_s"] > 0 and row["of_roofline"] > 0 for row in numpy_rows)
     assert sorted(out.glob("roofline-numpy-*.png"))
+    # BLAS threads: the reported setting is the one timed; each thread count idle and beside a busy process.
+    from minunet import threads
+    assert data["training"]["threads"] == threads.default_threads()
+    assert f"BLAS threads {threads.default_threads()} (default: " in result.stdout
+    by_setting = {(r["threads"], r["competing"], r["impl"]) for r in data["step_by_threads"]}
+    from minunet.bench_threads import thread_counts
+    assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in thread_counts() for c in (0, 1)}
+    assert {1, threads.usable_cores()} <= set(thread_counts())
+    assert all(r["seconds"] > 0 and r["load"] for r in data["step_by_threads"])
+    assert "competing processes" in md.read_text() and "load averages" in md.read_text()
+
+
+def test_threads_option_of_the_bench(capsys):
+    assert bench.main(["--device", "numpy", "--threads", "0"]) == 2
+    assert "--threads must be an int >= 1, got 0" in capsys.readouterr().err
+
+
+def test_default_runs_table_states_the_load():
+    from minunet import bench_threads
+    rows = [dict(threads=1, competing=1, seconds=61.4, iou=0.9123, load="1.50 1.20 0.90", exit=0, timeout_s=300),
+            dict(threads=2, competing=1, seconds=None, iou=None, load="3.00 2.00 1.00", exit="stopped", timeout_s=300)]
+    table = bench_threads.default_runs_table(rows)
+    assert "| 1 | 61 | 0.912 | 1.50 1.20 0.90 |" in table
+    assert "| 1 | over 300 (stopped) | - | 3.00 2.00 1.00 |" in table
+
+
+def test_step_table_without_pytorch():
+    from minunet import bench_threads
+    rows = [dict(threads=1, competing=0, impl="minunet numpy", seconds=0.1234, runs=3, load="0.10 0.20 0.30")]
+    assert "| 0 | 123.4 | not installed | - | 0.10 0.20 0.30 |" in bench_threads.step_table(rows)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="counts child processes in /proc (Linux)")
+def test_competing_processes_run_only_inside_the_block():
+    import os
+
+    from minunet import bench_threads
+    with bench_threads.competing_processes(1):
+        children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()]
+        assert len(children) == 1
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()]
+
+
+def _parent(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

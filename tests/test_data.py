@@ -7,11 +7,11 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import assert_close
-from minunet.data import (augment, elastic_deform, elastic_displacement, instances_from_mask, load_dataset,
-                          load_folder, load_isbi2012, mirror_pad, natural_key, random_augmented_tile,
+from minunet.data import (augment, elastic_deform, elastic_displacement, find_isbi2012, instances_from_mask,
+                          load_dataset, load_folder, load_isbi2012, mirror_pad, natural_key, random_augmented_tile,
                           random_tile, synthetic_cells, tile_at, two_nearest_cell_distances, weight_map)
 
-ISBI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012"
+ISBI_DIR, ISBI_LOOKED = find_isbi2012()
 
 
 # -- synthetic cells ---------------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_random_augmented_tile():
 
 
 # -- loaders -------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not ISBI_DIR.is_dir(), reason="ISBI 2012 copy not present")
+@pytest.mark.skipif(ISBI_DIR is None, reason=f"no ISBI 2012 copy: {ISBI_LOOKED}")
 def test_isbi2012_png_folders():
     data = load_dataset("isbi2012", ISBI_DIR)
     assert data.images.shape == data.labels.shape == (30, 512, 512) and data.n_classes == 2
@@ -351,6 +351,18 @@ def test_isbi2012_png_folders():
     assert 0.6 < data.class_labels(10).mean() < 0.9                   # mostly cells, thin membranes
     assert data.instances and np.array_equal(data.labels[10], instances_from_mask(mask))
     assert data.labels[10].max() > 20
+
+
+def test_the_isbi2012_copy_is_found_from_the_repository_root_or_the_environment(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("MINUNET_ISBI_DIR", raising=False)
+    found, looked = find_isbi2012()
+    for place in (root.parent / "shared/data/isbi2012", root / "shared/data/isbi2012", root / "data/isbi2012"):
+        assert str(place) in looked  # the skip reason names every place
+    assert found is None or found.is_dir()
+    monkeypatch.setenv("MINUNET_ISBI_DIR", str(tmp_path))
+    found, looked = find_isbi2012()
+    assert found == tmp_path and looked.startswith(f"looked for ISBI 2012 in {tmp_path}, ")
 
 
 def save_stack(path, frames):

@@ -284,7 +284,8 @@ def test_command_line_prints_the_table(tmp_path, monkeypatch, capsys):
     folder = kernel_dir_with(tmp_path, scale__cu=SCALE_KERNEL, broken__cu="not CUDA")
     monkeypatch.setattr(paths, "kernels_dir", lambda: folder)
     assert nvrtc.main(["scale", "--arch", "sm_80", "--dtype", "double"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "NVRTC: 1 kernel files x 1 archs x 1 dtypes" in err and "1/1" in err  # progress while it compiles
     assert re.search(r"scale\.cu\s+scale_v1\s+double\s+sm_80\s+\d+\s+2048\s+0/0", out), out
     assert nvrtc.main(["--arch", "sm_90", "--dtype", "float"]) == 1   # every file: broken.cu fails
     captured = capsys.readouterr()

@@ -94,6 +94,12 @@ def test_evaluate_scores_the_folder_predict_wrote(tmp_path, small_net, capsys):
         predicted = np.load(tmp_path / "pred" / f"{name}_prob.npy").argmax(0)
         truth = np.asarray(Image.open(tmp_path / "truth" / f"{name}.png")) // 255
         assert scores[name]["pixel_error"] == pytest.approx(np.mean(predicted != truth))
+    # Swapped: the truth folder holds a_prob.png and a_prob.npy (was: "two files with the stem 'a_prob'").
+    capsys.readouterr()
+    assert evaluate.main(["--pred", str(tmp_path / "truth"), "--truth", str(tmp_path / "pred")]) == 2
+    err = capsys.readouterr().err
+    assert f"--truth {tmp_path / 'pred'} holds predictions (a_prob.npy, b_prob.npy" in err
+    assert "were --pred and --truth swapped?" in err and err.count("\n") == 1
     Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.png")
     Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.tif")
     assert evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 2
@@ -126,3 +132,63 @@ def test_default_tile_covers_the_image_in_one_pass_up_to_the_paper_tile():
     assert tile_plan(net, None, (30, 50)) == (92, 52, 20)   # the smallest tile whose output covers 50 px
     assert tile_plan(net, None, (4096, 4096))[0] == 572       # capped at the paper's tile
     assert tile_plan(net, None, None)[0] == 572                # no image given: the largest tile
+
+
+def write_images(folder, names, size=(30, 41)):
+    folder.mkdir()
+    for name in names:
+        Image.fromarray((np.random.default_rng(3).random(size) * 255).astype(np.uint8)).save(folder / f"{name}.png")
+
+
+def test_cli_ctrl_c_is_one_line_saying_what_was_written(tmp_path, small_net, monkeypatch, capsys):
+    import minunet.predict
+    checkpoint.save(tmp_path / "ckpt.npz", small_net, step=0)
+    write_images(tmp_path / "in", ["a", "b", "c"])
+    calls = []
+
+    def interrupted_on_the_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the middle of an image
+        return predict_probabilities(*args, **kwargs)
+
+    monkeypatch.setattr(minunet.predict, "predict_probabilities", interrupted_on_the_second_image)
+    try:
+        code = main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"),
+                     "--out", str(tmp_path / "out"), "--device", "numpy"])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped main: the user sees a traceback")
+    assert code == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: wrote 1 of 3 prediction(s) to {tmp_path / 'out'}/ (the last: a)" in err
+    assert "Traceback" not in err and (tmp_path / "out" / "a_prob.npy").is_file()
+
+
+def test_cli_invalid_tile_names_the_option_and_makes_no_folder(tmp_path, small_net, capsys):
+    checkpoint.save(tmp_path / "ckpt.npz", small_net, step=0)
+    write_images(tmp_path / "in", ["a"])
+    for tile, says in (("27", "--tile 27: input size 27 does not fit"), ("0", "--tile 0: input size 0 is too small")):
+        assert main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"),
+                     "--out", str(tmp_path / "out"), "--device", "numpy", "--tile", tile]) == 2
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()  # was: an empty output folder
+
+
+def test_cli_threads_option(tmp_path, small_net, monkeypatch, capsys):
+    import minunet.predict
+    from minunet import threads
+    checkpoint.save(tmp_path / "ckpt.npz", small_net, step=0)
+    write_images(tmp_path / "in", ["a"])
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.extend(threads.blas_threads_now())
+        return predict_probabilities(*args, **kwargs)
+
+    monkeypatch.setattr(minunet.predict, "predict_probabilities", record)
+    argv = ["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+            "--device", "numpy"]
+    assert main(argv + ["--threads", "1"]) == 0
+    assert set(seen) == {1} and "BLAS threads 1 (--threads)" in capsys.readouterr().out
+    assert main(argv + ["--threads", "-2"]) == 2
+    assert "--threads must be an int >= 1, got -2" in capsys.readouterr().err

@@ -79,7 +79,13 @@ def test_numpy_and_sim_train_the_same_tiny_network(tmp_path):
     (["--tile", "100004"], "choose a smaller --tile"),  # not 40 synthetic images of 99964^2 pixels
     (["--val-fraction", "1.5"], "--val-fraction must be in"),
     (["--data", "isbi2012", "--data-dir", "/nonexistent"], "/nonexistent is not a folder"),
-    (["--data", "folder"], "data_dir"),
+    (["--data", "folder"], "--data folder needs --data-dir"),  # not load_dataset's Python parameter data_dir
+    (["--data", "isbi2012"], "train-volume.tif"),  # what --data-dir must hold
+    (["--val-data-dir", "/tmp"], "--data synthetic is generated; it takes no --data-dir, --val-data-dir"),
+    (["--n-classes", "3"], "--data synthetic is generated; it takes no --data-dir, --val-data-dir"),
+    (["--tile", "0"], "input size 0 is too small for a depth-2 U-Net"),
+    (["--threads", "0"], "--threads must be an int >= 1"),
+    (["--threads", "100000"], "--threads 100000: this process may use"),
     (["--resume", "/nonexistent/run"], "does not exist"),
     (["--epochs", "1"], "give --steps or --epochs, not both"),
 ])
@@ -123,9 +129,146 @@ def test_help_names_every_default():
     assert "default: None" not in text
     assert "(default: 4000 on a GPU, 400 without)" in text and "(default: 0.99 on a GPU, 0.9 without)" in text
     assert "(default: 0)" in text and "(default: synthetic)" in text  # zero and strings are shown too
+    assert "train-volume.tif and train-labels.tif, or folders image/ and label/" in text  # what --data-dir holds
+    assert "where to get it: README.md, 'ISBI 2012'" in text  # where to get it
 
 
 def test_the_printed_choice_names_what_the_user_overrode():
     _, why = resolve_config(build_parser().parse_args(["--device", "numpy", "--steps", "7", "--lr", "0.1"]))
-    assert why.startswith("no GPU") and why.endswith("; yours instead: --steps 7, --lr 0.1")
+    assert why.startswith("the CPU defaults") and why.endswith("; yours instead: --steps 7, --lr 0.1")
     assert "yours" not in resolve_config(build_parser().parse_args(["--device", "numpy"]))[1]
+
+
+def test_the_sim_device_line_says_simulator_not_numpy():
+    _, why = resolve_config(build_parser().parse_args(["--device", "sim"]))
+    assert "simulator" in why and "far slower than the numpy device" in why
+    assert "on the numpy device" not in why and "no GPU" not in why
+
+
+def run_tiny(run_dir, *extra):
+    return run(config_for("--device", "numpy", *extra), run_dir, quiet=True)
+
+
+def test_resume_of_a_complete_run_says_so_and_rewrites_nothing(tmp_path, capsys):
+    assert run_tiny(tmp_path, "--steps", "3")[1] == 0
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    for steps in ([], ["--steps", "3"], ["--steps", "2"]):  # was: TypeError ... NoneType.__format__
+        assert main(["--resume", str(tmp_path), *steps]) == 2
+        err = capsys.readouterr().err
+        assert f"the run in {tmp_path} is complete: it reached step 3 of " in err
+        assert f"--resume {tmp_path} --steps 6" in err and err.count("\n") == 1
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
+
+
+def test_ctrl_c_during_the_last_validation_completes_the_run(tmp_path, monkeypatch, capsys):
+    original = Trainer.validate
+
+    def validate_then_interrupt(self):
+        if self.step == self.config["steps"]:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the last step's validation runs
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "validate", validate_then_interrupt)
+    trainer, code = run_tiny(tmp_path, "--steps", "3")
+    assert code == 0 and trainer.step == 3
+    out, err = capsys.readouterr()
+    assert "done: 3 steps" in out and "--resume" not in err and "the run is complete" in err
+    assert checkpoint.load(tmp_path / "checkpoint.npz")[0]["step"] == 3
+
+
+def test_resume_refuses_a_different_network_and_honours_a_new_learning_rate(tmp_path, capsys):
+    assert run_tiny(tmp_path, "--steps", "2", "--lr-decay", "none")[1] == 0
+    config_json = (tmp_path / "config.json").read_text()
+    for argv, says in ((["--depth", "4"], "--depth 4: the run in"), (["--base-channels", "32"], "has 4;"),
+                       (["--epochs", "2"], "--resume takes --steps")):
+        assert main(["--resume", str(tmp_path), "--steps", "4", *argv]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "start a new run" in err or "--epochs" in argv
+    assert (tmp_path / "config.json").read_text() == config_json
+    assert main(["--resume", str(tmp_path), "--steps", "4", "--lr", "0.5", "--depth", "2"]) == 0  # same depth: fine
+    out = capsys.readouterr().out
+    assert "resuming" in out and "changed: --steps 4 (was 2), --lr 0.5 (was 0.01)" in out
+    assert "training: 4 steps, lr 0.5 (decay none)" in out  # the values in force
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lrs == [0.01, 0.01, 0.5, 0.5]
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.5
+
+
+def test_the_threads_option_limits_blas_for_training_and_validation(tmp_path, monkeypatch, capsys):
+    from minunet import threads
+    seen = {}
+    for method in ("train_step", "validate"):
+        original = getattr(Trainer, method)
+
+        def record(self, original=original, method=method):
+            seen.setdefault(method, set()).update(threads.blas_threads_now())
+            return original(self)
+        monkeypatch.setattr(Trainer, method, record)
+    assert main(TINY + ["--device", "numpy", "--steps", "3", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert seen == {"train_step": {1}, "validate": {1}}
+    assert "BLAS threads 1 (--threads)" in capsys.readouterr().out
+    assert main(["--resume", str(tmp_path), "--steps", "4", "--quiet"]) == 0  # a resume takes it too, unsaved
+    assert f"BLAS threads {threads.default_threads()} (default: " in capsys.readouterr().out
+    assert seen["train_step"] == {1, threads.default_threads()}
+
+
+def test_an_iou_of_zero_says_the_network_still_predicts_one_class(tmp_path, monkeypatch, capsys):
+    import minunet.predict
+
+    def background_everywhere(model, image, **kwargs):
+        return np.stack([np.ones(image.shape), np.zeros(image.shape)]).astype(np.float32)
+
+    monkeypatch.setattr(minunet.predict, "predict_probabilities", background_everywhere)
+    assert run_tiny(tmp_path, "--steps", "3")[1] == 0
+    out = capsys.readouterr().out
+    assert "validation foreground IoU 0.000 (the network still predicts background everywhere: too few steps" in out
+
+
+def write_folder(root, n, seed):
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(((rng.random((64, 64)) > 0.5) * 255).astype(np.uint8)).save(root / "masks" / f"{i}.png")
+
+
+def test_val_data_dir_is_a_hold_out_set_of_the_users_own(tmp_path):
+    write_folder(tmp_path / "train", 3, seed=0)
+    write_folder(tmp_path / "held", 2, seed=1)
+    trainer, code = run_tiny(tmp_path / "run", "--steps", "1", "--data", "folder", "--data-dir",
+                             str(tmp_path / "train"), "--val-data-dir", str(tmp_path / "held"))
+    assert code == 0
+    assert len(trainer.data.train_images) == 3 and len(trainer.data.val_images) == 2  # no random split
+    from minunet.data import load_dataset
+    held = load_dataset("folder", tmp_path / "held")
+    np.testing.assert_array_equal(trainer.data.val_images[1], held.images[1])
+
+
+def test_folder_options_of_the_command_line(tmp_path, capsys):
+    from PIL import Image
+    write_folder(tmp_path / "d", 3, seed=0)
+    base = TINY + ["--device", "numpy", "--steps", "1", "--data", "folder"]
+    assert main(base + ["--image-dir", str(tmp_path / "d" / "images"), "--mask-dir", str(tmp_path / "d" / "masks"),
+                        "--out", str(tmp_path / "run")]) == 0
+    assert main(base + ["--data-dir", str(tmp_path)]) == 2
+    assert "train: --image-dir and --mask-dir" in capsys.readouterr().err
+    for mask in (tmp_path / "d" / "masks").iterdir():  # background only: the number of classes cannot be read
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(mask)
+    assert main(base + ["--data-dir", str(tmp_path / "d")]) == 2
+    assert "pass n_classes (--n-classes on the command line)" in capsys.readouterr().err
+    assert main(base + ["--data-dir", str(tmp_path / "d"), "--n-classes", "3", "--out", str(tmp_path / "r3")]) == 0
+    assert checkpoint.load(tmp_path / "r3" / "checkpoint.npz")[0]["model_config"]["n_classes"] == 3
+
+
+def test_checkpoints_get_the_mode_of_new_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        run_tiny(tmp_path, "--steps", "1")
+        assert (tmp_path / "checkpoint.npz").stat().st_mode & 0o777 == 0o644  # was 0600, the temporary file's
+        os.umask(0o077)
+        run_tiny(tmp_path / "private", "--steps", "1")
+        assert (tmp_path / "private" / "checkpoint.npz").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

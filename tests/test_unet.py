@@ -35,8 +35,9 @@ def test_paper_tile_rule():
 def test_invalid_tile_names_the_nearest_valid_sizes():
     with pytest.raises(ValueError, match=r"nearest valid sizes: \[556, 572\]"):
         check_input_size(570)
-    with pytest.raises(ValueError, match=r"nearest valid sizes: \[188\]"):
-        check_input_size(100)
+    for too_small in (100, 0, -4):  # not "every 2x2 pooling needs an even size": 100 is even
+        with pytest.raises(ValueError, match=rf"input size {too_small} is too small .* the smallest valid size is 188"):
+            check_input_size(too_small)
 
 
 def test_small_network_maps_tile_to_output_and_rejects_a_bad_tile():

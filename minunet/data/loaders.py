@@ -14,6 +14,7 @@ predictions: 255 is read as class 255) are recognised and mapped to 0/1; any oth
 that lists the values found and how to fix them.
 """
 import contextlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,26 @@ def load_dataset(kind, data_dir=None, **options):
             return load_folder(**options)
         return load_folder(*_find_layout(_need_dir(data_dir, kind)), **options)
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+ISBI_ENV = "MINUNET_ISBI_DIR"
+
+
+def isbi2012_places():
+    """Where find_isbi2012 looks, in order: $MINUNET_ISBI_DIR when set, then beside and inside a source
+    checkout: <repository root>/../shared/data/isbi2012 (where CI keeps it), <root>/shared/data/isbi2012,
+    <root>/data/isbi2012."""
+    root = Path(__file__).resolve().parents[2]  # minunet/data/loaders.py -> the repository root
+    env = [Path(os.environ[ISBI_ENV]).expanduser()] if os.environ.get(ISBI_ENV) else []
+    return env + [root.parent / "shared" / "data" / "isbi2012", root / "shared" / "data" / "isbi2012",
+                  root / "data" / "isbi2012"]
+
+
+def find_isbi2012():
+    """(the first folder of isbi2012_places(), or None; and a sentence naming every place looked)."""
+    places = isbi2012_places()
+    found = next((p for p in places if p.is_dir()), None)
+    return found, f"looked for ISBI 2012 in {', '.join(map(str, places))} (set {ISBI_ENV} to its folder)"
 
 
 def load_synthetic(n=32, size=256, seed=0, cell_size=32):
@@ -156,7 +177,7 @@ def normalize_masks(masks, names, n_classes=None):
                                          f"or binary 0/255"))
         if k < 2:
             raise ValueError(f"all {len(names)} masks are background only (value 0); if that is intended, "
-                             f"pass n_classes explicitly")
+                             f"pass n_classes (--n-classes on the command line)")
         n_classes = k
     return out, int(n_classes)
 
@@ -169,7 +190,8 @@ def _mask_error(where, values, rule):
             f"(0 = background, 1 = first class, ...); binary masks may also be 0/255. Values in between "
             f"usually come from anti-aliased drawing, resizing with interpolation or JPEG compression "
             f"(save masks as PNG, resize with nearest neighbour). To fix: {fix}"
-            f"and save as 8-bit PNG, or pass n_classes if the values are already class indices.")
+            f"and save as 8-bit PNG, or pass n_classes (--n-classes on the command line) if the values are already "
+            f"class indices.")
 
 
 def pair_files(image_dir, mask_dir, mask_suffix=""):
@@ -328,7 +350,8 @@ def _find_layout(data_dir):
             return data_dir / images, data_dir / masks
     raise FileNotFoundError(f"{data_dir} has none of the folder pairs "
                             f"{', '.join(f'{a}/ + {b}/' for a, b in FOLDER_LAYOUTS)} "
-                            f"(found: {_listing(data_dir)}); or pass image_dir= and mask_dir=")
+                            f"(found: {_listing(data_dir)}); or pass image_dir= and mask_dir= (train: --image-dir and "
+                            f"--mask-dir)")
 
 
 def _need_dir(data_dir, kind):
