@@ -1,4 +1,10 @@
-"""Shared test helpers: the closeness check, device parametrisation, seeded random data."""
+"""Shared test helpers: the closeness check, device parametrisation, seeded random data, sanitizer runs."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,3 +62,16 @@ def rng():
 @pytest.fixture
 def numpy_backend():
     return get_backend("numpy")
+
+
+def run_sanitized(script, tmp_path, timeout=300):
+    """Run Python source in a subprocess with MINUNET_SIM_SANITIZE=1 and AddressSanitizer preloaded (ASan
+    ends the process at its first report); skips where g++ has no ASan runtime."""
+    libasan = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    if not shutil.which("g++") or not os.path.isabs(libasan):
+        pytest.skip("no AddressSanitizer runtime for g++")
+    env = dict(os.environ, MINUNET_SIM_SANITIZE="1", LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0",
+               UBSAN_OPTIONS="print_stacktrace=1",
+               MINUNET_CACHE_DIR=os.environ.get("MINUNET_CACHE_DIR", str(tmp_path / "cache")),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)

@@ -47,8 +47,9 @@ class SimLauncher:
     name = "sim"
     xp = np
 
-    def __init__(self, shuffle_seed=None):
+    def __init__(self, shuffle_seed=None, gpu_math=None):
         self.shuffle_seed = shuffle_seed
+        self.gpu_math = gpu_math
         self._modules = {}
         self._functions = {}
 
@@ -77,7 +78,8 @@ class SimLauncher:
         key = (stem, dtype)
         if key not in self._modules:
             self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": _REAL_TYPES[dtype]},
-                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed)
+                                           include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
+                                           gpu_math=self.gpu_math)
         return self._modules[key]
 
     def function(self, stem, kernel_name, dtype):

@@ -2,7 +2,9 @@
 
 A launch takes the same (grid, block, args, shared_mem) as a CuPy RawKernel call. Each argument is
 checked against the parameter type the compiler reported, because a wrong type would not fail on a GPU
-either: it would silently pass the wrong bytes.
+either: it would silently pass the wrong bytes. The launch is checked against the limits a GPU enforces:
+the block against the kernel's __launch_bounds__, static + dynamic shared memory against 48 KB unless the
+kernel opted in to more (`f.max_dynamic_shared_size_bytes = n`, CuPy's RawKernel attribute of that name).
 """
 import ctypes
 import os
@@ -25,7 +27,10 @@ _C_NAMES = {"f4": "float", "f8": "double", "i1": "char", "u1": "unsigned char", 
             "u8": "unsigned long long", "b1": "bool", "v": "void"}
 _MAX_BLOCK = (1024, 1024, 64)
 _MAX_GRID = (2**31 - 1, 65535, 65535)
-_MAX_DYNAMIC_SHARED = 48 * 1024
+# Shared memory per block: what any kernel may use, and the most a kernel can opt in to (sm_90; sm_80 has
+# 163 KB, sm_86 99 KB, sm_75 64 KB: the cuda launcher checks the device it runs on).
+_DEFAULT_SHARED = 48 * 1024
+_OPT_IN_SHARED = 227 * 1024
 
 
 def shuffle_seed_from_env():
@@ -53,7 +58,7 @@ def _source_line(library_path, offset):
         return ""
     path, _, line = location.partition(":")
     function = function.replace("minunet_sim_run_", "")  # the kernel inlined into its entry point
-    if path.endswith(".tmp.cpp"):  # the generated wrapper: the kernel's first instructions
+    if path.endswith("minunet_sim_wrapper.cpp"):  # the generated wrapper: the kernel's first instructions
         return f" (on entry to {function})"
     return f" (the faulting instruction is at {os.path.basename(path)}:{line.split()[0]} in {function})"
 
@@ -71,7 +76,8 @@ def _load(path):
     if lib is None:
         if sanitize_enabled() and not _asan_loaded():  # ASan would abort the whole process on dlopen
             raise SimError("MINUNET_SIM_SANITIZE=1 builds need AddressSanitizer loaded before Python starts: "
-                           "run with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0")
+                           "run with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 "
+                           "UBSAN_OPTIONS=print_stacktrace=1 (UBSan's stack names the kernel)")
         try:
             lib = ctypes.CDLL(str(path))
         except OSError as e:
@@ -83,7 +89,9 @@ def _load(path):
         lib.minunet_sim_launch.restype = ctypes.c_int
         lib.minunet_sim_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
                                            ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
-                                           ctypes.c_int, ctypes.c_ulonglong]
+                                           ctypes.c_int, ctypes.c_ulonglong,
+                                           ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+                                           ctypes.c_uint, ctypes.c_ulonglong]
         lib.minunet_sim_last_error.restype = ctypes.c_char_p
         lib.minunet_sim_fault_offset.restype = ctypes.c_ulonglong
         _LIBRARIES[path] = lib
@@ -105,10 +113,12 @@ class Param:
 class SimKernel:
     """A launchable kernel: f(grid, block, args, shared_mem=0), like cupy.RawKernel.__call__."""
 
-    def __init__(self, module, name, param_names):
+    def __init__(self, module, name, info):
         self.module = module
         self.name = name
+        self.max_dynamic_shared_size_bytes = 0  # the opt-in, as cupy.RawKernel's attribute (ARCHITECTURE.md)
         lib = module.library
+        param_names = info.params
         self._run = ctypes.cast(getattr(lib, f"minunet_sim_run_{name}"), ctypes.c_void_p).value
         signature = getattr(lib, f"minunet_sim_signature_{name}")
         signature.restype = ctypes.c_char_p
@@ -120,6 +130,17 @@ class SimKernel:
             if p.base not in _CODES and not (p.pointer and p.base == "v"):
                 raise SimError(f"kernel '{name}': parameter '{p.name}' has a type the simulator cannot pass "
                                f"(only arithmetic scalars and pointers)")
+        max_threads = getattr(lib, f"minunet_sim_max_threads_{name}")
+        max_threads.restype = ctypes.c_int
+        self.max_threads_per_block = max_threads()  # __launch_bounds__, or 1024
+        self.static_shared_bytes = info.shared.static_bytes
+        # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
+        static = [v for _, offset, size in info.shared.static for v in (offset, size)]
+        self._static_arrays = (ctypes.c_ulonglong * max(1, len(static)))(*static)
+        self._dynamic = (ctypes.c_ulonglong * max(1, len(info.shared.dynamic)))(*[o for _, o in info.shared.dynamic])
+        names = [n.encode() for n, _ in info.shared.dynamic]
+        self._dynamic_names = (ctypes.c_char_p * max(1, len(names)))(*names)
+        self._shared_counts = len(info.shared.static), len(info.shared.dynamic)
 
     def __repr__(self):
         params = ", ".join(f"{p.c_type} {p.name}" for p in self.params)
@@ -165,16 +186,38 @@ class SimKernel:
             raise TypeError(f"{where} needs np.{param.dtype.type.__name__}, got {got}")
         return np.ctypeslib.as_ctypes_type(param.dtype).from_buffer_copy(value.tobytes())
 
+    def _check_limits(self, block, shared_mem):
+        """What a GPU refuses to launch (cudaErrorInvalidValue, cudaErrorLaunchOutOfResources)."""
+        where = f"kernel '{self.name}'"
+        threads = block[0] * block[1] * block[2]
+        if threads > 1024:
+            raise ValueError(f"{where}: block {tuple(block)} has {threads} threads; CUDA allows 1024")
+        if threads > self.max_threads_per_block:
+            raise SimError(f"{where}: block {tuple(block)} has {threads} threads, more than its "
+                           f"__launch_bounds__({self.max_threads_per_block}): a GPU refuses the launch")
+        if isinstance(shared_mem, bool) or not isinstance(shared_mem, (int, np.integer)) or shared_mem < 0:
+            raise ValueError(f"{where}: shared_mem must be a non-negative int (bytes), got {shared_mem!r}")
+        opt_in = self.max_dynamic_shared_size_bytes
+        if isinstance(opt_in, bool) or not isinstance(opt_in, (int, np.integer)) or not 0 <= opt_in <= _OPT_IN_SHARED:
+            raise ValueError(f"{where}: max_dynamic_shared_size_bytes must be an int in [0, {_OPT_IN_SHARED}], "
+                             f"got {opt_in!r}")
+        static = self.static_shared_bytes
+        if opt_in and static + opt_in > _OPT_IN_SHARED:
+            raise SimError(f"{where}: max_dynamic_shared_size_bytes = {opt_in} plus {static} bytes of static "
+                           f"__shared__ arrays exceed {_OPT_IN_SHARED} bytes, the most any GPU allows per block")
+        if opt_in and shared_mem > opt_in:
+            raise SimError(f"{where}: shared_mem = {shared_mem} bytes is more than the "
+                           f"max_dynamic_shared_size_bytes = {opt_in} it opted in to")
+        if not opt_in and static + shared_mem > _DEFAULT_SHARED:
+            raise SimError(f"{where}: {static} bytes of static __shared__ arrays + shared_mem = {shared_mem} bytes "
+                           f"exceed {_DEFAULT_SHARED} bytes per block; more needs the opt-in: "
+                           f"f.max_dynamic_shared_size_bytes = n (cudaFuncAttributeMaxDynamicSharedMemorySize)")
+
     # -- launch ------------------------------------------------------------------------------------------
     def __call__(self, grid, block, args, shared_mem=0):
         grid = self._dims(grid, "grid", _MAX_GRID)
         block = self._dims(block, "block", _MAX_BLOCK)
-        threads = block[0] * block[1] * block[2]
-        if threads > 1024:
-            raise ValueError(f"kernel '{self.name}': block {tuple(block)} has {threads} threads; CUDA allows 1024")
-        if not isinstance(shared_mem, (int, np.integer)) or not 0 <= shared_mem <= _MAX_DYNAMIC_SHARED:
-            raise ValueError(f"kernel '{self.name}': shared_mem must be an int in [0, {_MAX_DYNAMIC_SHARED}] "
-                             f"bytes, got {shared_mem!r}")
+        self._check_limits(block, shared_mem)
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"kernel '{self.name}': args must be a tuple, got {type(args).__name__}")
         if len(args) != len(self.params):
@@ -188,7 +231,9 @@ class SimKernel:
         lib = self.module.library
         with _LAUNCH_LOCK:
             failed = lib.minunet_sim_launch(self.name.encode(), self._run, argv, grid_c, block_c,
-                                            int(seed is not None), (seed or 0) & (2**64 - 1))
+                                            int(seed is not None), (seed or 0) & (2**64 - 1),
+                                            self._static_arrays, self._shared_counts[0], self._dynamic,
+                                            self._dynamic_names, self._shared_counts[1], int(shared_mem))
             message = lib.minunet_sim_last_error().decode(errors="replace") if failed else ""
             fault_offset = lib.minunet_sim_fault_offset() if failed else 0
         del holders, args  # the arrays stayed alive for the whole launch
@@ -201,15 +246,15 @@ class SimModule:
 
     defines: {"MINUNET_REAL": "double", ...} (or a list of names); include_dirs: extra -I folders;
     shuffle_seed: run threads and blocks in a random order from this seed (None: MINUNET_SIM_SHUFFLE or
-    in order).
+    in order); gpu_math: fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH).
     """
 
-    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None):
+    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, gpu_math=None):
         if defines is not None and not isinstance(defines, dict):
             defines = {name: None for name in defines}
         self.path = path
         self.shuffle_seed = shuffle_seed if shuffle_seed is not None else shuffle_seed_from_env()
-        self.library_path, self.kernels = build_library(path, defines, include_dirs)
+        self.library_path, self.kernels = build_library(path, defines, include_dirs, gpu_math)
         self.library = _load(self.library_path)
         self._functions = {}
 

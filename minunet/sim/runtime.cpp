@@ -9,12 +9,10 @@
 //     lines, a shuffle some lanes never reach) and the launch stops with a message naming threads and lines.
 // A crash inside the kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, a fiber stack overflow into its guard page)
 // is caught on an alternate signal stack and jumps back here, so the Python process survives.
-// Nothing here is thread_local: this library's thread-local block holds only the kernel's __shared__
-// arrays, which is what the runtime poisons at the start of every block.
+// The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h).
 #include "cuda_sim.h"
 
 #include <dlfcn.h>
-#include <link.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -26,11 +24,11 @@
 #include <unistd.h>
 
 #include "fiber.h"
+#include "float_mode.h"
+#include "shared_memory.h"
 
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
-
-extern "C" MINUNET_SIM_HIDDEN void* minunet_sim_tls_address();  // defined by the generated wrapper
 
 namespace minunet_sim {
 namespace {
@@ -167,25 +165,6 @@ void resume(Thread* t) {
     threadIdx = t->idx;
     context_switch(&g_scheduler, &t->ctx);
     g_current = nullptr;
-}
-
-// ---- shared memory poisoning ----------------------------------------------------------------------------
-struct TlsBlock { char* lo; size_t size; char* anchor; };
-
-int find_tls(struct dl_phdr_info* info, size_t, void* data) {
-    TlsBlock* block = (TlsBlock*)data;
-    if (!info->dlpi_tls_data) return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-        if (ph.p_type != PT_TLS) continue;
-        char* lo = (char*)info->dlpi_tls_data;
-        if (block->anchor >= lo && block->anchor < lo + ph.p_memsz) {
-            block->lo = lo;
-            block->size = ph.p_memsz;
-            return 1;
-        }
-    }
-    return 0;
 }
 
 // ---- warps ----------------------------------------------------------------------------------------------
@@ -338,8 +317,8 @@ bool open_barrier() {
 }
 
 // ---- blocks ---------------------------------------------------------------------------------------------
-void run_block(const TlsBlock& shared) {
-    memset(shared.lo, 0xff, shared.size);  // every __shared__ byte NaN until the block writes it
+void run_block(const SharedMemory& shared) {
+    shared.poison_block();
     for (unsigned i = 0; i < g_count; i++) {
         Thread* t = &g_threads[i];
         t->idx.x = i % blockDim.x;
@@ -491,7 +470,9 @@ extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim
 // Run body (a kernel's entry point) over the grid. Returns 0, or 1 with the message in minunet_sim_last_error.
 extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     const char* kernel, void (*body)(void**), void** args, const unsigned* grid, const unsigned* block,
-    int shuffle, unsigned long long seed) {
+    int shuffle, unsigned long long seed, const unsigned long long* shared_arrays, unsigned shared_array_count,
+    const unsigned long long* dynamic_shared, const char* const* dynamic_names, unsigned dynamic_count,
+    unsigned long long shared_mem) {
     g_error[0] = '\0';
     g_failed = false;
     g_fault_pc = 0;
@@ -513,10 +494,10 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         return 1;
     }
     g_count = (unsigned)count;
-    TlsBlock shared = {nullptr, 0, (char*)minunet_sim_tls_address()};
-    dl_iterate_phdr(find_tls, &shared);
-    if (!shared.lo) {
-        report("kernel '%s': could not find the library's __shared__ memory (PT_TLS)", kernel);
+    SharedMemory shared = {nullptr, shared_arrays, shared_array_count, dynamic_shared, dynamic_names,
+                           dynamic_count, (size_t)shared_mem};
+    if (shared.shared_mem > MINUNET_SIM_DYNAMIC_SHARED_CAPACITY || !shared.locate()) {
+        report("kernel '%s': bad shared memory layout (shared_mem %llu)", kernel, shared_mem);
         return 1;
     }
     blockDim = dim3(block[0], block[1], block[2]);
@@ -539,6 +520,8 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         report("kernel '%s': could not install the crash handlers", kernel);
         return 1;
     }
+    shared.guard_tails();
+    FlushToZero gpu_float_mode;  // GPU arithmetic mode only (float_mode.h)
     g_launch_thread = pthread_self();
     g_in_launch = 1;
     if (sigsetjmp(g_crash_jump, 1) == 0) {
@@ -556,6 +539,12 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     g_current = nullptr;
     remove_fault_handlers();
     free(order);
+    unsigned which;
+    size_t offset;
+    if (shared.tail_written(&which, &offset) && !g_failed)
+        report("kernel '%s' wrote past the %llu bytes of dynamic shared memory its launch asked for: "
+               "extern __shared__ %s, byte %zu (on a GPU: another block's memory, or a fault)",
+               kernel, shared_mem, dynamic_names[which], offset);
     fflush(stdout);  // the kernel's printf output before Python prints anything else
     return g_failed ? 1 : 0;
 }
