@@ -1,4 +1,5 @@
 """Shared test helpers: the closeness check, device parametrisation, seeded random data, sanitizer runs."""
+import functools
 import os
 import shutil
 import subprocess
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from minunet.backends import cuda_available, get_backend
+from minunet.backends.kernel_backend import KernelBackend
+from minunet.sim import SimLauncher
 
 # Kernel devices compared against the numpy reference. cuda is always listed and skipped without a GPU,
 # so the same tests run unchanged on a GPU machine.
@@ -17,6 +20,12 @@ DTYPES = [np.float32, np.float64]
 
 # Tolerances per dtype: float32 kernels differ from NumPy/BLAS by summation order, FMA and -ftz.
 TOL = {np.dtype(np.float32): dict(atol=1e-5, rtol=1e-4), np.dtype(np.float64): dict(atol=1e-12, rtol=1e-10)}
+
+
+@functools.lru_cache(maxsize=None)
+def sim_gpu_math_backend():
+    """The sim device compiled for GPU arithmetic: FMA contraction and flush-to-zero, as CuPy compiles."""
+    return KernelBackend(SimLauncher(gpu_math=True))
 
 
 def pytest_collection_modifyitems(config, items):
