@@ -98,6 +98,10 @@ def _load(path):
     return lib
 
 
+def _c_array(ctype, values):
+    return (ctype * max(1, len(values)))(*values)
+
+
 class Param:
     """One kernel parameter: its name and the type code the compiler reported ("*cf4" = const float*)."""
 
@@ -135,12 +139,12 @@ class SimKernel:
         self.max_threads_per_block = max_threads()  # __launch_bounds__, or 1024
         self.static_shared_bytes = info.shared.static_bytes
         # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
-        static = [v for _, offset, size in info.shared.static for v in (offset, size)]
-        self._static_arrays = (ctypes.c_ulonglong * max(1, len(static)))(*static)
-        self._dynamic = (ctypes.c_ulonglong * max(1, len(info.shared.dynamic)))(*[o for _, o in info.shared.dynamic])
-        names = [n.encode() for n, _ in info.shared.dynamic]
-        self._dynamic_names = (ctypes.c_char_p * max(1, len(names)))(*names)
-        self._shared_counts = len(info.shared.static), len(info.shared.dynamic)
+        layout = info.shared
+        offsets_and_sizes = [v for _, offset, size in layout.static for v in (offset, size)]
+        self._static_arrays = _c_array(ctypes.c_ulonglong, offsets_and_sizes)
+        self._dynamic = _c_array(ctypes.c_ulonglong, [offset for _, offset in layout.dynamic])
+        self._dynamic_names = _c_array(ctypes.c_char_p, [name.encode() for name, _ in layout.dynamic])
+        self._shared_counts = len(layout.static), len(layout.dynamic)
 
     def __repr__(self):
         params = ", ".join(f"{p.c_type} {p.name}" for p in self.params)
@@ -202,6 +206,9 @@ class SimKernel:
             raise ValueError(f"{where}: max_dynamic_shared_size_bytes must be an int in [0, {_OPT_IN_SHARED}], "
                              f"got {opt_in!r}")
         static = self.static_shared_bytes
+        if static > _DEFAULT_SHARED:
+            raise SimError(f"{where}: {static} bytes of static __shared__ arrays exceed {_DEFAULT_SHARED} bytes, which "
+                           f"no GPU compiles (ptxas: too much shared data); more must be dynamic shared memory")
         if opt_in and static + opt_in > _OPT_IN_SHARED:
             raise SimError(f"{where}: max_dynamic_shared_size_bytes = {opt_in} plus {static} bytes of static "
                            f"__shared__ arrays exceed {_OPT_IN_SHARED} bytes, the most any GPU allows per block")
