@@ -7,6 +7,7 @@ MINUNET_SIM_SANITIZE=1 (AddressSanitizer and UBSan, whose first report ends the 
 subprocess with libasan preloaded); fused
 multiply-adds and flush-to-zero under MINUNET_SIM_GPU_MATH=1. Without its check, each test here fails.
 """
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,8 @@ def kernel(file, name):
 
 # Each case: a clean launch, then the buggy one; the sanitizer's report names the bug and the line.
 SANITIZER_CASES = {
-    "dynamic_shared": ("f = kernel('dynamic_shared_overrun.cu', 'reverse_in_dynamic_shared')\n"
+    "dynamic_shared": ("assert kernel('shared_memory_limit.cu', 'dynamic_only').static_shared_bytes == 0\n"
+                       "f = kernel('dynamic_shared_overrun.cu', 'reverse_in_dynamic_shared')\n"
                        "x = np.ones(64, np.float32); out = np.zeros(64, np.float32)\n"
                        "f(1, 64, (x, out), shared_mem=256); print('clean launch: fine', flush=True)\n"
                        "f(1, 64, (x, out), shared_mem=128)\n",
@@ -153,9 +155,9 @@ def test_sanitizer_reports_the_bug_at_its_line(tmp_path, case):
     launch, report, line = SANITIZER_CASES[case]
     result = run_sanitized(SCRIPT_START + launch, tmp_path)
     assert "clean launch: fine" in result.stdout, result.stderr[-3000:]
-    kernel_name = launch.split("'")[3]  # the stack trace names the kernel
+    kernel_name = re.search(r"f = kernel\('[^']+', '(\w+)'\)", launch).group(1)
     assert result.returncode != 0 and report in result.stderr and line in result.stderr, result.stderr[-3000:]
-    assert f"in {kernel_name} " in result.stderr, result.stderr[-3000:]
+    assert f"in {kernel_name} " in result.stderr, result.stderr[-3000:]  # the stack trace names the kernel
 
 
 # ---- MINUNET_SIM_GPU_MATH=1: fused multiply-adds and flush-to-zero, as CuPy compiles ---------------------

@@ -294,8 +294,15 @@ def _compile(cxx, flags, runtime, wrapper, cu_path, kernels, extern_names, scrat
     wrapper_path.write_text(wrapper)
     _run([cxx, *flags, *SECTION_FLAGS, "-c", str(wrapper_path), "-o", str(obj)], cu_path.name)
     _run([cxx, *flags, "-shared", str(obj), str(runtime), "-o", str(library)], cu_path.name)
+    # AddressSanitizer's constructor registers every global, so all would look reachable: ask the linker
+    # about an uninstrumented object (same arrays, same names).
+    unsanitized = [f for f in flags if not f.startswith("-fsanitize")]
+    reach_obj = obj
+    if unsanitized != list(flags):
+        reach_obj = scratch / "unsanitized.o"
+        _run([cxx, *unsanitized, *SECTION_FLAGS, "-c", str(wrapper_path), "-o", str(reach_obj)], cu_path.name)
     linker = subprocess.run([cxx, "-print-prog-name=ld"], capture_output=True, text=True).stdout.strip() or "ld"
-    layouts = kernel_layouts(obj, library, kernels, extern_names, linker, scratch / "kernel.o")
+    layouts = kernel_layouts(reach_obj, library, kernels, extern_names, linker, scratch / "kernel.o")
     (scratch / "layouts.json").write_text(json.dumps({k: vars(v) for k, v in layouts.items()}))
     os.replace(scratch / "layouts.json", target.with_suffix(".json"))
     os.replace(library, target)

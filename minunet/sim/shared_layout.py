@@ -43,7 +43,7 @@ def reachable_names(object_path, entry: str, linker: str, scratch) -> set:
 
 
 def kernel_layouts(object_path, library_path, kernels, extern_names, linker, scratch) -> dict:
-    """{kernel: SharedLayout} for the kernels of a library linked from object_path."""
+    """{kernel: SharedLayout} for the kernels of library_path, whose arrays object_path declares."""
     placed = bss_objects(library_path)
     layouts = {}
     for kernel in kernels:

@@ -18,13 +18,33 @@ namespace minunet_sim {
 // A NaN as float and as double (0x7FFFFFFF7FFFFFFF), INT_MAX as int: a conspicuous value for every type.
 const unsigned POISON_WORD = 0x7fffffffu;
 
+// 4 KB of poison words, copied in chunks: the dynamic storage's tail is poisoned and checked every launch.
+struct PoisonBlock {
+    unsigned words[1024];
+    PoisonBlock() { for (unsigned& w : words) w = POISON_WORD; }
+};
+const PoisonBlock POISON_BLOCK;
+
 // Fill [p, p + bytes) with the poison word, aligned to the address so every array sees the same bytes.
 inline void poison(char* p, size_t bytes) {
-    static const unsigned pattern[2] = {POISON_WORD, POISON_WORD};
-    for (; bytes && ((uintptr_t)p & 3u); bytes--, p++) *p = ((const char*)pattern)[(uintptr_t)p & 3u];
-    size_t words = bytes / 4;
-    for (size_t i = 0; i < words; i++) memcpy(p + 4 * i, pattern, 4);
-    memcpy(p + 4 * words, pattern, bytes % 4);
+    const char* pattern = (const char*)POISON_BLOCK.words;
+    for (; bytes && ((uintptr_t)p & 3u); bytes--, p++) *p = pattern[(uintptr_t)p & 3u];
+    for (size_t n; bytes; bytes -= n, p += n) memcpy(p, pattern, n = bytes < 4096 ? bytes : 4096);
+}
+
+// Whether [p, p + bytes) still holds the poison; the first byte that does not, in *first.
+inline bool poisoned(const char* p, size_t bytes, size_t* first) {
+    const char* pattern = (const char*)POISON_BLOCK.words;
+    for (size_t k = 0; k < bytes;) {
+        size_t phase = (uintptr_t)(p + k) & 3u, n = bytes - k < 4096 - phase ? bytes - k : 4096 - phase;
+        if (memcmp(p + k, pattern + phase, n) != 0) {
+            while (p[k] == pattern[(uintptr_t)(p + k) & 3u]) k++;
+            *first = k;
+            return false;
+        }
+        k += n;
+    }
+    return true;
 }
 
 struct SharedMemory {
@@ -66,13 +86,10 @@ struct SharedMemory {
 #ifdef __SANITIZE_ADDRESS__
             ASAN_UNPOISON_MEMORY_REGION(dynamic_at(i) + shared_mem, tail());
 #else
-            const char* p = dynamic_at(i);
-            for (size_t k = shared_mem; k < MINUNET_SIM_DYNAMIC_SHARED_CAPACITY; k++) {
-                if (p[k] != ((const char*)&POISON_WORD)[(uintptr_t)(p + k) & 3u]) {
-                    *which = i;
-                    *offset = k;
-                    return true;
-                }
+            if (!poisoned(dynamic_at(i) + shared_mem, tail(), offset)) {
+                *which = i;
+                *offset += shared_mem;
+                return true;
             }
 #endif
         }
