@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import launch_census
 from minunet import nvrtc, paths
 from minunet.sim.build import build_library, included_files
 
@@ -140,56 +141,9 @@ def check_launch_limits(stem, results, census):
 
 
 # ---- what the simulator checks at launch, against what ptxas reports -------------------------------------
-def launch_census():
-    """{(stem, kernel, dtype name): the largest block, in threads, the backends launch it with}: every
-    convolution op at every version, and a small U-Net's training step for the other ops, on the sim."""
-    import minunet as mu
-    import minunet.functional as F
-    from minunet.backends import get_backend, kernel_conv
-    from minunet.backends.kernel_backend import KernelBackend
-
-    census = {}
-    launch = KernelBackend.launch
-
-    def recording(self, stem, kernel, dtype, grid, block, args, shared_mem=0):
-        key = (stem, kernel, nvrtc.real_name(dtype))
-        census[key] = max(census.get(key, 0), int(np.prod(block)))
-        return launch(self, stem, kernel, dtype, grid, block, args, shared_mem)
-
-    sim, rng = get_backend("sim"), np.random.default_rng(0)
-    KernelBackend.launch = recording
-    try:
-        for dtype in (np.float32, np.float64):
-            x, b, gy = (sim.asarray(rng.standard_normal(s).astype(dtype)) for s in [(1, 3, 6, 6), (4,), (1, 4, 6, 6)])
-            w3, w1 = (sim.asarray(rng.standard_normal(s).astype(dtype)) for s in [(4, 3, 3, 3), (4, 3, 1, 1)])
-            wu, gyu = (sim.asarray(rng.standard_normal(s).astype(dtype)) for s in [(3, 4, 2, 2), (1, 4, 12, 12)])
-            calls = {"conv3x3_forward": lambda v: sim.conv3x3(x, w3, b, 1, version=v),
-                     "conv3x3_grad_input": lambda v: sim.conv3x3_grad_input(gy, w3, 1, x.shape, version=v),
-                     "conv3x3_grad_weight": lambda v: sim.conv3x3_grad_weight(x, gy, 1, version=v),
-                     "up_conv2x2_forward": lambda v: sim.up_conv2x2(x, wu, b, version=v),
-                     "up_conv2x2_grad_input": lambda v: sim.up_conv2x2_grad_input(gyu, wu, version=v),
-                     "up_conv2x2_grad_weight": lambda v: sim.up_conv2x2_grad_weight(x, gyu, version=v),
-                     "conv1x1_forward": lambda v: sim.conv1x1(x, w1, b, version=v),
-                     "conv1x1_grad_input": lambda v: sim.conv1x1_grad_input(gy, w1, version=v),
-                     "conv1x1_grad_weight": lambda v: sim.conv1x1_grad_weight(x, gy, version=v)}
-            for op, call in calls.items():
-                for v in kernel_conv.all_versions(op):
-                    if not (kernel_conv.TF32_VERSIONS.get(op) == v and dtype != np.float32):
-                        call(v)
-        net = mu.UNet(depth=2, base_channels=4, device="sim", dropout=0.5)
-        image = mu.Tensor(rng.random((1, 1, 44, 44)).astype(np.float32), device="sim")
-        logits = net(image)
-        labels = mu.Tensor(rng.integers(0, 2, (1,) + logits.shape[2:]).astype(np.int32), device="sim")
-        F.weighted_softmax_cross_entropy(logits, labels).backward()
-        mu.optim.SGD(net.parameters(), lr=0.01, momentum=0.9).step()
-    finally:
-        KernelBackend.launch = launch
-    return census
-
-
 @pytest.fixture(scope="module")
 def census():
-    return launch_census()
+    return launch_census()  # records the block size of every launch the backends make
 
 
 def test_register_pressure_over_the_block_limit_is_found(tmp_path):
