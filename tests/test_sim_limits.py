@@ -82,15 +82,15 @@ def test_a_block_over_the_launch_bounds_is_refused():
 # ---- dynamic shared memory is exactly shared_mem bytes: every mode (writes), sanitize (reads, lines) -------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_write_past_the_dynamic_shared_memory_is_an_error(rng, dtype):
-    f = kernel("dynamic_shared_overrun.cu", "reverse_in_dynamic_shared", dtype)
-    x = rng.standard_normal(2 * 64).astype(dtype)
+    f = kernel("dynamic_shared_overrun.cu", "forward_difference", dtype)
+    x = rng.standard_normal(100).astype(dtype)
     out = nan_array(x.size, dtype)
     itemsize = np.dtype(dtype).itemsize
-    f(2, 64, (x, out), shared_mem=64 * itemsize)
-    np.testing.assert_array_equal(out, x.reshape(2, 64)[:, ::-1].ravel())
-    with pytest.raises(SimError, match=rf"reverse_in_dynamic_shared' wrote past the {32 * itemsize} bytes of "
-                                       rf"dynamic shared memory .*extern __shared__ staged, byte {32 * itemsize}\b"):
-        f(2, 64, (x, out), shared_mem=32 * itemsize)
+    f(2, 64, (x, out, np.int32(100)), shared_mem=65 * itemsize)  # the block's 64 elements and the halo
+    np.testing.assert_array_equal(out, np.diff(np.concatenate([x, np.zeros(1, dtype)])))
+    with pytest.raises(SimError, match=rf"forward_difference' wrote past the {64 * itemsize} bytes of "
+                                       rf"dynamic shared memory .*extern __shared__ staged, byte {64 * itemsize}\b"):
+        f(2, 64, (x, out, np.int32(100)), shared_mem=64 * itemsize)
 
 
 # ---- uninitialised shared memory: the poison survives fmax and integer compares, every mode --------------
@@ -122,11 +122,11 @@ def kernel(file, name):
 # Each case: a clean launch, then the buggy one; the sanitizer's report names the bug and the line.
 SANITIZER_CASES = {
     "dynamic_shared": ("assert kernel('shared_memory_limit.cu', 'dynamic_only').static_shared_bytes == 0\n"
-                       "f = kernel('dynamic_shared_overrun.cu', 'reverse_in_dynamic_shared')\n"
+                       "f = kernel('dynamic_shared_overrun.cu', 'forward_difference')\n"
                        "x = np.ones(64, np.float32); out = np.zeros(64, np.float32)\n"
-                       "f(1, 64, (x, out), shared_mem=256); print('clean launch: fine', flush=True)\n"
-                       "f(1, 64, (x, out), shared_mem=128)\n",
-                       "AddressSanitizer: use-after-poison", "dynamic_shared_overrun.cu:8"),
+                       "f(1, 64, (x, out, np.int32(64)), shared_mem=260); print('clean launch: fine', flush=True)\n"
+                       "f(1, 64, (x, out, np.int32(64)), shared_mem=256)\n",
+                       "AddressSanitizer: use-after-poison", "dynamic_shared_overrun.cu:10"),
     "shared_array": ("f = kernel('shared_array_overrun.cu', 'write_past_shared_array')\n"
                      "out = np.zeros(32, np.float32)\n"
                      "f(1, 32, (out, np.int32(0))); print('clean launch: fine', flush=True)\n"
