@@ -4,8 +4,8 @@ Each bug is reported in the mode ARCHITECTURE.md names for it: launch limits, wr
 memory and the poison of uninitialised shared memory in every mode; accesses past dynamic shared memory
 or past a shared array, misaligned vector loads, signed overflow and bad shifts under
 MINUNET_SIM_SANITIZE=1 (AddressSanitizer and UBSan, whose first report ends the process: run in a
-subprocess with libasan preloaded); fused
-multiply-adds and flush-to-zero under MINUNET_SIM_GPU_MATH=1. Without its check, each test here fails.
+subprocess with libasan preloaded); fused multiply-adds and flush-to-zero under MINUNET_SIM_GPU_MATH=1.
+Without its check, each test here fails. Registers x threads, which only NVRTC knows: tests/test_nvrtc.py.
 """
 import re
 from pathlib import Path
@@ -132,6 +132,11 @@ SANITIZER_CASES = {
                      "f(1, 32, (out, np.int32(0))); print('clean launch: fine', flush=True)\n"
                      "f(1, 32, (out, np.int32(1)))\n",
                      "index 32 out of bounds for type 'float [32]'", "shared_array_overrun.cu:9"),
+    "shared_array_pointer": ("f = kernel('shared_array_overrun.cu', 'write_past_through_pointer')\n"
+                             "out = np.zeros(32, np.float32)\n"
+                             "f(1, 32, (out, np.int32(0))); print('clean launch: fine', flush=True)\n"
+                             "f(1, 32, (out, np.int32(1)))\n",
+                             "AddressSanitizer: global-buffer-overflow", "shared_array_overrun.cu:15"),
     "misaligned_vector": ("f = kernel('misaligned_vector.cu', 'load_float4')\n"
                           "x = np.arange(64, dtype=np.float32); out = np.zeros(8, np.float32)\n"
                           "f(1, 4, (x, out, np.int32(0))); print('clean launch: fine', flush=True)\n"
@@ -160,6 +165,16 @@ def test_sanitizer_reports_the_bug_at_its_line(tmp_path, case):
     assert f"in {kernel_name} " in result.stderr, result.stderr[-3000:]  # the stack trace names the kernel
 
 
+def test_todays_kernels_run_clean_under_the_sanitizers(tmp_path):
+    """Every kernel the backends launch (each conv version, a U-Net training step), float32, under
+    AddressSanitizer and UBSan: no finding, no SimError."""
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              "import numpy as np\nfrom conftest import launch_census\n"
+              "print(len(launch_census((np.float32,))), 'kernels ran clean', flush=True)\n")
+    result = run_sanitized(script, tmp_path, timeout=900)
+    assert result.returncode == 0 and "kernels ran clean" in result.stdout, result.stderr[-3000:]
+
+
 # ---- MINUNET_SIM_GPU_MATH=1: fused multiply-adds and flush-to-zero, as CuPy compiles ---------------------
 def test_gpu_arithmetic_fuses_multiply_adds_and_flushes_float_denormals():
     # a*b is not exact in float: a fused multiply-subtract of c = fl(a*b) gives the rounding error, not 0.
@@ -180,13 +195,3 @@ def test_gpu_arithmetic_fuses_multiply_adds_and_flushes_float_denormals():
     np.testing.assert_array_equal(results[True][1], 0)              # GPU: flushed to zero
     if cpu_has_fma():
         np.testing.assert_array_equal(results[True][0], exact_error)  # GPU: one fused rounding
-
-
-def test_todays_kernels_run_clean_under_the_sanitizers(tmp_path):
-    """Every kernel the backends launch (each conv version, a U-Net training step), float32, under
-    AddressSanitizer and UBSan: no finding, no SimError."""
-    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-              "import numpy as np\nfrom conftest import launch_census\n"
-              "print(len(launch_census((np.float32,))), 'kernels ran clean', flush=True)\n")
-    result = run_sanitized(script, tmp_path, timeout=900)
-    assert result.returncode == 0 and "kernels ran clean" in result.stdout, result.stderr[-3000:]
