@@ -33,7 +33,7 @@ inline void poison(char* p, size_t bytes) {
 }
 
 // Whether [p, p + bytes) still holds the poison; the first byte that does not, in *first.
-inline bool poisoned(const char* p, size_t bytes, size_t* first) {
+inline bool still_poisoned(const char* p, size_t bytes, size_t* first) {
     const char* pattern = (const char*)POISON_BLOCK.words;
     for (size_t k = 0; k < bytes;) {
         size_t phase = (uintptr_t)(p + k) & 3u, n = bytes - k < 4096 - phase ? bytes - k : 4096 - phase;
@@ -86,7 +86,7 @@ struct SharedMemory {
 #ifdef __SANITIZE_ADDRESS__
             ASAN_UNPOISON_MEMORY_REGION(dynamic_at(i) + shared_mem, tail());
 #else
-            if (!poisoned(dynamic_at(i) + shared_mem, tail(), offset)) {
+            if (!still_poisoned(dynamic_at(i) + shared_mem, tail(), offset)) {
                 *which = i;
                 *offset += shared_mem;
                 return true;
