@@ -7,6 +7,7 @@ MINUNET_SIM_SANITIZE=1 (AddressSanitizer and UBSan, whose first report ends the 
 subprocess with libasan preloaded); fused multiply-adds and flush-to-zero under MINUNET_SIM_GPU_MATH=1.
 Without its check, each test here fails. Registers x threads, which only NVRTC knows: tests/test_nvrtc.py.
 """
+import os
 import re
 from pathlib import Path
 
@@ -195,3 +196,12 @@ def test_gpu_arithmetic_fuses_multiply_adds_and_flushes_float_denormals():
     np.testing.assert_array_equal(results[True][1], 0)              # GPU: flushed to zero
     if cpu_has_fma():
         np.testing.assert_array_equal(results[True][0], exact_error)  # GPU: one fused rounding
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the FMA flag is an x86-64 question")
+def test_gpu_arithmetic_without_fma_instructions_warns_and_does_not_fuse(monkeypatch):
+    from minunet.sim import build
+    monkeypatch.setattr(build, "cpu_has_fma", lambda: False)
+    with pytest.warns(UserWarning, match="no FMA instructions, so multiply-adds are not fused"):
+        flags = build.gpu_math_flags()
+    assert "-mfma" not in flags and "-DMINUNET_SIM_GPU_MATH=1" in flags  # flush-to-zero still on

@@ -90,7 +90,7 @@ def cpu_has_fma() -> bool:
         return True
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            return any(line.startswith("flags") and " fma" in line for line in cpuinfo)
+            return any(line.startswith("flags") and "fma" in line.split() for line in cpuinfo)
     except OSError:
         return False
 
