@@ -44,9 +44,10 @@
 // loads; its columns interleaved by 16, so that neighbouring threads read neighbouring shared words and
 // write neighbouring pixels, coalesced). v3 and v5 use 64 x 64 tiles, v4 128 x 128.
 //   conv3x3_forward_v3: register-blocked implicit GEMM, 64 output channels x 64 pixels per block, with a
-//       fused epilogue: bias and (relu = 1) max(., 0) applied before the single write of y. Why faster
-//       than v2: each x value is loaded from global memory once per 64 output channels (v2: per 8), and
-//       each thread does 16 FMAs per 5 shared-memory loads (v2: about 1 per load). The pixel dimension runs
+//       fused epilogue: bias and (relu = 1) max(., 0) applied before the single write of y. Why it should
+//       beat v2 (expected, not yet measured on a GPU): each x value is loaded once per tap for 64 output
+//       channels (v2: once for 8), and each thread does 16 FMAs per 5 shared-memory loads (v2: about 1 per
+//       value loaded); tutorials/03b-gemm-ladder.md counts both in the SASS. The pixel dimension runs
 //       over N*Ho*Wo, so the 28x28 layers with 1024 channels still fill the GPU (grid 13 x 16 blocks).
 //   conv3x3_forward_v4: v3 with a 128 x 128 block tile, 8 x 8 outputs per thread: 64 FMAs per 10 shared
 //       loads (v3: 16 per 5) and each operand value loaded from global memory half as often. The price:

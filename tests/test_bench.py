@@ -191,6 +191,15 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
     assert (tmp_path / "roofline-cuda-2026-01-02.png").stat().st_size > 0
     assert json.loads((tmp_path / "results-cuda-2026-01-02.json").read_text())["training"]["minunet"]["runs"] == 5
 
+    def broken_plot(*args):
+        raise RuntimeError("no matplotlib backend")
+
+    md.unlink()
+    monkeypatch.setattr(bench, "plot_roofline", broken_plot)
+    with pytest.raises(RuntimeError, match="no matplotlib backend"):
+        bench.run(out=tmp_path, plot=True, log=lambda *a: None)
+    assert "| minunet | 250.0 | 5 |" in md.read_text()  # the plot comes last: its failure keeps the numbers
+
 
 def test_cpu_run_end_to_end(tmp_path):
     out = tmp_path / "results"

@@ -271,6 +271,7 @@ def test_source_hash_follows_the_included_headers(tmp_path):
 
 def test_cuda_launcher_compiles_with_the_same_options(tmp_path, monkeypatch):
     import cupy
+    from test_launch_limits import H100
     from minunet.backends import cuda_launcher
 
     created, launched = [], []
@@ -280,11 +281,17 @@ def test_cuda_launcher_compiles_with_the_same_options(tmp_path, monkeypatch):
             created.append((code, options))
 
         def get_function(self, name):
-            return lambda grid, block, args, shared_mem=0: launched.append((name, grid, block, args, shared_mem))
+            def raw_kernel(grid, block, args, shared_mem=0):
+                launched.append((name, grid, block, args, shared_mem))
+            # what the launcher's pre-launch check reads (tests/test_launch_limits.py tests the check)
+            raw_kernel.max_threads_per_block, raw_kernel.num_regs, raw_kernel.shared_size_bytes = 1024, 32, 0
+            return raw_kernel
 
     folder = kernel_dir_with(tmp_path, scale__cu=SCALE_KERNEL)
     monkeypatch.setattr(paths, "kernels_dir", lambda: folder)
     monkeypatch.setattr(cupy, "RawModule", FakeRawModule)
+    monkeypatch.setattr(cupy.cuda, "Device", lambda: type("FakeDevice", (), {"id": 0})())
+    monkeypatch.setattr(cuda_launcher, "device_limits", lambda device_id: H100)
     launcher = cuda_launcher.CudaLauncher()
     assert launcher.name == "cuda" and launcher.xp is cupy
     f = launcher.function("scale", "scale_v1", np.float32)

@@ -1,7 +1,7 @@
-"""Every tutorial chapter runs (at small sizes), shows only figures it makes and commits, and quotes real kernels.
+"""Every tutorial chapter runs (at small sizes), shows only figures it makes and commits, and quotes real code.
 
-One test per chapter, discovered from tutorials/NN-*.md and tagged with a marker `chapterN`, so a reader
-runs only their chapter (minitorch style):
+One test per chapter, discovered from tutorials/NN-*.md (and NNx-*.md) and tagged with a marker `chapterN`
+(`chapter3b` for 03b-*.md), so a reader runs only their chapter (minitorch style):
 
     python -m pytest tests/test_tutorials.py -m chapter3      # or: -k 03-conv3x3
 """
@@ -11,21 +11,20 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tutorial_runner import (ROOT, TUTORIALS, TutorialError, chapter_number, check_cuda_excerpts,  # noqa: E402
-                             check_figures, run_chapter)
+from tutorial_runner import (ROOT, TUTORIALS, TutorialError, chapter_id, chapter_marker,  # noqa: E402
+                             check_excerpts, check_figures, run_chapter)
 
-CHAPTERS = sorted(TUTORIALS.glob("[0-9][0-9]-*.md"))
+CHAPTERS = sorted(TUTORIALS.glob("[0-9][0-9]*-*.md"))
 
 
 def _chapter_params():
-    return [pytest.param(p, id=p.stem, marks=getattr(pytest.mark, f"chapter{chapter_number(p)}"))
-            for p in CHAPTERS]
+    return [pytest.param(p, id=p.stem, marks=getattr(pytest.mark, chapter_marker(p))) for p in CHAPTERS]
 
 
 @pytest.mark.parametrize("chapter", _chapter_params())
 def test_chapter_runs(chapter, tmp_path):
     try:
-        check_cuda_excerpts(chapter)
+        check_excerpts(chapter)
         produced = run_chapter(chapter, tmp_path, small=True)
         check_figures(chapter, produced)
         return
@@ -36,7 +35,7 @@ def test_chapter_runs(chapter, tmp_path):
 
 def _linked_chapters(markdown):
     import re
-    return {Path(link).name for link in re.findall(r"\]\((?:\./)?([0-9][0-9]-[^)#\s]+\.md)(?:#[^)]*)?\)", markdown)}
+    return {Path(link).name for link in re.findall(r"\]\((?:\./)?([0-9][0-9][a-z]?-[^)#\s]+\.md)(?:#[^)]*)?\)", markdown)}
 
 
 def test_table_of_contents_links_every_chapter():
@@ -48,10 +47,33 @@ def test_table_of_contents_links_every_chapter():
     assert linked - present == set(), f"tutorials/README.md links chapters that do not exist: {sorted(linked - present)}"
 
 
-def test_chapter_numbers_are_unique():
-    numbers = [chapter_number(p) for p in CHAPTERS]
+def test_chapter_numbers_are_unique_and_have_markers():
+    numbers = [chapter_id(p) for p in CHAPTERS]
     duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
     assert not duplicates, f"two chapters share a number: {duplicates}"
+    declared = (ROOT / "pyproject.toml").read_text()
+    missing = [chapter_marker(p) for p in CHAPTERS if f'"{chapter_marker(p)}:' not in declared]
+    assert not missing, f"pyproject.toml's pytest markers lack {missing}"
+
+
+@pytest.mark.parametrize("fence, body, problem", [
+    ("cuda", "extern \"C\" __global__ void conv3x3_forward_v1(const real* x, int n) {", "not a verbatim excerpt"),
+    ("python minunet/unet.py", "    def forward(self, x):\n# ...\n        return self.head(x)", None),
+    ("python minunet/unet.py", "        skips = []\n# ...\n        size = x.shape[2:]", "not a verbatim"),
+    ("text minunet/no_such_file.py", "x", "not a file of the repository"),
+    ("text", "        skips = []\n        for i, level in enumerate(self.down):\n            x = level(x)",
+     "without naming its file"),
+    ("python", "skips = []\nfor i, level in enumerate(down):\n    x = level(x)", None),
+    ("c", "    int i = blockIdx.x * blockDim.x + threadIdx.x;\n    if (i >= count) return;\n    real sum = (real)0;",
+     "without naming its file")])
+def test_excerpts_are_checked_against_their_source(tmp_path, fence, body, problem):
+    chapter = tmp_path / "99-excerpt.md"
+    chapter.write_text(f"```{fence}\n{body}\n```\n")
+    if problem is None:
+        check_excerpts(chapter)
+    else:
+        with pytest.raises(TutorialError, match=problem):
+            check_excerpts(chapter)
 
 
 def test_root_readme_links_the_tutorials():
