@@ -16,6 +16,7 @@ import pytest
 
 from conftest import run_sanitized
 from minunet import paths
+from minunet.backends.launch_limits import LaunchLimitError
 from minunet.sim import SimError, SimLauncher, SimModule
 from minunet.sim.build import cpu_has_fma
 
@@ -23,59 +24,56 @@ LIMITS = Path(__file__).parent / "sim_kernels" / "limits"
 REAL = {np.float32: "float", np.float64: "double"}
 
 
-def kernel(file, name, dtype=np.float32, **options):
+def kernel(file, name, dtype=np.float32, max_dynamic_shared=None, **options):
     return SimModule(LIMITS / file, defines={"MINUNET_REAL": REAL[dtype]}, include_dirs=[paths.kernels_dir()],
-                     **options).get_function(name)
+                     **options).get_function(name, max_dynamic_shared)
 
 
 def nan_array(shape, dtype):
     return SimLauncher().empty(shape, dtype)
 
 
-# ---- launch limits: every mode -----------------------------------------------------------------------------
+# ---- launch limits: every mode, the cuda launcher's checks (launch_limits.py) -------------------------------
 def test_static_plus_dynamic_shared_memory_over_48_kb_needs_the_opt_in():
     f = kernel("shared_memory_limit.cu", "static_and_dynamic")
-    assert f.static_shared_bytes == 40 * 1024  # the helper's array, reached through the call
-    assert kernel("shared_memory_limit.cu", "dynamic_only").static_shared_bytes == 0
+    assert f.attributes["shared_size_bytes"] == 40 * 1024  # the helper's array, reached through the call
+    assert kernel("shared_memory_limit.cu", "dynamic_only").attributes["shared_size_bytes"] == 0
     out = nan_array(64, np.float32)
     f(1, 64, (out,), shared_mem=8 * 1024)  # 40 + 8 KB: fits
     assert not np.isnan(out).any()
-    with pytest.raises(SimError, match=r"static_and_dynamic': 40960 bytes of static __shared__ arrays \+ "
-                                       r"shared_mem = 8196 bytes exceed 49152 .*max_dynamic_shared_size_bytes"):
+    with pytest.raises(LaunchLimitError, match=r"static_and_dynamic': 40960 B static \+ 8196 B dynamic shared memory "
+                                               r"= 49156 B per block, over the 49152 B .* max_dynamic_shared=8196"):
         f(1, 64, (out,), shared_mem=8 * 1024 + 4)
 
 
 def test_the_opt_in_allows_more_and_bounds_the_launch():
-    f = kernel("shared_memory_limit.cu", "dynamic_only")
-    f.max_dynamic_shared_size_bytes = 100 * 1024
+    f = kernel("shared_memory_limit.cu", "dynamic_only", max_dynamic_shared=100 * 1024)
     out = nan_array(64, np.float32)
     f(1, 64, (out,), shared_mem=100 * 1024)
     np.testing.assert_array_equal(out, (np.arange(64) + 1) % 64)
-    with pytest.raises(SimError, match="shared_mem = 102404 bytes is more than the max_dynamic_shared_size_bytes"):
+    with pytest.raises(LaunchLimitError, match="over the max_dynamic_shared=102400 B this function opted in to"):
         f(1, 64, (out,), shared_mem=100 * 1024 + 4)
-    g = kernel("shared_memory_limit.cu", "static_and_dynamic")
-    g.max_dynamic_shared_size_bytes = 200 * 1024
-    with pytest.raises(SimError, match="plus 40960 bytes of static __shared__ arrays exceed 232448"):
-        g(1, 64, (out,), shared_mem=0)
-    f.max_dynamic_shared_size_bytes = 300 * 1024
-    with pytest.raises(ValueError, match=r"max_dynamic_shared_size_bytes must be an int in \[0, 232448\]"):
-        f(1, 64, (out,))
+    with pytest.raises(LaunchLimitError, match="max_dynamic_shared=200000 B plus its 40960 B of static shared memory "
+                                               "exceeds the 232448 B"):
+        kernel("shared_memory_limit.cu", "static_and_dynamic", max_dynamic_shared=200000)
+    launcher = SimLauncher()  # the launcher contract: the opt-in is an argument of function(), as on cuda
+    g = launcher.function("elementwise", "bias_grad_v1", np.float32, max_dynamic_shared=64 * 1024)
+    assert g.max_dynamic_shared == 64 * 1024 and launcher.function("elementwise", "bias_grad_v1", np.float32) is not g
 
 
 def test_static_shared_memory_over_48_kb_is_refused():
-    f = kernel("over_static_limit.cu", "too_much_static")
-    for opt_in in (0, 100 * 1024):  # no opt-in helps: ptxas refuses it
-        f.max_dynamic_shared_size_bytes = opt_in
-        with pytest.raises(SimError, match="too_much_static': 53248 bytes of static __shared__ arrays exceed 49152"):
-            f(1, 32, (nan_array(32, np.float32),))
+    for opt_in in (None, 100 * 1024):  # no opt-in helps: ptxas refuses to compile it
+        with pytest.raises(LaunchLimitError, match="too_much_static': 53248 B of static shared memory .* exceed the "
+                                                   "49152 B any GPU compiles"):
+            kernel("over_static_limit.cu", "too_much_static", max_dynamic_shared=opt_in)
 
 
 def test_a_block_over_the_launch_bounds_is_refused():
     out = nan_array(256, np.float32)
     kernel("launch_bounds.cu", "bounded")(2, 128, (out,))
-    assert kernel("launch_bounds.cu", "bounded").max_threads_per_block == 128
-    with pytest.raises(SimError, match=r"bounded': block \(129, 1, 1\) has 129 threads, more than its "
-                                       r"__launch_bounds__\(128\)"):
+    assert kernel("launch_bounds.cu", "bounded").attributes["max_threads_per_block"] == 128
+    with pytest.raises(LaunchLimitError, match=r"bounded': block \(129, 1, 1\) has 129 threads, but as compiled it "
+                                               r"can run at most 128 per block \(its __launch_bounds__\)"):
         kernel("launch_bounds.cu", "bounded")(1, 129, (out,))
     kernel("launch_bounds.cu", "unbounded")(1, 256, (out,))  # no bounds: up to 1024
 
@@ -122,7 +120,7 @@ def kernel(file, name):
 
 # Each case: a clean launch, then the buggy one; the sanitizer's report names the bug and the line.
 SANITIZER_CASES = {
-    "dynamic_shared": ("assert kernel('shared_memory_limit.cu', 'dynamic_only').static_shared_bytes == 0\n"
+    "dynamic_shared": ("assert kernel('shared_memory_limit.cu', 'dynamic_only').attributes['shared_size_bytes'] == 0\n"
                        "f = kernel('dynamic_shared_overrun.cu', 'forward_difference')\n"
                        "x = np.ones(64, np.float32); out = np.zeros(64, np.float32)\n"
                        "f(1, 64, (x, out, np.int32(64)), shared_mem=260); print('clean launch: fine', flush=True)\n"

@@ -21,8 +21,9 @@ How it works
   INT_MAX as int; fmax/fmin keep it), so an element nobody wrote shows up. Arguments are checked against
   the compiled parameter types: a Python int for an `int`, np.float64 for a `float`, a float32 array for a
   `const double*` are TypeErrors.
-- Launch limits (launch.py), as a GPU refuses them: a block over the kernel's __launch_bounds__; static +
-  dynamic shared memory over 48 KB unless `f.max_dynamic_shared_size_bytes` opts in (at most 227 KB). An
+- Launch limits (launch.py, with the cuda launcher's checks), as a GPU refuses them: a block over the
+  kernel's __launch_bounds__; static + dynamic shared memory over 48 KB unless the function opts in with
+  `function(..., max_dynamic_shared=B)` (static + B at most 227 KB); static alone over 48 KB. An
   `extern __shared__` array has exactly `shared_mem` bytes: a write past them is a SimError after the
   launch (shared_memory.h). Registers the sim cannot know: tests/test_nvrtc.py checks them with NVRTC.
 - Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the threads of each
@@ -96,10 +97,11 @@ class SimLauncher:
                                            gpu_math=self.gpu_math)
         return self._modules[key]
 
-    def function(self, stem, kernel_name, dtype):
-        """f(grid, block, args, shared_mem=0) for kernel_name of kernels/<stem>.cu compiled for dtype."""
-        key = (stem, kernel_name, np.dtype(dtype))
+    def function(self, stem, kernel_name, dtype, max_dynamic_shared=None):
+        """f(grid, block, args, shared_mem=0) for kernel_name of kernels/<stem>.cu compiled for dtype;
+        max_dynamic_shared=B opts in to up to B bytes of dynamic shared memory per launch (ARCHITECTURE.md)."""
+        key = (stem, kernel_name, np.dtype(dtype), max_dynamic_shared)
         fn = self._functions.get(key)
         if fn is None:
-            fn = self._functions[key] = self.module(stem, dtype).get_function(kernel_name)
+            fn = self._functions[key] = self.module(stem, dtype).get_function(kernel_name, max_dynamic_shared)
         return fn

@@ -2,9 +2,10 @@
 
 A launch takes the same (grid, block, args, shared_mem) as a CuPy RawKernel call. Each argument is
 checked against the parameter type the compiler reported, because a wrong type would not fail on a GPU
-either: it would silently pass the wrong bytes. The launch is checked against the limits a GPU enforces:
-the block against the kernel's __launch_bounds__, static + dynamic shared memory against 48 KB unless the
-kernel opted in to more (`f.max_dynamic_shared_size_bytes = n`, CuPy's RawKernel attribute of that name).
+either: it would silently pass the wrong bytes. The launch is checked against the limits a GPU enforces,
+with the cuda launcher's own checks (minunet/backends/launch_limits.py): the block against the kernel's
+__launch_bounds__, static + dynamic shared memory against 48 KB unless the function opted in to more
+(get_function(name, max_dynamic_shared=B)).
 """
 import ctypes
 import os
@@ -14,6 +15,7 @@ import threading
 
 import numpy as np
 
+from ..backends.launch_limits import LaunchLimitError, check_launch, check_opt_in
 from .build import SimError, build_library, sanitize_enabled
 
 # One launch at a time in the whole process: the runtime's state and the crash handlers are process-wide.
@@ -27,10 +29,10 @@ _C_NAMES = {"f4": "float", "f8": "double", "i1": "char", "u1": "unsigned char", 
             "u8": "unsigned long long", "b1": "bool", "v": "void"}
 _MAX_BLOCK = (1024, 1024, 64)
 _MAX_GRID = (2**31 - 1, 65535, 65535)
-# Shared memory per block: what any kernel may use, and the most a kernel can opt in to (sm_90; sm_80 has
-# 163 KB, sm_86 99 KB, sm_75 64 KB: the cuda launcher checks the device it runs on).
-_DEFAULT_SHARED = 48 * 1024
-_OPT_IN_SHARED = 227 * 1024
+# The device the sim checks launches against, in launch_limits' terms: an sm_90 (sm_80 lets a function opt
+# in to 163 KB, sm_86 to 99 KB, sm_75 to 64 KB: the cuda launcher checks the device it runs on).
+SIM_DEVICE_LIMITS = dict(max_threads_per_block=1024, max_block_dim=_MAX_BLOCK, max_registers_per_block=64 * 1024,
+                         max_shared_per_block=48 * 1024, max_shared_per_block_optin=227 * 1024)
 
 
 def shuffle_seed_from_env():
@@ -117,10 +119,10 @@ class Param:
 class SimKernel:
     """A launchable kernel: f(grid, block, args, shared_mem=0), like cupy.RawKernel.__call__."""
 
-    def __init__(self, module, name, info):
+    def __init__(self, module, name, info, max_dynamic_shared=None):
         self.module = module
         self.name = name
-        self.max_dynamic_shared_size_bytes = 0  # the opt-in, as cupy.RawKernel's attribute (ARCHITECTURE.md)
+        self.max_dynamic_shared = max_dynamic_shared  # the opt-in (ARCHITECTURE.md)
         lib = module.library
         param_names = info.params
         self._run = ctypes.cast(getattr(lib, f"minunet_sim_run_{name}"), ctypes.c_void_p).value
@@ -136,8 +138,16 @@ class SimKernel:
                                f"(only arithmetic scalars and pointers)")
         max_threads = getattr(lib, f"minunet_sim_max_threads_{name}")
         max_threads.restype = ctypes.c_int
-        self.max_threads_per_block = max_threads()  # __launch_bounds__, or 1024
-        self.static_shared_bytes = info.shared.static_bytes
+        # What launch_limits reads of a compiled function; the sim has no registers (tests/test_nvrtc.py).
+        self.attributes = dict(max_threads_per_block=max_threads(), num_regs=None,  # __launch_bounds__ or 1024
+                               shared_size_bytes=info.shared.static_bytes)
+        static, most = info.shared.static_bytes, SIM_DEVICE_LIMITS["max_shared_per_block"]
+        if static > most:
+            raise LaunchLimitError(f"kernel '{name}': {static} B of static shared memory (__shared__ arrays) exceed "
+                                   f"the {most} B any GPU compiles (ptxas: too much shared data); make the rest "
+                                   f"dynamic shared memory, with max_dynamic_shared")
+        if max_dynamic_shared is not None:
+            check_opt_in(name, self.attributes, SIM_DEVICE_LIMITS, max_dynamic_shared)
         # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
         layout = info.shared
         offsets_and_sizes = [v for _, offset, size in layout.static for v in (offset, size)]
@@ -190,41 +200,11 @@ class SimKernel:
             raise TypeError(f"{where} needs np.{param.dtype.type.__name__}, got {got}")
         return np.ctypeslib.as_ctypes_type(param.dtype).from_buffer_copy(value.tobytes())
 
-    def _check_limits(self, block, shared_mem):
-        """What a GPU refuses to launch (cudaErrorInvalidValue, cudaErrorLaunchOutOfResources)."""
-        where = f"kernel '{self.name}'"
-        threads = block[0] * block[1] * block[2]
-        if threads > 1024:
-            raise ValueError(f"{where}: block {tuple(block)} has {threads} threads; CUDA allows 1024")
-        if threads > self.max_threads_per_block:
-            raise SimError(f"{where}: block {tuple(block)} has {threads} threads, more than its "
-                           f"__launch_bounds__({self.max_threads_per_block}): a GPU refuses the launch")
-        if isinstance(shared_mem, bool) or not isinstance(shared_mem, (int, np.integer)) or shared_mem < 0:
-            raise ValueError(f"{where}: shared_mem must be a non-negative int (bytes), got {shared_mem!r}")
-        opt_in = self.max_dynamic_shared_size_bytes
-        if isinstance(opt_in, bool) or not isinstance(opt_in, (int, np.integer)) or not 0 <= opt_in <= _OPT_IN_SHARED:
-            raise ValueError(f"{where}: max_dynamic_shared_size_bytes must be an int in [0, {_OPT_IN_SHARED}], "
-                             f"got {opt_in!r}")
-        static = self.static_shared_bytes
-        if static > _DEFAULT_SHARED:
-            raise SimError(f"{where}: {static} bytes of static __shared__ arrays exceed {_DEFAULT_SHARED} bytes, which "
-                           f"no GPU compiles (ptxas: too much shared data); more must be dynamic shared memory")
-        if opt_in and static + opt_in > _OPT_IN_SHARED:
-            raise SimError(f"{where}: max_dynamic_shared_size_bytes = {opt_in} plus {static} bytes of static "
-                           f"__shared__ arrays exceed {_OPT_IN_SHARED} bytes, the most any GPU allows per block")
-        if opt_in and shared_mem > opt_in:
-            raise SimError(f"{where}: shared_mem = {shared_mem} bytes is more than the "
-                           f"max_dynamic_shared_size_bytes = {opt_in} it opted in to")
-        if not opt_in and static + shared_mem > _DEFAULT_SHARED:
-            raise SimError(f"{where}: {static} bytes of static __shared__ arrays + shared_mem = {shared_mem} bytes "
-                           f"exceed {_DEFAULT_SHARED} bytes per block; more needs the opt-in: "
-                           f"f.max_dynamic_shared_size_bytes = n (cudaFuncAttributeMaxDynamicSharedMemorySize)")
-
     # -- launch ------------------------------------------------------------------------------------------
     def __call__(self, grid, block, args, shared_mem=0):
         grid = self._dims(grid, "grid", _MAX_GRID)
         block = self._dims(block, "block", _MAX_BLOCK)
-        self._check_limits(block, shared_mem)
+        check_launch(self.name, self.attributes, SIM_DEVICE_LIMITS, block, shared_mem, self.max_dynamic_shared)
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"kernel '{self.name}': args must be a tuple, got {type(args).__name__}")
         if len(args) != len(self.params):
@@ -265,9 +245,11 @@ class SimModule:
         self.library = _load(self.library_path)
         self._functions = {}
 
-    def get_function(self, name):
-        if name not in self._functions:
+    def get_function(self, name, max_dynamic_shared=None):
+        """The kernel; max_dynamic_shared=B opts it in to launches with up to B bytes of dynamic shared memory."""
+        key = (name, max_dynamic_shared)
+        if key not in self._functions:
             if name not in self.kernels:
                 raise ValueError(f"no kernel {name!r} in {self.path}; its kernels: {sorted(self.kernels)}")
-            self._functions[name] = SimKernel(self, name, self.kernels[name])
-        return self._functions[name]
+            self._functions[key] = SimKernel(self, name, self.kernels[name], max_dynamic_shared)
+        return self._functions[key]
