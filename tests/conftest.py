@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minunet import paths
 from minunet.backends import cuda_available, get_backend
 from minunet.backends.kernel_backend import KernelBackend
 from minunet.sim import SimLauncher
@@ -73,15 +74,16 @@ def numpy_backend():
     return get_backend("numpy")
 
 
-def run_sanitized(script, tmp_path, timeout=300):
+def run_sanitized(script, timeout=300, cache_dir=None):
     """Run Python source in a subprocess with MINUNET_SIM_SANITIZE=1 and AddressSanitizer preloaded (ASan
-    ends the process at its first report); skips where g++ has no ASan runtime."""
+    ends the process at its first report); skips where g++ has no ASan runtime. Sanitizer builds have cache
+    keys of their own, so the usual cache serves (cache_dir: another, for kernels written by the test)."""
     libasan = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
     if not shutil.which("g++") or not os.path.isabs(libasan):
         pytest.skip("no AddressSanitizer runtime for g++")
     env = dict(os.environ, MINUNET_SIM_SANITIZE="1", LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0",
                UBSAN_OPTIONS="print_stacktrace=1",
-               MINUNET_CACHE_DIR=os.environ.get("MINUNET_CACHE_DIR", str(tmp_path / "cache")),
+               MINUNET_CACHE_DIR=str(cache_dir or paths.cache_dir()),
                PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -376,7 +376,7 @@ def test_sanitizer_build_reports_out_of_bounds(tmp_path):
               f"f = SimModule({str(tmp_path / 'off_by_one.cu')!r}).get_function('off_by_one')\n"
               "out = np.zeros(8, np.float32); f(1, 8, (out, np.int32(0))); print('in bounds: fine', flush=True)\n"
               "f(1, 8, (out, np.int32(1)))\n")
-    result = run_sanitized(script, tmp_path, timeout=120)
+    result = run_sanitized(script, timeout=120, cache_dir=tmp_path / "cache")
     assert "in bounds: fine" in result.stdout, result.stderr[-2000:]
     assert result.returncode != 0
     assert "heap-buffer-overflow" in result.stderr and "off_by_one.cu:1" in result.stderr, result.stderr[-2000:]

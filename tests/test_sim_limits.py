@@ -155,22 +155,22 @@ SANITIZER_CASES = {
 
 
 @pytest.mark.parametrize("case", list(SANITIZER_CASES))
-def test_sanitizer_reports_the_bug_at_its_line(tmp_path, case):
+def test_sanitizer_reports_the_bug_at_its_line(case):
     launch, report, line = SANITIZER_CASES[case]
-    result = run_sanitized(SCRIPT_START + launch, tmp_path)
+    result = run_sanitized(SCRIPT_START + launch)
     assert "clean launch: fine" in result.stdout, result.stderr[-3000:]
     kernel_name = re.search(r"f = kernel\('[^']+', '(\w+)'\)", launch).group(1)
     assert result.returncode != 0 and report in result.stderr and line in result.stderr, result.stderr[-3000:]
     assert f"in {kernel_name} " in result.stderr, result.stderr[-3000:]  # the stack trace names the kernel
 
 
-def test_todays_kernels_run_clean_under_the_sanitizers(tmp_path):
+def test_todays_kernels_run_clean_under_the_sanitizers():
     """Every kernel the backends launch (each conv version, a U-Net training step), float32, under
     AddressSanitizer and UBSan: no finding, no SimError."""
     script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
               "import numpy as np\nfrom conftest import launch_census\n"
               "print(len(launch_census((np.float32,))), 'kernels ran clean', flush=True)\n")
-    result = run_sanitized(script, tmp_path, timeout=900)
+    result = run_sanitized(script, timeout=900)
     assert result.returncode == 0 and "kernels ran clean" in result.stdout, result.stderr[-3000:]
 
 
