@@ -249,7 +249,7 @@ def occupancy(resources: Resources, arch, threads_per_block: int, dynamic_shared
         raise ValueError(f"threads_per_block must be in 1..1024, got {threads_per_block}")
     warps = -(-threads_per_block // 32)
     regs_per_warp = registers_per_block(resources, 32)
-    by_registers = (16384 // regs_per_warp) * 4 // warps
+    by_registers = (16384 // regs_per_warp) * 4 // warps  # 4 sub-partitions of 16384 registers each
     shared = resources.shared_bytes + dynamic_shared + limits["reserved"]
     by_shared = limits["shared"] // (-(-shared // 128) * 128) if shared else limits["blocks"]
     blocks = min(by_registers, by_shared, limits["warps"] // warps, limits["blocks"])
