@@ -16,6 +16,8 @@ import pytest
 
 from conftest import run_sanitized
 from minunet import paths
+from minunet.backends import get_backend
+from minunet.backends.kernel_backend import KernelBackend
 from minunet.backends.launch_limits import LaunchLimitError
 from minunet.sim import SimError, SimLauncher, SimModule
 from minunet.sim.build import cpu_has_fma
@@ -90,6 +92,24 @@ def test_a_write_past_the_dynamic_shared_memory_is_an_error(rng, dtype):
     with pytest.raises(SimError, match=rf"forward_difference' wrote past the {64 * itemsize} bytes of "
                                        rf"dynamic shared memory .*extern __shared__ staged, byte {64 * itemsize}\b"):
         f(2, 64, (x, out, np.int32(100)), shared_mem=64 * itemsize)
+
+
+@pytest.mark.parametrize("op", ["bias_grad", "softmax_cross_entropy"])
+def test_todays_kernels_launched_with_half_their_dynamic_shared_memory_fail(monkeypatch, rng, op):
+    launch = KernelBackend.launch
+
+    def halved(self, stem, kernel, dtype, grid, block, args, shared_mem=0):
+        return launch(self, stem, kernel, dtype, grid, block, args, shared_mem // 2)
+
+    sim = get_backend("sim")
+    x = sim.asarray(rng.standard_normal((2, 3, 5, 7)).astype(np.float32))
+    labels = sim.asarray(rng.integers(0, 3, (2, 5, 7)).astype(np.int32))
+    run = {"bias_grad": lambda: sim.bias_grad(x),
+           "softmax_cross_entropy": lambda: sim.softmax_cross_entropy(x, labels, None, -1, 1.0)}[op]
+    run()  # as the backend launches it: fine
+    monkeypatch.setattr(KernelBackend, "launch", halved)
+    with pytest.raises(SimError, match=r"wrote past the \d+ bytes of dynamic shared memory"):
+        run()
 
 
 # ---- uninitialised shared memory: the poison survives fmax and integer compares, every mode --------------
