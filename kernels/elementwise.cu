@@ -8,8 +8,10 @@
 //                b into channel ranges of y, concat_grad copies channel ranges of gy out.
 // fill:          y = value (the zeros around crop_grad's window are written by a kernel, so the simulator's
 //                NaN poisoning of outputs checks them too).
-// dropout_forward: mask = minunet_hash_uniform(seed, i) >= p ? scale : 0 with scale = 1/(1-p), y = x*mask,
-//                where i is the flat element index: the same elements are dropped on every device and in NumPy.
+// dropout_forward: mask = minunet_hash_uniform(seed, offset + i) >= p ? scale : 0 with scale = 1/(1-p),
+//                y = x*mask, where i is the flat element index: the same elements are dropped on every device
+//                and in NumPy. offset places x inside a larger batch (a data-parallel process's share), so
+//                the process drops what one process holding the whole batch would.
 // multiply:      out = a*b (dropout's backward: gx = gy*mask).
 // bias_grad:     gb[c] = sum over n, y, x of gy[n, c, y, x].
 //
@@ -61,11 +63,11 @@ extern "C" __global__ void copy_window_v1(const real* src, int src_C, int src_H,
 }
 
 extern "C" __global__ void dropout_forward_v1(const real* x, real* y, real* mask, int n,
-                                              unsigned int seed, float p, real scale) {
+                                              unsigned int seed, unsigned int offset, float p, real scale) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     // the comparison is in float on every device (NumPy compares float32 too), so masks agree bit for bit
-    real m = minunet_hash_uniform(seed, (unsigned int)i) >= p ? scale : (real)0;
+    real m = minunet_hash_uniform(seed, offset + (unsigned int)i) >= p ? scale : (real)0;
     mask[i] = m;
     y[i] = x[i] * m;
 }

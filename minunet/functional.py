@@ -225,8 +225,8 @@ def concat(a, b):
 
 class _Dropout(Function):
     @staticmethod
-    def forward(ctx, x, p, seed):
-        y, mask = ctx.backend.dropout(x, p, seed)
+    def forward(ctx, x, p, seed, offset):
+        y, mask = ctx.backend.dropout(x, p, seed, offset)
         ctx.save_for_backward(mask)
         return y
 
@@ -236,10 +236,11 @@ class _Dropout(Function):
         return ctx.backend.dropout_grad(gy, mask)
 
 
-def dropout(x, p=0.5, training=True, seed=None, generator=None):
+def dropout(x, p=0.5, training=True, seed=None, generator=None, offset=0):
     """Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p); identity when
-    not training. The mask comes from a counter hash of (seed, element index), identical on every device;
-    give `seed` (an int) or `generator` (a numpy Generator that draws one), for reproducible training.
+    not training. The mask comes from a counter hash of (seed, offset + element index), identical on every
+    device; give `seed` (an int) or `generator` (a numpy Generator that draws one), for reproducible training.
+    `offset`: x's first element's index in a larger batch (data parallelism: each process holds a slice).
     """
     _check_tensor("dropout", "x", x)
     if not 0 <= p < 1:
@@ -250,7 +251,7 @@ def dropout(x, p=0.5, training=True, seed=None, generator=None):
         seed = (generator or np.random.default_rng()).integers(0, 2**32, dtype=np.uint64)
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"dropout: seed must be in [0, 2**32), got {seed!r}")
-    return _Dropout.apply(x, float(p), int(seed))
+    return _Dropout.apply(x, float(p), int(seed), int(offset))
 
 
 # -- the loss ----------------------------------------------------------------------------------------------

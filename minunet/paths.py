@@ -6,7 +6,13 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def kernels_dir() -> Path:
-    """The folder of the .cu files: inside the installed package, or kernels/ of a source checkout."""
+    """The folder of the .cu files: inside the installed package, or kernels/ of a source checkout;
+    MINUNET_KERNELS_DIR overrides (tests/test_barrier_mutations.py points it at mutated copies)."""
+    override = os.environ.get("MINUNET_KERNELS_DIR")
+    if override:
+        if not (Path(override) / "common.cuh").is_file():
+            raise FileNotFoundError(f"MINUNET_KERNELS_DIR={override} holds no kernels (no common.cuh)")
+        return Path(override)
     for candidate in (_PACKAGE / "kernels", _PACKAGE.parent / "kernels"):
         if (candidate / "common.cuh").is_file():
             return candidate

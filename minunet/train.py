@@ -9,9 +9,12 @@ The run folder holds config.json, metrics.jsonl (one JSON object per step / vali
 (written atomically), loss.png and panel.png. `--resume RUN_DIR` continues exactly where it stopped: the
 same losses as an uninterrupted run. Ctrl-C saves a checkpoint and exits; a non-finite loss stops with a
 message and leaves the last good checkpoint untouched.
+Data parallel: `mpiexec -n K python -m minunet.train --batch-size B` trains on a global batch of K*B tiles,
+the same run as one process with batch K*B (minunet/distributed.py); only process 0 writes the run folder.
 """
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, distributed
 from . import functional as F
 from .backends import resolve_device
 from .backends.numpy_backend import keep_freed_memory
@@ -117,9 +120,10 @@ def resolve_config(args):
 
 
 class Trainer:
-    def __init__(self, config, run_dir, meta=None, model_state=None, optim_state=None):
+    def __init__(self, config, run_dir, meta=None, model_state=None, optim_state=None, comm=None):
         from .data.training import prepare_training_data
         self.config, self.run_dir = config, Path(run_dir)
+        self.comm = comm or distributed.SingleProcess()  # DATA PARALLEL: this process's share of the batch
         c = config
         self.out_size = check_input_size(c["tile"], c["depth"], c["padding"])
         self.data = prepare_training_data(c["data"], c["data_dir"], n_synthetic=c["n_synthetic"],
@@ -128,11 +132,13 @@ class Trainer:
         self.model = UNet(in_channels=self.data.in_channels, n_classes=self.data.n_classes, depth=c["depth"],
                           base_channels=c["base_channels"], padding=c["padding"], dropout=c["dropout"],
                           dtype=np.dtype(c["dtype"]), device=c["device"], seed=c["seed"])
-        if c["steps"] is None:  # --epochs: passes over the training images
-            c["steps"] = max(1, round(c["epochs"] * len(self.data.train_images) / c["batch_size"]))
+        self.model.first_sample = self.comm.rank * c["batch_size"]  # DATA PARALLEL: dropout's place in the batch
+        if c["steps"] is None:  # --epochs: passes over the training images (DATA PARALLEL: global batch)
+            c["steps"] = max(1, round(c["epochs"] * len(self.data.train_images) / (c["batch_size"] * self.comm.size)))
         self.optimizer = SGD(self.model.parameters(), c["lr"], c["momentum"], c["weight_decay"])
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
         self.step, self.last_prediction = 0, None
+        self.interrupted, self.stop = [], False  # Ctrl-C here (run() appends), Ctrl-C in any process
         if meta is not None:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optim_state)
@@ -145,7 +151,9 @@ class Trainer:
         from .data.tiles import random_augmented_tile, random_tile
         c, d = self.config, self.data
         images, labels, weights = [], [], []
-        for _ in range(c["batch_size"]):
+        # DATA PARALLEL: every process draws the global batch from the same stream and keeps its slice, so K
+        # processes train on exactly the tiles of one process with batch K*B (and their streams stay equal).
+        for _ in range(c["batch_size"] * self.comm.size):
             i = int(self.rng.integers(len(d.train_images)))
             sample = (d.train_images[i], d.train_labels[i], d.train_weights[i], c["tile"], self.out_size, self.rng)
             # Augmenting only a window around the tile costs per tile, not per image.
@@ -154,9 +162,13 @@ class Trainer:
             labels.append(label)
             weights.append(weight)
         dtype = np.dtype(c["dtype"])
-        return (np.stack(images).astype(dtype), np.stack(labels).astype(np.int32), np.stack(weights).astype(dtype))
+        mine = slice(self.model.first_sample, self.model.first_sample + c["batch_size"])
+        return (np.stack(images[mine]).astype(dtype), np.stack(labels[mine]).astype(np.int32),
+                np.stack(weights[mine]).astype(dtype))
 
     def train_step(self):
+        """One step; returns the loss (the mean over all processes). Afterwards self.stop says whether any
+        process had been interrupted (its self.interrupted), so that all stop after the same step."""
         x, labels, weights = self.sample_batch()
         device = self.config["device"]
         self.model.train()
@@ -166,9 +178,12 @@ class Trainer:
             loss = F.weighted_softmax_cross_entropy(logits, Tensor(labels, device=device),
                                                     Tensor(weights, device=device))
             value = loss.item()
+            if np.isfinite(value) or self.comm.size > 1:  # DATA PARALLEL: every process joins the all-reduce
+                loss.backward()
+        value, self.stop = self.comm.average_gradients(self.model.parameters(), value,  # DATA PARALLEL
+                                                       bool(self.interrupted))
         if not np.isfinite(value):
             return value
-        loss.backward()
         self.optimizer.lr = self.learning_rate()
         self.optimizer.step()
         self.step += 1
@@ -229,31 +244,48 @@ def run(config, run_dir, resume_from=None, quiet=False):
     meta = model_state = optim_state = None
     if resume_from is not None:
         meta, model_state, optim_state = checkpoint.load(resume_from)
-    trainer = Trainer(config, run_dir, meta, model_state, optim_state)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    comm = distributed.world(config["device"])  # DATA PARALLEL: the processes, and the global batch they make
+    if config.setdefault("processes", 1 if resume_from else comm.size) != comm.size:
+        how = "without mpiexec" if config["processes"] == 1 else f"with mpiexec -n {config['processes']}"
+        raise ValueError(f"{resume_from} was trained by {config['processes']} process(es) (global batch "
+                         f"{config['processes']} x {config['batch_size']}); resume it {how}")
+    trainer = Trainer(config, run_dir, meta, model_state, optim_state, comm)
+    writes = comm.rank == 0  # DATA PARALLEL: only process 0 writes the run folder and prints
     metrics = run_dir / "metrics.jsonl"
-    _trim_log(metrics, trainer.step)
+    if writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        _trim_log(metrics, trainer.step)
     print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
           f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
           f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
           f"{len(trainer.data.val_images)} validation images; run folder {run_dir}")
+    if comm.size > 1:  # DATA PARALLEL
+        print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
+              f"{comm.size * config['batch_size']}")
 
-    interrupted = []
+    interrupted = trainer.interrupted
     previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+
+    def stopping():  # DATA PARALLEL: all processes stop after the step whose all-reduce carried a Ctrl-C
+        return trainer.stop if comm.size > 1 else bool(interrupted)
+
     code, val_iou, start = 0, None, time.time()
     try:
         with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
-            while trainer.step < config["steps"] and not interrupted:
+            while trainer.step < config["steps"] and not stopping():
                 loss = trainer.train_step()
-                if not np.isfinite(loss):
+                if not np.isfinite(loss):  # DATA PARALLEL: the loss is global, so every process stops here
                     saved = run_dir / "checkpoint.npz"
                     kept = (f"the last good checkpoint, {saved}, is kept" if saved.exists()
                             else "no checkpoint had been saved yet")
-                    print(f"\nstopped: the loss became {loss} at step {trainer.step + 1} (learning rate "
-                          f"{config['lr']} too high?); {kept}.", file=sys.stderr)
+                    if writes:
+                        print(f"\nstopped: the loss became {loss} at step {trainer.step + 1} (learning rate "
+                              f"{config['lr']} too high?); {kept}.", file=sys.stderr)
                     code = 1
                     break
+                if not writes:  # DATA PARALLEL: process 0 validates, saves and logs
+                    continue
                 _log(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr, time=round(time.time() - start, 3))
                 if trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]:
                     val_iou = trainer.validate()
@@ -262,15 +294,17 @@ def run(config, run_dir, resume_from=None, quiet=False):
                     trainer.save()
                 bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
                 bar.update(1)
-        if interrupted:
-            trainer.save()
-            print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
-                  f"--resume {run_dir}", file=sys.stderr)
+        if stopping() and code == 0:
+            if writes:
+                trainer.save()
+                print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
+                      f"--resume {run_dir}", file=sys.stderr)
             code = 130
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-    trainer.plot()
-    if code == 0:
+    if writes:
+        trainer.plot()
+    if code == 0 and writes:
         print(f"done: {trainer.step} steps in {time.time() - start:.0f} s; validation foreground IoU "
               f"{val_iou:.3f}; wrote {run_dir}/checkpoint.npz, metrics.jsonl, loss.png, panel.png")
     return trainer, code
@@ -279,6 +313,8 @@ def run(config, run_dir, resume_from=None, quiet=False):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    if distributed.launched_rank() > 0:  # DATA PARALLEL: process 0 speaks for all; errors still reach stderr
+        sys.stdout, args.quiet = open(os.devnull, "w"), True
     try:
         if args.resume:
             resume = Path(args.resume)
@@ -298,6 +334,7 @@ def main(argv=None):
         return code
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        distributed.stop_all(2)  # DATA PARALLEL: the other processes would wait for this one
         return 2
 
 

@@ -62,6 +62,9 @@ class UNet(Module):
         self.config = dict(in_channels=in_channels, n_classes=n_classes, depth=depth,
                            base_channels=base_channels, padding=padding, dropout=dropout)
         self.depth, self.padding, self.p_drop = depth, padding, dropout
+        # This process's first sample in the global batch (data-parallel training sets it), so that dropout
+        # drops what one process holding the whole batch would: the same model whatever the process count.
+        self.first_sample = 0
         rng = np.random.default_rng(seed)
         self.dropout_rng = np.random.default_rng(rng.integers(2**63))
         ch = [base_channels * 2**i for i in range(depth)]
@@ -84,7 +87,8 @@ class UNet(Module):
             if i < self.depth - 1:
                 skips.append(x)
                 x = F.max_pool2x2(x)
-        x = F.dropout(x, self.p_drop, self.training, generator=self.dropout_rng)
+        x = F.dropout(x, self.p_drop, self.training, generator=self.dropout_rng,
+                      offset=self.first_sample * int(np.prod(x.shape[1:])))
         for up, conv, skip in zip(self.up, self.up_convs, reversed(skips)):
             x = up(x)
             x = conv(F.concat(F.center_crop(skip, x.shape[2], x.shape[3]), x))

@@ -81,7 +81,8 @@ def run_sanitized(script, timeout=300, cache_dir=None):
     libasan = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
     if not shutil.which("g++") or not os.path.isabs(libasan):
         pytest.skip("no AddressSanitizer runtime for g++")
-    env = dict(os.environ, MINUNET_SIM_SANITIZE="1", LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0",
+    env = dict(os.environ, MINUNET_SIM_SANITIZE="1", MINUNET_SIM_RACECHECK="0", LD_PRELOAD=libasan,
+               ASAN_OPTIONS="detect_leaks=0",
                UBSAN_OPTIONS="print_stacktrace=1",
                MINUNET_CACHE_DIR=str(cache_dir or paths.cache_dir()),
                PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))

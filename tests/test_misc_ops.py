@@ -130,6 +130,8 @@ def test_dropout_numpy(rng):
     assert (NP.dropout(x, p, seed=8)[1] != mask).mean() > 0.3
     np.testing.assert_array_equal(NP.dropout_grad(x, mask), x * mask)
     np.testing.assert_array_equal(NP.dropout(x, 0.0, seed=7)[0], x)
+    # offset: samples 1.. of the batch on their own (a data-parallel process's share) get the batch's mask
+    np.testing.assert_array_equal(NP.dropout(x[1:], p, seed=7, offset=x[0].size)[1], mask[1:])
 
 
 def loss_reference(logits, labels, weights, ignore_index, scale):
@@ -205,6 +207,8 @@ def test_sgd_step_numpy(rng):
     lambda: NP.concat_grad(np.zeros((1, 3, 4, 4)), 3),
     lambda: NP.dropout(np.zeros(4), 1.0, 0),
     lambda: NP.dropout(np.zeros(4), 0.5, -1),
+    lambda: NP.dropout(np.zeros(4), 0.5, 0, 2**32 - 2),  # offset + index past 32 bits
+    lambda: NP.dropout(np.zeros(4), 0.5, 0, -1),
     lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2), np.int64), None, -1, 1.0),
     lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2), np.int32), np.ones((1, 2, 2), np.float32), -1, 1.0),
     lambda: NP.softmax_cross_entropy(np.zeros((1, 2, 2, 2)), np.full((1, 2, 2), -2, np.int32), None, -1, 1.0),
@@ -360,12 +364,12 @@ def test_dropout_device(device, dtype, rng):
     x = randn(rng, (2, 3, 14, 10), dtype)
     gy = randn(rng, x.shape, dtype)
     dev, (x_d, gy_d) = on(device, x, gy)
-    for p, seed in [(0.5, 3), (0.1, 2**32 - 1), (0.0, 0)]:
-        y, mask = dev.dropout(x_d, p, seed)
-        y_ref, mask_ref = NP.dropout(x, p, seed)
+    for p, seed, offset in [(0.5, 3, 0), (0.1, 2**32 - 1, 0), (0.0, 0, 0), (0.5, 3, 2**31 + 11)]:
+        y, mask = dev.dropout(x_d, p, seed, offset)
+        y_ref, mask_ref = NP.dropout(x, p, seed, offset)
         mask = dev.to_numpy(mask)
         assert mask.dtype == dtype
-        assert mask.tobytes() == mask_ref.tobytes(), f"dropout mask differs from numpy (p={p}, seed={seed})"
+        assert mask.tobytes() == mask_ref.tobytes(), f"dropout mask differs from numpy (p={p}, seed={seed}, offset={offset})"
         assert_close(dev.to_numpy(y), y_ref, atol=0, rtol=0, name="dropout")
     assert_close(dev.to_numpy(dev.dropout_grad(gy_d, dev.asarray(mask_ref))), NP.dropout_grad(gy, mask_ref),
                  atol=0, rtol=0, name="dropout_grad")

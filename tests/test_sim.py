@@ -21,9 +21,9 @@ REAL = {np.float32: "float", np.float64: "double"}
 SEEDS = [1, 2, 3]
 
 
-def module(name, dtype=np.float32, shuffle_seed=None):
+def module(name, dtype=np.float32, shuffle_seed=None, racecheck=None):
     return SimModule(KERNELS / name, defines={"MINUNET_REAL": REAL[dtype]}, include_dirs=[paths.kernels_dir()],
-                     shuffle_seed=shuffle_seed)
+                     shuffle_seed=shuffle_seed, racecheck=racecheck)
 
 
 def nan_array(shape, dtype):
@@ -305,22 +305,43 @@ def test_missing_sync_in_reduction_is_caught(rng, seed):
 
 
 def test_missing_sync_hidden_in_order_shows_when_shuffled(rng):
+    """The shuffled order on its own (without the race checker, which reports the bug before any result)."""
     x = rng.standard_normal(256).astype(np.float32)
     expect = np.concatenate([np.concatenate([[b[0]], b[:-1]]) for b in x.reshape(2, 128)])
     out = nan_array(256, np.float32)
-    module("bugs.cu").get_function("shift_right_missing_sync")(2, 128, (x, out))
+    module("bugs.cu", racecheck=False).get_function("shift_right_missing_sync")(2, 128, (x, out))
     np.testing.assert_array_equal(out, expect)  # in thread order the bug is invisible...
     for seed in SEEDS:  # ...in a random order the neighbour has not written its value yet
         out = nan_array(256, np.float32)
-        module("bugs.cu", shuffle_seed=seed).get_function("shift_right_missing_sync")(2, 128, (x, out))
+        shuffled = module("bugs.cu", shuffle_seed=seed, racecheck=False)
+        shuffled.get_function("shift_right_missing_sync")(2, 128, (x, out))
         assert np.isnan(out).any()
+
+
+def test_syncwarp_orders_only_its_own_warp(rng):
+    """Warps run ahead of each other between barriers: a __syncwarp standing in for a __syncthreads shows."""
+    x = rng.standard_normal(64).astype(np.float32)
+    races = module("races/syncwarp_across_warps.cu", racecheck=False)
+    out = nan_array(64, np.float32)
+    races.get_function("rotate_by_a_warp")(1, 64, (x, out))
+    assert np.isnan(out[:32]).all()  # warp 0 ran to its end before warp 1 wrote its half
+    out = nan_array(64, np.float32)
+    races.get_function("copy_from_warp_0")(1, 64, (x, out))
+    np.testing.assert_array_equal(out, np.tile(x[:32], 2))  # warp 0 ran first: right by luck...
+    unlucky = 0
+    for seed in range(1, 9):  # ...and when warp 1 runs first, its values are not there yet
+        out = nan_array(64, np.float32)
+        module("races/syncwarp_across_warps.cu", shuffle_seed=seed, racecheck=False).get_function(
+            "copy_from_warp_0")(1, 64, (x, out))
+        unlucky += bool(np.isnan(out[32:]).all())
+    assert 0 < unlucky < 8, unlucky
 
 
 def test_shuffle_from_environment(monkeypatch, rng):
     monkeypatch.setenv("MINUNET_SIM_SHUFFLE", "7")
     x = rng.standard_normal(128).astype(np.float32)
     out = nan_array(128, np.float32)
-    module("bugs.cu").get_function("shift_right_missing_sync")(1, 128, (x, out))
+    module("bugs.cu", racecheck=False).get_function("shift_right_missing_sync")(1, 128, (x, out))
     assert np.isnan(out).any()
     monkeypatch.setenv("MINUNET_SIM_SHUFFLE", "seven")
     with pytest.raises(ValueError, match="MINUNET_SIM_SHUFFLE"):

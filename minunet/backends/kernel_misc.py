@@ -144,12 +144,13 @@ class MiscKernelOps:
         return ga, gb
 
     # --- dropout: the mask comes from the counter hash of (seed, flat index), as in NumPy ---
-    def dropout(self, x, p, seed, version=None):
-        check_dropout(x, p, seed)
+    def dropout(self, x, p, seed, offset=0, version=None):
+        check_dropout(x, p, seed, offset)
         y = self.empty(x.shape, x.dtype)
         mask = self.empty(x.shape, x.dtype)
         self._launch_1d("elementwise", "dropout_forward", version, x.dtype, x.size,
-                        (x, y, mask, np.int32(x.size), np.uint32(seed), np.float32(p), dropout_scale(p, x.dtype)))
+                        (x, y, mask, np.int32(x.size), np.uint32(seed), np.uint32(offset), np.float32(p),
+                         dropout_scale(p, x.dtype)))
         return y, mask
 
     def dropout_grad(self, gy, mask, version=None):

@@ -61,14 +61,16 @@ def check_concat_grad(gy, ca):
         raise ValueError(f"concat_grad: ca must be an int in 1..{gy.shape[1] - 1}, got {ca!r}")
 
 
-def check_dropout(x, p, seed):
+def check_dropout(x, p, seed, offset=0):
     check_real("x", x)
     if not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be a number in [0, 1), got {p!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < UINT32_LIMIT:
         raise ValueError(f"dropout: seed must be an int in [0, 2**32), got {seed!r}")
-    if x.size >= UINT32_LIMIT:
-        raise ValueError(f"dropout: the element index is 32 bits; x has {x.size} elements")
+    if not isinstance(offset, (int, np.integer)) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"dropout: offset must be an int >= 0, got {offset!r}")
+    if offset + x.size >= UINT32_LIMIT:
+        raise ValueError(f"dropout: the element index is 32 bits; offset {offset} + {x.size} elements exceed it")
 
 
 def check_loss(logits, labels, weights, ignore_index):
@@ -197,9 +199,9 @@ class MiscNumpyOps:
         return gy[:, :ca].copy(), gy[:, ca:].copy()
 
     # --- dropout: element i (flat index) is kept iff hash_uniform(seed, i) >= p (compared in float32) ---
-    def dropout(self, x, p, seed):
-        check_dropout(x, p, seed)
-        u = hash_uniform(seed, np.arange(x.size, dtype=np.uint32)).reshape(x.shape)
+    def dropout(self, x, p, seed, offset=0):
+        check_dropout(x, p, seed, offset)
+        u = hash_uniform(seed, np.arange(offset, offset + x.size, dtype=np.uint32)).reshape(x.shape)
         mask = np.where(u >= np.float32(p), dropout_scale(p, x.dtype), x.dtype.type(0))
         return x * mask, mask
 

@@ -10,9 +10,11 @@ How it works
   layout are cached under <cache>/sim/ by a hash of every input.
 - Running (runtime.cpp, fiber.h): every CUDA thread of a block is a fiber -- its own 64 KB stack with a guard
   page -- and all fibers run on the calling OS thread, one at a time, so runs are deterministic. A fiber
-  runs until `__syncthreads()` or a warp shuffle, then hands control back to the scheduler (a dozen
-  instructions of assembly on x86-64/aarch64). When every thread of the block waits at the same barrier, the
-  barrier opens. Blocks run one after another.
+  runs until `__syncthreads()` or a warp function, then hands control back to the scheduler (a dozen
+  instructions of assembly on x86-64/aarch64). A block runs warp by warp: a warp runs until none of its
+  lanes can go on (a warp function completes when its lanes arrive and orders that warp only), then the
+  next warp. When every thread of the block waits at the same barrier, the barrier opens. Blocks run one
+  after another.
 - Catching bugs: a thread that returns while others wait at a barrier, barriers at different lines, a
   shuffle that some lanes never reach, and crashes inside the kernel (caught with a signal handler on an
   alternate stack; the line is looked up with addr2line) raise SimError naming the kernel, block, thread
@@ -26,8 +28,13 @@ How it works
   `function(..., max_dynamic_shared=B)` (static + B at most 227 KB); static alone over 48 KB. An
   `extern __shared__` array has exactly `shared_mem` bytes: a write past them is a SimError after the
   launch (shared_memory.h). Registers the sim cannot know: tests/test_nvrtc.py checks them with NVRTC.
-- Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the threads of each
-  barrier phase and the blocks in a random order, so a missing `__syncthreads()` shows up as a wrong result.
+- Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the warps of each
+  barrier phase, the lanes of each warp and the blocks in a random order, so a missing `__syncthreads()`
+  shows up as a wrong result.
+- Race checker: SimLauncher(racecheck=True) or MINUNET_SIM_RACECHECK=1 compiles the kernels with
+  ThreadSanitizer (racecheck.h) and reports two unordered accesses to one address, one a write, as a SimError
+  naming the kernel, the array, both threads and both lines (races.py). The process needs libtsan loaded
+  before Python starts: `python -m minunet.sim.preload <command>` (preload.py).
 - MINUNET_SIM_FIBERS=ucontext switches fibers with glibc's swapcontext (slower; a check of the assembly).
   MINUNET_SIM_SANITIZE=1 builds with AddressSanitizer and UBSan (and ucontext fibers); run Python with
   libasan in LD_PRELOAD (and UBSAN_OPTIONS=print_stacktrace=1) to see, at their source line, out-of-bounds
@@ -37,10 +44,11 @@ How it works
   instructions and flushes denormals to zero, as CuPy's NVRTC options do (float_mode.h); results then
   differ from the default mode's in the last bits, as a GPU's do.
 
-Not simulated: warp lockstep without __syncwarp (code relying on it breaks), __syncthreads_count/and/or,
-__activemask, cooperative groups, inline PTX, half precision, textures. `extern __shared__` arrays of
-different names do not alias one another as they do on a GPU; they must be declared in the .cu file, not
-in a header; an infinite loop in a kernel hangs. ARCHITECTURE.md lists what each mode catches and misses.
+Not simulated: warp lockstep without __syncwarp (code relying on it breaks; the race checker names it),
+__syncthreads_count/and/or, __activemask, cooperative groups, inline PTX, half precision, textures.
+`extern __shared__` arrays of different names do not alias one another as they do on a GPU; they must be
+declared in the .cu file, not in a header; an infinite loop in a kernel hangs. ARCHITECTURE.md lists what
+each mode catches and misses.
 
     launcher = SimLauncher()
     f = launcher.function("conv3x3", "conv3x3_forward_v1", np.float32)
@@ -62,8 +70,9 @@ class SimLauncher:
     name = "sim"
     xp = np
 
-    def __init__(self, shuffle_seed=None, gpu_math=None):
+    def __init__(self, shuffle_seed=None, racecheck=None, gpu_math=None):
         self.shuffle_seed = shuffle_seed
+        self.racecheck = racecheck
         self.gpu_math = gpu_math
         self._modules = {}
         self._functions = {}
@@ -94,7 +103,7 @@ class SimLauncher:
         if key not in self._modules:
             self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": _REAL_TYPES[dtype]},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
-                                           gpu_math=self.gpu_math)
+                                           racecheck=self.racecheck, gpu_math=self.gpu_math)
         return self._modules[key]
 
     def function(self, stem, kernel_name, dtype, max_dynamic_shared=None):

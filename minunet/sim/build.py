@@ -28,7 +28,8 @@ from .. import paths
 from .shared_layout import SharedLayout, kernel_layouts
 
 SIM_DIR = Path(__file__).resolve().parent
-SIM_SOURCES = ("cuda_sim.h", "fiber.h", "float_mode.h", "runtime.cpp", "shared_memory.h", "shared_layout.py")
+SIM_SOURCES = ("cuda_sim.h", "fiber.h", "float_mode.h", "racecheck.h", "runtime.cpp", "shared_memory.h",
+               "shared_layout.py")
 CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden",
              "-fstack-clash-protection", "-g1", "-gdwarf-4", "-w")
 # -g1: line tables, to name the line of a crash; DWARF 4, since binutils 2.40 misnames the file of lines
@@ -58,6 +59,10 @@ def gpu_math_enabled() -> bool:
     return _flag("MINUNET_SIM_GPU_MATH")
 
 
+def racecheck_from_env() -> bool:
+    return os.environ.get("MINUNET_SIM_RACECHECK", "") not in ("", "0")
+
+
 def compiler() -> str:
     cxx = os.environ.get("CXX", "g++")
     if not shutil.which(cxx):
@@ -65,15 +70,21 @@ def compiler() -> str:
     return cxx
 
 
-def mode_flags(gpu_math=None):
+def mode_flags(racecheck=False, gpu_math=None):
     """Flags of the build mode: the assembly fiber switch, or glibc ucontext (MINUNET_SIM_FIBERS=ucontext),
-    or AddressSanitizer and UBSan, which need ucontext (MINUNET_SIM_SANITIZE=1); plus GPU arithmetic
-    (gpu_math; None: MINUNET_SIM_GPU_MATH=1)."""
+    or AddressSanitizer and UBSan, which need ucontext (MINUNET_SIM_SANITIZE=1), or the race checker's
+    ThreadSanitizer (racecheck; runtime_object leaves -fsanitize=thread out of the scheduler); plus GPU
+    arithmetic (gpu_math; None: MINUNET_SIM_GPU_MATH=1)."""
     gpu_math = gpu_math_enabled() if gpu_math is None else gpu_math
-    return _fiber_and_sanitizer_flags() + (gpu_math_flags() if gpu_math else ())
+    return _fiber_and_sanitizer_flags(racecheck) + (gpu_math_flags() if gpu_math else ())
 
 
-def _fiber_and_sanitizer_flags():
+def _fiber_and_sanitizer_flags(racecheck):
+    if racecheck:
+        if sanitize_enabled():
+            raise SimError("the race checker and MINUNET_SIM_SANITIZE=1 cannot be combined (ThreadSanitizer and "
+                           "AddressSanitizer exclude each other): run one, then the other")
+        return ("-g", "-fsanitize=thread", "-DMINUNET_SIM_TSAN=1")
     if sanitize_enabled():
         # UBSan's first finding ends the process, as AddressSanitizer's does (its traps name the wrong lines).
         return ("-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
@@ -227,9 +238,10 @@ def _sim_sources_digest():
     return _digest(*[(SIM_DIR / name).read_bytes() for name in SIM_SOURCES])
 
 
-def runtime_object(cxx: str, gpu_math=None) -> Path:
-    """runtime.cpp compiled once per (simulator sources, compiler, flags)."""
-    flags = CXX_FLAGS + mode_flags(gpu_math)
+def runtime_object(cxx: str, racecheck=False, gpu_math=None) -> Path:
+    """runtime.cpp compiled once per (simulator sources, compiler, flags). Never with -fsanitize=thread: the
+    scheduler's own bookkeeping is no race, and it tells TSan about the threads' orderings itself."""
+    flags = tuple(f for f in CXX_FLAGS + mode_flags(racecheck, gpu_math) if f != "-fsanitize=thread")
     key = _digest(_sim_sources_digest(), cxx, flags)
     target = paths.cache_dir() / "sim" / f"runtime-{key}.o"
     if not target.is_file():
@@ -245,9 +257,9 @@ class KernelInfo:
     shared: SharedLayout  # the shared arrays it reaches (shared_layout.py)
 
 
-def build_library(cu_path, defines=None, include_dirs=None, gpu_math=None):
-    """Compile cu_path with defines {NAME: value}, with GPU arithmetic or not (None: MINUNET_SIM_GPU_MATH);
-    returns (library path, {kernel: KernelInfo})."""
+def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None):
+    """Compile cu_path with defines {NAME: value} (racecheck: for the race checker; gpu_math: with GPU
+    arithmetic, None: MINUNET_SIM_GPU_MATH); returns (library path, {kernel: KernelInfo})."""
     cu_path = Path(cu_path).resolve()
     if not cu_path.is_file():
         raise FileNotFoundError(f"kernel source {cu_path} not found")
@@ -269,7 +281,7 @@ def build_library(cu_path, defines=None, include_dirs=None, gpu_math=None):
     wrapper = generate_wrapper(cu_path, source, kernels, extern_shared, find_launch_bounds(whole))
 
     cxx = compiler()
-    flags = (*CXX_FLAGS, *mode_flags(gpu_math), "-DMINUNET_SIM",
+    flags = (*CXX_FLAGS, *mode_flags(racecheck, gpu_math), "-DMINUNET_SIM",
              *[f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(defines.items())],
              "-I", str(cu_path.parent), *[a for d in include_dirs for a in ("-I", str(d))],
              "-include", str(SIM_DIR / "cuda_sim.h"))
@@ -281,7 +293,7 @@ def build_library(cu_path, defines=None, include_dirs=None, gpu_math=None):
     if not (target.is_file() and layout_file.is_file()):
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=target.stem + ".") as scratch:
-            runtime = runtime_object(cxx, gpu_math)
+            runtime = runtime_object(cxx, racecheck, gpu_math)
             _compile(cxx, flags, runtime, wrapper, cu_path, kernels, set(extern_shared), Path(scratch), target)
     layouts = json.loads(layout_file.read_text())
     return target, {name: KernelInfo(params, SharedLayout(**layouts[name])) for name, params in kernels.items()}
@@ -296,9 +308,9 @@ def _compile(cxx, flags, runtime, wrapper, cu_path, kernels, extern_names, scrat
     _run([cxx, *flags, "-shared", str(obj), str(runtime), "-o", str(library)], cu_path.name)
     # AddressSanitizer's constructor registers every global, so all would look reachable: ask the linker
     # about an uninstrumented object (same arrays, same names).
-    unsanitized = [f for f in flags if not f.startswith("-fsanitize")]
     reach_obj = obj
-    if unsanitized != list(flags):
+    if any(f.startswith("-fsanitize=address") for f in flags):
+        unsanitized = [f for f in flags if not f.startswith("-fsanitize")]
         reach_obj = scratch / "unsanitized.o"
         _run([cxx, *unsanitized, *SECTION_FLAGS, "-c", str(wrapper_path), "-o", str(reach_obj)], cu_path.name)
     linker = subprocess.run([cxx, "-print-prog-name=ld"], capture_output=True, text=True).stdout.strip() or "ld"

@@ -104,9 +104,24 @@ inline T shfl(int line, const char* file, unsigned mask, T var, int arg, int wid
 #define __threadfence() ((void)0)
 #define __threadfence_block() ((void)0)
 
-// ---- atomics: fibers never switch inside one, so a plain read-modify-write is atomic ----------------------
+// ---- atomics: GCC __atomic builtins, relaxed as CUDA's ---------------------------------------------------
+// Fibers never switch inside one, so a plain read-modify-write would do; the builtins make the race checker
+// (ThreadSanitizer, which knows them) see an atomic, so that threads adding to one counter are no race.
+namespace minunet_sim {
+template <class T, class F>
+inline T atomic_update(T* address, F next) {
+    T old, desired;
+    __atomic_load(address, &old, __ATOMIC_RELAXED);
+    do {
+        desired = next(old);
+    } while (!__atomic_compare_exchange(address, &old, &desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return old;
+}
+}  // namespace minunet_sim
 #define MINUNET_SIM_ATOMIC(name, T, expr) \
-    inline T name(T* address, T val) { T old = *address; *address = (expr); return old; }
+    inline T name(T* address, T val) { \
+        return ::minunet_sim::atomic_update(address, [val](T old) { return (T)(expr); }); \
+    }
 MINUNET_SIM_ATOMIC(atomicAdd, int, old + val)
 MINUNET_SIM_ATOMIC(atomicAdd, unsigned int, old + val)
 MINUNET_SIM_ATOMIC(atomicAdd, unsigned long long, old + val)
@@ -137,9 +152,8 @@ MINUNET_SIM_ATOMIC(atomicDec, unsigned int, (old == 0u || old > val) ? val : old
 #undef MINUNET_SIM_ATOMIC
 #define MINUNET_SIM_ATOMIC_CAS(T) \
     inline T atomicCAS(T* address, T compare, T val) { \
-        T old = *address; \
-        if (old == compare) *address = val; \
-        return old; \
+        __atomic_compare_exchange(address, &compare, &val, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED); \
+        return compare; \
     }
 MINUNET_SIM_ATOMIC_CAS(int)
 MINUNET_SIM_ATOMIC_CAS(unsigned int)

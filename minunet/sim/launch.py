@@ -16,7 +16,8 @@ import threading
 import numpy as np
 
 from ..backends.launch_limits import LaunchLimitError, check_launch, check_opt_in
-from .build import SimError, build_library, sanitize_enabled
+from . import races
+from .build import SimError, build_library, racecheck_from_env, sanitize_enabled
 
 # One launch at a time in the whole process: the runtime's state and the crash handlers are process-wide.
 _LAUNCH_LOCK = threading.Lock()
@@ -73,10 +74,13 @@ def _asan_loaded():
         return False
 
 
-def _load(path):
+def _load(path, racecheck):
     lib = _LIBRARIES.get(path)
     if lib is None:
-        if sanitize_enabled() and not _asan_loaded():  # ASan would abort the whole process on dlopen
+        if racecheck:  # a TSan library would abort the whole process on dlopen
+            from .preload import require_tsan  # here: `python -m minunet.sim.preload` must not find it imported
+            require_tsan()
+        elif sanitize_enabled() and not _asan_loaded():  # ASan would abort the whole process on dlopen
             raise SimError("MINUNET_SIM_SANITIZE=1 builds need AddressSanitizer loaded before Python starts: "
                            "run with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 "
                            "UBSAN_OPTIONS=print_stacktrace=1 (UBSan's stack names the kernel)")
@@ -96,6 +100,8 @@ def _load(path):
                                            ctypes.c_uint, ctypes.c_ulonglong]
         lib.minunet_sim_last_error.restype = ctypes.c_char_p
         lib.minunet_sim_fault_offset.restype = ctypes.c_ulonglong
+        lib.minunet_sim_race_report.restype = ctypes.c_char_p
+        lib.minunet_sim_shared_base.restype = ctypes.c_ulonglong
         _LIBRARIES[path] = lib
     return lib
 
@@ -223,6 +229,11 @@ class SimKernel:
                                             self._dynamic_names, self._shared_counts[1], int(shared_mem))
             message = lib.minunet_sim_last_error().decode(errors="replace") if failed else ""
             fault_offset = lib.minunet_sim_fault_offset() if failed else 0
+            race = lib.minunet_sim_race_report().decode(errors="replace") if failed else ""
+        if race:
+            arrays = [(p.name, a) for p, a in zip(self.params, args) if p.pointer]
+            raise SimError(races.describe(race, self.name, self.module.library_path, arrays,
+                                          self.module.shared_arrays(), lib.minunet_sim_shared_base()))
         del holders, args  # the arrays stayed alive for the whole launch
         if failed:
             raise SimError(message + _source_line(self.module.library_path, fault_offset))
@@ -233,17 +244,27 @@ class SimModule:
 
     defines: {"MINUNET_REAL": "double", ...} (or a list of names); include_dirs: extra -I folders;
     shuffle_seed: run threads and blocks in a random order from this seed (None: MINUNET_SIM_SHUFFLE or
-    in order); gpu_math: fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH).
+    in order); racecheck: report data races between the kernel's threads as SimErrors (None:
+    MINUNET_SIM_RACECHECK; the process needs ThreadSanitizer loaded, see minunet/sim/preload.py); gpu_math:
+    fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH).
     """
 
-    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, gpu_math=None):
+    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, racecheck=None, gpu_math=None):
         if defines is not None and not isinstance(defines, dict):
             defines = {name: None for name in defines}
         self.path = path
         self.shuffle_seed = shuffle_seed if shuffle_seed is not None else shuffle_seed_from_env()
-        self.library_path, self.kernels = build_library(path, defines, include_dirs, gpu_math)
-        self.library = _load(self.library_path)
+        self.racecheck = racecheck_from_env() if racecheck is None else bool(racecheck)
+        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck, gpu_math)
+        self.library = _load(self.library_path, self.racecheck)
         self._functions = {}
+        self._shared_arrays = None
+
+    def shared_arrays(self):
+        """[(name, offset, size)] of the library's __shared__ arrays, for naming them in race reports."""
+        if self._shared_arrays is None:
+            self._shared_arrays = races.shared_arrays(self.library_path)
+        return self._shared_arrays
 
     def get_function(self, name, max_dynamic_shared=None):
         """The kernel; max_dynamic_shared=B opts it in to launches with up to B bytes of dynamic shared memory."""

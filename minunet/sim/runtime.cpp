@@ -1,12 +1,15 @@
 // runtime.cpp: the scheduler of minunet's CUDA simulator, linked into every compiled kernel library.
 //
 // minunet_sim_launch runs a grid block after block on the calling OS thread. A block's threads are fibers
-// (fiber.h); the scheduler resumes every runnable fiber in turn ("a round"), and each runs until it waits at
-// __syncthreads, waits at a warp function, or returns. After a round:
-//   - lanes of a warp that all reached the same shuffle get their values and become runnable again;
+// (fiber.h), and the block runs warp by warp, as warps on a GPU run ahead of each other between barriers:
+//   - the scheduler resumes every runnable lane of one warp in turn; each runs until it waits at
+//     __syncthreads, waits at a warp function, or returns. Lanes of the warp that all reached the same warp
+//     function get their values and run on; when none of the warp's lanes can, the next warp runs;
 //   - when every live thread waits at the same __syncthreads, all become runnable (the barrier opens);
 //   - anything else is a bug of the kernel (a thread returned while others wait, barriers at different
 //     lines, a shuffle some lanes never reach) and the launch stops with a message naming threads and lines.
+// A warp function thus orders its own warp only. In shuffled order the warps of each barrier phase, the
+// lanes within a warp and the blocks run in a random order.
 // A crash inside the kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, a fiber stack overflow into its guard page)
 // is caught on an alternate signal stack and jumps back here, so the Python process survives.
 // The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h).
@@ -25,6 +28,7 @@
 
 #include "fiber.h"
 #include "float_mode.h"
+#include "racecheck.h"
 #include "shared_memory.h"
 
 uint3 threadIdx, blockIdx;
@@ -46,9 +50,15 @@ struct Thread {
     int arg, width, size;
     const void* value;
     void* result;
+    void* race_fiber;    // its ThreadSanitizer fiber (race checker builds)
 };
 
 const size_t STACK_BYTES = 64 * 1024;
+#ifdef MINUNET_SIM_TSAN
+const unsigned STACK_SETS = race::BLOCK_SETS;  // a stack per TSan fiber: a shared one would look like races
+#else
+const unsigned STACK_SETS = 1;
+#endif
 const char* const STATE_NAMES[] = {"is runnable", "waits at __syncthreads", "waits at a warp function", "has exited"};
 
 // The launch in progress.
@@ -63,7 +73,9 @@ bool g_failed;
 char g_error[4096];
 uint64_t g_rng;
 bool g_shuffle;
-unsigned* g_order;           // resume order of a round
+unsigned* g_order;           // resume order of a warp's lanes
+unsigned g_warp_order[32];   // run order of a block's warps
+char* g_shared_lo;           // this library's load address, for naming __shared__ arrays in race reports
 
 // Fiber stacks: one mapping, each stack with an inaccessible guard region below it.
 char* g_pool;
@@ -121,32 +133,36 @@ template <class T> void shuffle_in_place(T* a, size_t n) {
 }
 
 // ---- fibers ---------------------------------------------------------------------------------------------
+// Back to the scheduler; returns when the scheduler resumes this fiber.
+void yield_to_scheduler() {
+    MINUNET_SIM_IF_TSAN(race::switch_to(race::g_host));
+    context_switch(&g_current->ctx, &g_scheduler);
+}
+
 void fiber_entry() {
     for (;;) {  // never returns: a finished fiber is restarted with context_start
         g_body(g_args);
         g_current->state = DONE;
-        context_switch(&g_current->ctx, &g_scheduler);
+        yield_to_scheduler();
     }
 }
 
-// Back to the scheduler; returns when the scheduler resumes this fiber.
-void yield_to_scheduler() { context_switch(&g_current->ctx, &g_scheduler); }
-
 bool ensure_stacks(unsigned count) {
-    if (count <= g_pool_slots) return true;
+    size_t slots = (size_t)count * STACK_SETS;
+    if (slots <= g_pool_slots) return true;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     g_guard_bytes = page > 16384 ? page : 16384;
     g_slot_bytes = g_guard_bytes + ((STACK_BYTES + 4096 + page - 1) / page) * page;  // 4 KB for the colouring
     if (g_pool) munmap(g_pool, g_pool_slots * g_slot_bytes);
     g_pool = nullptr;
     g_pool_slots = 0;
-    void* p = mmap(nullptr, count * g_slot_bytes, PROT_READ | PROT_WRITE,
+    void* p = mmap(nullptr, slots * g_slot_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return false;
     g_pool = (char*)p;
-    for (unsigned i = 0; i < count; i++)
+    for (size_t i = 0; i < slots; i++)
         if (mprotect(g_pool + i * g_slot_bytes, g_guard_bytes, PROT_NONE) != 0) return false;
-    g_pool_slots = count;
+    g_pool_slots = slots;
     free(g_threads);
     free(g_order);
     g_threads = (Thread*)calloc(count, sizeof(Thread));
@@ -154,15 +170,16 @@ bool ensure_stacks(unsigned count) {
     return g_threads && g_order;
 }
 
-char* stack_lo(unsigned i) { return g_pool + i * g_slot_bytes + g_guard_bytes; }
+char* stack_lo(size_t i) { return g_pool + i * g_slot_bytes + g_guard_bytes; }
 
 // Stacks start at different offsets modulo 4 KB: otherwise every fiber's hot stack top maps to the same
 // cache sets (the slots are a multiple of the page size apart) and switching thrashes the L1 cache.
-size_t stack_size(unsigned i) { return g_slot_bytes - g_guard_bytes - (i % 64) * 64; }
+size_t stack_size(size_t i) { return g_slot_bytes - g_guard_bytes - (i % 64) * 64; }
 
 void resume(Thread* t) {
     g_current = t;
     threadIdx = t->idx;
+    MINUNET_SIM_IF_TSAN(race::switch_to(t->race_fiber));
     context_switch(&g_scheduler, &t->ctx);
     g_current = nullptr;
 }
@@ -192,55 +209,62 @@ bool same_call(const Thread* a, const Thread* b) {
     return a->line == b->line && a->file == b->file;
 }
 
-// Complete every warp function whose lanes have all arrived. Returns true if some fiber became runnable.
-bool resolve_warps() {
-    bool progress = false;
-    for (unsigned first = 0; first < g_count; first += 32) {
-        unsigned lanes = g_count - first < 32 ? g_count - first : 32;
-        unsigned exists = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
-        unsigned handled = 0;
-        for (unsigned a = 0; a < lanes; a++) {
-            Thread* ta = &g_threads[first + a];
-            if (ta->state != AT_WARP || (handled >> a & 1u)) continue;
-            unsigned members = 0, required = 0;
-            for (unsigned b = 0; b < lanes; b++) {
-                Thread* tb = &g_threads[first + b];
-                if (tb->state == AT_WARP && same_call(ta, tb)) {
-                    members |= 1u << b;
-                    required |= tb->mask | (1u << b);
-                }
+// size bytes (a shuffled value: 1, 2, 4 or 8), copied inline: a memcpy call would show in the race checker.
+void copy_value(void* to, const void* from, int size) {
+    switch (size) {
+        case 1: __builtin_memcpy(to, from, 1); break;
+        case 2: __builtin_memcpy(to, from, 2); break;
+        case 4: __builtin_memcpy(to, from, 4); break;
+        default: __builtin_memcpy(to, from, 8); break;
+    }
+}
+
+// Complete every warp function of the warp starting at thread `first` whose lanes have all arrived.
+void resolve_warp(unsigned first) {
+    unsigned lanes = g_count - first < 32 ? g_count - first : 32;
+    unsigned exists = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+    unsigned handled = 0;
+    for (unsigned a = 0; a < lanes; a++) {
+        Thread* ta = &g_threads[first + a];
+        if (ta->state != AT_WARP || (handled >> a & 1u)) continue;
+        unsigned members = 0, required = 0;
+        for (unsigned b = 0; b < lanes; b++) {
+            Thread* tb = &g_threads[first + b];
+            if (tb->state == AT_WARP && same_call(ta, tb)) {
+                members |= 1u << b;
+                required |= tb->mask | (1u << b);
             }
-            handled |= members;
-            required &= exists;
-            if ((required & members) != required) continue;  // someone named in a mask has not arrived
-            unsigned votes = 0;  // lanes whose predicate is true, for __ballot_sync and friends
-            for (unsigned b = 0; b < lanes; b++)
-                if ((members >> b & 1u) && ta->op >= BALLOT && *(const int*)g_threads[first + b].value)
-                    votes |= 1u << b;
-            for (unsigned b = 0; b < lanes; b++) {
-                if (!(members >> b & 1u)) continue;
-                Thread* tb = &g_threads[first + b];
-                if (tb->op >= BALLOT) {
-                    unsigned own = votes & tb->mask;
-                    unsigned answer = tb->op == BALLOT ? own
-                                      : tb->op == ANY ? own != 0u
-                                                      : own == (tb->mask & members);
-                    memcpy(tb->result, &answer, 4);
-                } else if (tb->op != SYNCWARP) {
-                    int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
-                    const Thread* src = &g_threads[first + j];
-                    // A lane that does not exist or did not take part gives an undefined value: poison.
-                    if (j < (int)lanes && (members >> j & 1u) && src->size == tb->size)
-                        memcpy(tb->result, src->value, tb->size);
-                    else
-                        memset(tb->result, 0xff, tb->size);
-                }
-                tb->state = RUNNABLE;
+        }
+        handled |= members;
+        required &= exists;
+        if ((required & members) != required) continue;  // someone named in a mask has not arrived
+        MINUNET_SIM_IF_TSAN(race::sync_group(lanes, [&](unsigned b) {
+            return (members >> b & 1u) ? g_threads[first + b].race_fiber : nullptr;
+        }));
+        unsigned votes = 0;  // lanes whose predicate is true, for __ballot_sync and friends
+        for (unsigned b = 0; b < lanes; b++)
+            if ((members >> b & 1u) && ta->op >= BALLOT && *(const int*)g_threads[first + b].value)
+                votes |= 1u << b;
+        for (unsigned b = 0; b < lanes; b++) {
+            if (!(members >> b & 1u)) continue;
+            Thread* tb = &g_threads[first + b];
+            if (tb->op >= BALLOT) {
+                unsigned own = votes & tb->mask;
+                unsigned answer = tb->op == BALLOT ? own
+                                  : tb->op == ANY ? own != 0u
+                                                  : own == (tb->mask & members);
+                copy_value(tb->result, &answer, 4);
+            } else if (tb->op != SYNCWARP) {
+                int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
+                const Thread* src = &g_threads[first + j];
+                // A lane that does not exist or did not take part gives an undefined value: poison.
+                static const unsigned long long poison = ~0ull;
+                bool defined = j < (int)lanes && (members >> j & 1u) && src->size == tb->size;
+                copy_value(tb->result, defined ? src->value : &poison, tb->size);
             }
-            progress = true;
+            tb->state = RUNNABLE;
         }
     }
-    return progress;
 }
 
 const char* op_name(int op) {
@@ -313,12 +337,43 @@ bool open_barrier() {
         }
     }
     for (unsigned i = 0; i < g_count; i++) g_threads[i].state = RUNNABLE;
+    MINUNET_SIM_IF_TSAN(race::sync_group(g_count, [](unsigned i) { return g_threads[i].race_fiber; }));
     return true;
 }
 
 // ---- blocks ---------------------------------------------------------------------------------------------
-void run_block(const SharedMemory& shared) {
+bool race_reported() {
+#ifdef MINUNET_SIM_TSAN
+    if (race::reported())
+        report("kernel '%s': ThreadSanitizer reported a data race in block (%u,%u,%u)", g_kernel, blockIdx.x,
+               blockIdx.y, blockIdx.z);
+#endif
+    return g_failed;
+}
+
+// Run one warp until none of its lanes can move on (all wait at __syncthreads, have exited, or wait at a
+// warp function that other lanes have not reached). Returns false when the launch must stop.
+bool run_warp(unsigned first) {
+    unsigned lanes = g_count - first < 32 ? g_count - first : 32;
+    for (;;) {
+        unsigned n = 0;
+        for (unsigned i = first; i < first + lanes; i++)
+            if (g_threads[i].state == RUNNABLE) g_order[n++] = i;
+        if (n == 0) return true;
+        if (g_shuffle) shuffle_in_place(g_order, n);
+        for (unsigned k = 0; k < n; k++) {
+            resume(&g_threads[g_order[k]]);
+            if (g_failed) return false;
+        }
+        if (race_reported()) return false;
+        resolve_warp(first);
+    }
+}
+
+// Run the block run `position`-th in the launch.
+void run_block(const SharedMemory& shared, unsigned long long position) {
     shared.poison_block();
+    unsigned stack_set = (unsigned)(position % STACK_SETS);
     for (unsigned i = 0; i < g_count; i++) {
         Thread* t = &g_threads[i];
         t->idx.x = i % blockDim.x;
@@ -327,22 +382,30 @@ void run_block(const SharedMemory& shared) {
         t->state = RUNNABLE;
         t->line = 0;
         t->file = nullptr;
-        context_start(&t->ctx, stack_lo(i), stack_size(i), fiber_entry);
+        size_t slot = (size_t)stack_set * g_count + i;
+        context_start(&t->ctx, stack_lo(slot), stack_size(slot), fiber_entry);
+        MINUNET_SIM_IF_TSAN(t->race_fiber = race::fiber_for(position, i));
     }
+    MINUNET_SIM_IF_TSAN(auto fiber_of = [](unsigned i) { return g_threads[i].race_fiber; });
+#ifdef MINUNET_SIM_TSAN
+    char* shared_lo;
+    size_t shared_bytes;
+    shared.span(&shared_lo, &shared_bytes);
+    race::start_block(g_count, fiber_of, blockIdx, shared_lo, shared_bytes);
+#endif
+    unsigned warps = (g_count + 31) / 32;
     for (;;) {
-        unsigned n = 0, done = 0;
-        for (unsigned i = 0; i < g_count; i++)
-            if (g_threads[i].state == RUNNABLE) g_order[n++] = i;
-        if (g_shuffle) shuffle_in_place(g_order, n);
-        for (unsigned k = 0; k < n; k++) {
-            resume(&g_threads[g_order[k]]);
-            if (g_failed) return;
-        }
+        for (unsigned w = 0; w < warps; w++) g_warp_order[w] = w;
+        if (g_shuffle) shuffle_in_place(g_warp_order, warps);
+        for (unsigned w = 0; w < warps; w++)
+            if (!run_warp(32 * g_warp_order[w])) return;
+        unsigned done = 0;
         for (unsigned i = 0; i < g_count; i++) done += g_threads[i].state == DONE;
-        if (done == g_count) return;
-        if (resolve_warps()) continue;
+        if (done == g_count) break;
         if (!open_barrier()) return;
     }
+    // The next block on these fibers comes after this one (the blocks of other sets do not).
+    MINUNET_SIM_IF_TSAN(race::sync_group(g_count, fiber_of));
 }
 
 // ---- crash handling ---------------------------------------------------------------------------------------
@@ -368,6 +431,7 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     g_fault_signal = sig;
     g_fault_address = info->si_addr;
     g_fault_pc = program_counter(context);
+    MINUNET_SIM_IF_TSAN(race::switch_to(race::g_host));  // TSan finds the jump buffer in the fiber that set it
     siglongjmp(g_crash_jump, 1);
 }
 
@@ -458,6 +522,19 @@ using namespace minunet_sim;
 
 extern "C" __attribute__((visibility("default"))) const char* minunet_sim_last_error() { return g_error; }
 
+// The race checker's report of the last launch ("" without one), and the address a __shared__ array's
+// symbol value is relative to: this library's load address (shared_memory.h).
+extern "C" __attribute__((visibility("default"))) const char* minunet_sim_race_report() {
+#ifdef MINUNET_SIM_TSAN
+    return race::report_text();
+#else
+    return "";
+#endif
+}
+extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_shared_base() {
+    return (unsigned long long)(uintptr_t)g_shared_lo;
+}
+
 // Where the last crash happened, as an offset into this library (for addr2line), or 0 if elsewhere.
 extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_fault_offset() {
     Dl_info self, fault;
@@ -500,6 +577,7 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         report("kernel '%s': bad shared memory layout (shared_mem %llu)", kernel, shared_mem);
         return 1;
     }
+    g_shared_lo = shared.base;
     blockDim = dim3(block[0], block[1], block[2]);
     gridDim = dim3(grid[0], grid[1], grid[2]);
 
@@ -522,21 +600,32 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     }
     shared.guard_tails();
     FlushToZero gpu_float_mode;  // GPU arithmetic mode only (float_mode.h)
+#ifdef MINUNET_SIM_TSAN
+    if (const char* problem = race::start_launch(g_count)) {
+        free(order);
+        remove_fault_handlers();
+        report("kernel '%s': %s", kernel, problem);
+        return 1;
+    }
+#endif
     g_launch_thread = pthread_self();
     g_in_launch = 1;
+    [[maybe_unused]] bool crashed = false;
     if (sigsetjmp(g_crash_jump, 1) == 0) {
         for (unsigned long long b = 0; b < blocks && !g_failed; b++) {
             unsigned long long id = order ? order[b] : b;
             blockIdx.x = (unsigned)(id % grid[0]);
             blockIdx.y = (unsigned)((id / grid[0]) % grid[1]);
             blockIdx.z = (unsigned)(id / ((unsigned long long)grid[0] * grid[1]));
-            run_block(shared);
+            run_block(shared, b);
         }
     } else {
+        crashed = true;
         report_crash();
     }
     g_in_launch = 0;
     g_current = nullptr;
+    MINUNET_SIM_IF_TSAN(race::end_launch(g_count, blocks, crashed));
     remove_fault_handlers();
     free(order);
     unsigned which;

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 _SECTION = re.compile(r"^\s*\[\s*(\d+)\]\s+(\S+)", re.M)
-_SYMBOL = re.compile(r"^\s*\d+:\s+([0-9a-f]+)\s+(0x[0-9a-f]+|\d+)\s+OBJECT\s+\w+\s+\w+\s+(\d+)\s+(\S+)\s*$", re.M)
+_SYMBOL = re.compile(r"^\s*\d+:\s+([0-9a-f]+)\s+(0x[0-9a-f]+|\d+)\s+OBJECT\s+\w+\s+\w+\s+(\d+)\s+(.+?)\s*$", re.M)
 
 
 @dataclass
@@ -27,9 +27,10 @@ class SharedLayout:
         return sum(size for _, _, size in self.static)
 
 
-def bss_objects(path) -> dict:
-    """{name: (value, size)} of the objects in .bss sections of an ELF file."""
-    text = subprocess.run(["readelf", "-SsW", str(path)], capture_output=True, text=True, check=True).stdout
+def bss_objects(path, demangle=False) -> dict:
+    """{name: (value, size)} of the objects in .bss sections of an ELF file (demangle: C++ names, readable)."""
+    command = ["readelf", "-SsW", *(["-C"] if demangle else []), str(path)]
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     sections = {int(number): name for number, name in _SECTION.findall(text)}
     return {name: (int(value, 16), int(size, 0)) for value, size, index, name in _SYMBOL.findall(text)
             if sections.get(int(index), "").startswith(".bss")}

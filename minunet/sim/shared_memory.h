@@ -65,6 +65,18 @@ struct SharedMemory {
     char* dynamic_at(unsigned i) const { return base + dynamic[i]; }
     size_t tail() const { return MINUNET_SIM_DYNAMIC_SHARED_CAPACITY - shared_mem; }
 
+    // The smallest range that holds every array of the kernel (the race checker forgets accesses there).
+    void span(char** lo, size_t* bytes) const {
+        char *first = nullptr, *last = nullptr;
+        auto take = [&](char* p, size_t n) {
+            if (!first || p < first) first = p;
+            if (!last || p + n > last) last = p + n;
+        };
+        for (unsigned i = 0; i < array_count; i++) take(base + arrays[2 * i], arrays[2 * i + 1]);
+        for (unsigned i = 0; i < dynamic_count; i++) take(dynamic_at(i), shared_mem);
+        *lo = first;
+        *bytes = last - first;
+    }
     // Before the first block: the bytes past shared_mem become the canary (or AddressSanitizer's poison).
     void guard_tails() const {
         for (unsigned i = 0; i < dynamic_count; i++) {
