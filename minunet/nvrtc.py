@@ -241,6 +241,15 @@ _SM_LIMITS = {
 }
 
 
+REGISTERS_PER_BLOCK = 64 * 1024  # sm_75 to sm_90: more in one block is cudaErrorLaunchOutOfResources
+
+
+def registers_per_block(resources: Resources, threads_per_block: int) -> int:
+    """Registers a block takes: allocated per warp, in units of 256 (for every arch from sm_75 to sm_90)."""
+    warps = -(-threads_per_block // 32)
+    return warps * -(-max(resources.registers, 1) * 32 // 256) * 256
+
+
 def occupancy(resources: Resources, arch, threads_per_block: int, dynamic_shared: int = 0) -> float:
     """Resident warps per SM / the maximum, limited by registers, shared memory, warps and blocks."""
     limits = _SM_LIMITS.get(arch_number(arch).rstrip("a"))
@@ -249,9 +258,8 @@ def occupancy(resources: Resources, arch, threads_per_block: int, dynamic_shared
     if not 1 <= threads_per_block <= 1024:
         raise ValueError(f"threads_per_block must be in 1..1024, got {threads_per_block}")
     warps = -(-threads_per_block // 32)
-    # Registers: allocated per warp in units of 256, from 4 sub-partitions of 16384 each.
-    regs_per_warp = -(-max(resources.registers, 1) * 32 // 256) * 256
-    by_registers = (16384 // regs_per_warp) * 4 // warps
+    regs_per_warp = registers_per_block(resources, 32)
+    by_registers = (16384 // regs_per_warp) * 4 // warps  # 4 sub-partitions of 16384 registers each
     shared = resources.shared_bytes + dynamic_shared + limits["reserved"]
     by_shared = limits["shared"] // (-(-shared // 128) * 128) if shared else limits["blocks"]
     blocks = min(by_registers, by_shared, limits["warps"] // warps, limits["blocks"])

@@ -7,6 +7,7 @@ outputs poisoned with NaN by the sim (assert_close fails on an element never wri
 - the fused bias + ReLU epilogue (relu=True) against max(conv + b, 0), for every forward version;
 - split-K weight gradients with several slices, and their determinism;
 - the gradient check (minunet.gradcheck.check_backward, float64, sim) of conv3x3 through each version;
+- all of it also on the sim in GPU arithmetic mode (MINUNET_SIM_GPU_MATH: contracted multiply-adds, -ftz);
 - the TF32 tensor-core versions: on sim (which emulates the mma fragment layout) against numpy on inputs
   rounded to TF32 exactly as cvt.rna does; on a GPU (marked gpu) against float64 with TF32's error bound.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import minunet.functional as F
-from conftest import KERNEL_DEVICES, assert_close, assert_close_dtype
+from conftest import KERNEL_DEVICES, assert_close, assert_close_dtype, sim_gpu_math_backend
 from minunet import Tensor
 from minunet.backends import get_backend, kernel_conv
 from minunet.backends.kernel_conv import TF32_VERSIONS, VERSIONS, all_versions, split_k
@@ -45,9 +46,11 @@ def randn(rng, *shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
 
-@pytest.fixture(params=KERNEL_DEVICES)
+@pytest.fixture(params=KERNEL_DEVICES + ["sim-gpu-math"])
 def backend(request):
-    return get_backend(request.param)
+    """The kernel devices, and the sim with GPU arithmetic (fused multiply-adds, flush-to-zero): the
+    tolerances must hold for both roundings."""
+    return sim_gpu_math_backend() if request.param == "sim-gpu-math" else get_backend(request.param)
 
 
 def run(backend, method, *arrays, **kwargs):

@@ -4,14 +4,16 @@ Every kernels/*.cu compiles for sm_75, sm_80, sm_86 and sm_90, in float and doub
 warning and no register spill (the resource table prints with `pytest -s`). The cubin minunet.nvrtc builds
 is byte-identical to the one CuPy's RawModule path caches, and the cuda launcher uses the same options.
 """
+import functools
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import launch_census
 from minunet import nvrtc, paths
-from minunet.sim.build import included_files
+from minunet.sim.build import build_library, included_files
 
 
 def _nvrtc_unusable():
@@ -87,9 +89,15 @@ def problems(results):
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def compiled(stem):
+    """compile_matrix of a kernel file for every arch and dtype, once per test process."""
+    return nvrtc.compile_matrix([stem], ARCHS, DTYPE_NAMES, workers=2)
+
+
 @pytest.mark.parametrize("stem", KERNEL_STEMS)
-def test_kernel_file_compiles_cleanly(stem, tmp_path):
-    results = nvrtc.compile_matrix([stem], ARCHS, DTYPE_NAMES, workers=2)
+def test_kernel_file_compiles_cleanly(stem, tmp_path, census):
+    results = compiled(stem)
     table = nvrtc.format_table(results)
     print(f"\n{table}")
     (tmp_path / f"nvrtc_{stem}.txt").write_text(table + "\n")
@@ -100,6 +108,51 @@ def test_kernel_file_compiles_cleanly(stem, tmp_path):
     for path, arch, dtype, result in results:
         assert set(result.kernels) == declared, (f"{stem} {dtype} sm_{arch}: ptxas reported {sorted(result.kernels)}, "
                                                  f"the file declares {sorted(declared)}")
+    check_launch_limits(stem, results, census)
+
+
+# conv3x3.cu emulates the mma instruction with shared scratch declared only under MINUNET_SIM: the mangled
+# name of the function that declares it.
+SIM_ONLY_SHARED = "conv3x3_mma_tf32"
+
+
+def check_launch_limits(stem, results, census):
+    """Registers x threads over 64 K fail a launch; the simulator cannot see registers, so they are checked
+    here, for every arch, at the block size each kernel is launched with. The simulator's own count of a
+    kernel's static __shared__ bytes (its launch checks use it) must be ptxas's (the largest over the
+    archs: the TF32 kernels are empty below sm_80), apart from the simulator's own tensor-core scratch."""
+    ptxas_shared, launched = {}, 0
+    for path, arch, dtype, result in results:
+        for name, r in result.kernels.items():
+            ptxas_shared[name, dtype] = max(ptxas_shared.get((name, dtype), 0), r.shared_bytes)
+            threads = census.get((stem, name, dtype))
+            if threads:
+                launched += 1
+                assert nvrtc.registers_per_block(r, threads) <= nvrtc.REGISTERS_PER_BLOCK, (
+                    f"{stem} {name} {dtype} sm_{arch}: {r.registers} registers x {threads} threads exceed 64 K")
+    assert launched, f"no kernel of {stem} was launched by the census"
+    for dtype in DTYPE_NAMES:
+        sim = build_library(paths.kernel_path(stem), {"MINUNET_REAL": dtype}, [paths.kernels_dir()])[1]
+        for name, info in sim.items():
+            gpu_arrays = [size for array, _, size in info.shared.static if SIM_ONLY_SHARED not in array]
+            assert sum(gpu_arrays) == ptxas_shared[name, dtype], (
+                f"{stem} {name} {dtype}: the sim counts {sum(gpu_arrays)} bytes of static shared memory, "
+                f"ptxas {ptxas_shared[name, dtype]} ({info.shared.static})")
+
+
+# ---- what the simulator checks at launch, against what ptxas reports -------------------------------------
+@pytest.fixture(scope="module")
+def census():
+    return launch_census()  # records the block size of every launch the backends make
+
+
+def test_register_pressure_over_the_block_limit_is_found(tmp_path):
+    folder = kernel_dir_with(tmp_path, register_pressure__cu=(
+        Path(__file__).parent / "sim_kernels" / "limits" / "register_pressure.cu").read_text())
+    r = nvrtc.compile_matrix([folder / "register_pressure.cu"], ["sm_80"], ["float"])[0][3].kernels["many_registers"]
+    assert r.registers > 64, r
+    assert nvrtc.registers_per_block(r, 1024) > nvrtc.REGISTERS_PER_BLOCK  # the launch the census would refuse
+    assert nvrtc.registers_per_block(r, 128) <= nvrtc.REGISTERS_PER_BLOCK
 
 
 def test_own_kernel_compiles_cleanly_with_its_shared_tile(tmp_path):

@@ -7,8 +7,8 @@ resource. These checks raise one line that says which limit, by how much, and wh
 Pure functions over plain mappings, so the rules are tested without a GPU (tests/test_launch_limits.py);
 cuda_launcher.py reads the mappings with CuPy:
   attributes: the compiled function's `max_threads_per_block` (CUDA derives it from the registers per thread
-              and __launch_bounds__), `num_regs` (registers per thread), `shared_size_bytes` (static shared
-              memory, the `__shared__` arrays).
+              and __launch_bounds__), `num_regs` (registers per thread; None on the sim, which has none),
+              `shared_size_bytes` (static shared memory, the `__shared__` arrays).
   limits:     the device's `max_threads_per_block`, `max_block_dim` (x, y, z), `max_registers_per_block`,
               `max_shared_per_block` (48 KB: what a launch may use without opting in),
               `max_shared_per_block_optin` (the most a function may opt in to: 227 KB on an H100).
@@ -60,8 +60,13 @@ def check_launch(kernel, attributes, limits, block, shared_mem, max_dynamic_shar
                                f"{limits['max_threads_per_block']} per block")
     if threads > attributes["max_threads_per_block"]:
         regs, per_block = attributes["num_regs"], limits["max_registers_per_block"]
-        why = (f"{regs} registers per thread x {threads} threads = {regs * threads} > the device's {per_block} per "
-               f"block" if regs * threads > per_block else f"{regs} registers per thread; its __launch_bounds__?")
+        if regs is None:  # the sim: no registers, so the bound is the kernel's __launch_bounds__
+            why = "its __launch_bounds__"
+        elif regs * threads > per_block:
+            why = (f"{regs} registers per thread x {threads} threads = {regs * threads} > the device's {per_block} "
+                   f"per block")
+        else:
+            why = f"{regs} registers per thread; its __launch_bounds__?"
         raise LaunchLimitError(f"kernel '{kernel}': block {dims} has {threads} threads, but as compiled it can run at "
                                f"most {attributes['max_threads_per_block']} per block ({why}): launch a smaller block")
     if not _is_size(shared_mem):

@@ -2,9 +2,12 @@
 
 How it works
 - Compiling (build.py): the .cu file is compiled by g++ as C++, with cuda_sim.h force-included first. That
-  header turns the CUDA qualifiers into nothing, `__shared__` into `thread_local`, and supplies the built-ins
-  (threadIdx, atomics, shuffles, math). A generated wrapper adds one C entry point per
-  `extern "C" __global__` kernel. The library is cached under <cache>/sim/ by a hash of every input.
+  header turns the CUDA qualifiers into nothing, `__shared__` into `static` (a global of its own per array),
+  and supplies the built-ins (threadIdx, atomics, shuffles, math). A generated wrapper holds the source
+  (`extern __shared__` made a plain `extern`) and adds one C entry point per `extern "C" __global__` kernel
+  and the storage of each `extern __shared__` array. The linker tells which shared arrays each kernel
+  reaches (shared_layout.py): its static shared-memory size and what to poison. The library and that
+  layout are cached under <cache>/sim/ by a hash of every input.
 - Running (runtime.cpp, fiber.h): every CUDA thread of a block is a fiber -- its own 64 KB stack with a guard
   page -- and all fibers run on the calling OS thread, one at a time, so runs are deterministic. A fiber
   runs until `__syncthreads()` or a warp function, then hands control back to the scheduler (a dozen
@@ -15,10 +18,16 @@ How it works
 - Catching bugs: a thread that returns while others wait at a barrier, barriers at different lines, a
   shuffle that some lanes never reach, and crashes inside the kernel (caught with a signal handler on an
   alternate stack; the line is looked up with addr2line) raise SimError naming the kernel, block, thread
-  and source line; the process stays usable. Output buffers from `empty` and all shared memory (at the
-  start of every block) are filled with NaN bytes, so an element nobody wrote shows up. Arguments are
-  checked against the compiled parameter types: a Python int for an `int`, np.float64 for a `float`, a
-  float32 array for a `const double*` are TypeErrors.
+  and source line; the process stays usable. Output buffers from `empty` are filled with NaN bytes, the
+  kernel's shared arrays at the start of every block with the word 0x7FFFFFFF (NaN as float and double,
+  INT_MAX as int; fmax/fmin keep it), so an element nobody wrote shows up. Arguments are checked against
+  the compiled parameter types: a Python int for an `int`, np.float64 for a `float`, a float32 array for a
+  `const double*` are TypeErrors.
+- Launch limits (launch.py, with the cuda launcher's checks), as a GPU refuses them: a block over the
+  kernel's __launch_bounds__; static + dynamic shared memory over 48 KB unless the function opts in with
+  `function(..., max_dynamic_shared=B)` (static + B at most 227 KB); static alone over 48 KB. An
+  `extern __shared__` array has exactly `shared_mem` bytes: a write past them is a SimError after the
+  launch (shared_memory.h). Registers the sim cannot know: tests/test_nvrtc.py checks them with NVRTC.
 - Shuffled order: SimLauncher(shuffle_seed=...) or MINUNET_SIM_SHUFFLE=<seed> runs the warps of each
   barrier phase, the lanes of each warp and the blocks in a random order, so a missing `__syncthreads()`
   shows up as a wrong result.
@@ -27,13 +36,19 @@ How it works
   naming the kernel, the array, both threads and both lines (races.py). The process needs libtsan loaded
   before Python starts: `python -m minunet.sim.preload <command>` (preload.py).
 - MINUNET_SIM_FIBERS=ucontext switches fibers with glibc's swapcontext (slower; a check of the assembly).
-  MINUNET_SIM_SANITIZE=1 builds with AddressSanitizer (and ucontext fibers); run Python with libasan in
-  LD_PRELOAD to see out-of-bounds accesses with their source line.
+  MINUNET_SIM_SANITIZE=1 builds with AddressSanitizer and UBSan (and ucontext fibers); run Python with
+  libasan in LD_PRELOAD (and UBSAN_OPTIONS=print_stacktrace=1) to see, at their source line, out-of-bounds
+  accesses (also past a shared array, or past `shared_mem`), misaligned loads, signed overflow, bad shifts.
+  The first finding ends the process.
+- GPU arithmetic: SimLauncher(gpu_math=True) or MINUNET_SIM_GPU_MATH=1 contracts multiply-adds into FMA
+  instructions and flushes denormals to zero, as CuPy's NVRTC options do (float_mode.h); results then
+  differ from the default mode's in the last bits, as a GPU's do.
 
 Not simulated: warp lockstep without __syncwarp (code relying on it breaks; the race checker names it),
 __syncthreads_count/and/or, __activemask, cooperative groups, inline PTX, half precision, textures.
-`extern __shared__` arrays get 48 KB each and do not alias one another as they do on a GPU; an infinite loop
-in a kernel hangs.
+`extern __shared__` arrays of different names do not alias one another as they do on a GPU; they must be
+declared in the .cu file, not in a header; an infinite loop in a kernel hangs. ARCHITECTURE.md lists what
+each mode catches and misses.
 
     launcher = SimLauncher()
     f = launcher.function("conv3x3", "conv3x3_forward_v1", np.float32)
@@ -55,9 +70,10 @@ class SimLauncher:
     name = "sim"
     xp = np
 
-    def __init__(self, shuffle_seed=None, racecheck=None):
+    def __init__(self, shuffle_seed=None, racecheck=None, gpu_math=None):
         self.shuffle_seed = shuffle_seed
         self.racecheck = racecheck
+        self.gpu_math = gpu_math
         self._modules = {}
         self._functions = {}
 
@@ -87,13 +103,14 @@ class SimLauncher:
         if key not in self._modules:
             self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": _REAL_TYPES[dtype]},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
-                                           racecheck=self.racecheck)
+                                           racecheck=self.racecheck, gpu_math=self.gpu_math)
         return self._modules[key]
 
-    def function(self, stem, kernel_name, dtype):
-        """f(grid, block, args, shared_mem=0) for kernel_name of kernels/<stem>.cu compiled for dtype."""
-        key = (stem, kernel_name, np.dtype(dtype))
+    def function(self, stem, kernel_name, dtype, max_dynamic_shared=None):
+        """f(grid, block, args, shared_mem=0) for kernel_name of kernels/<stem>.cu compiled for dtype;
+        max_dynamic_shared=B opts in to up to B bytes of dynamic shared memory per launch (ARCHITECTURE.md)."""
+        key = (stem, kernel_name, np.dtype(dtype), max_dynamic_shared)
         fn = self._functions.get(key)
         if fn is None:
-            fn = self._functions[key] = self.module(stem, dtype).get_function(kernel_name)
+            fn = self._functions[key] = self.module(stem, dtype).get_function(kernel_name, max_dynamic_shared)
         return fn

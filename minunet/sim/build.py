@@ -1,8 +1,12 @@
 """Compile a .cu file for the simulator: find its kernels, generate a wrapper, run g++, cache the library.
 
-The wrapper `#include`s the unchanged .cu file after cuda_sim.h and adds, per kernel, an entry point that
-unpacks an array of argument pointers, plus storage for each `extern __shared__` array. The runtime
-(runtime.cpp) is compiled once into an object file and linked into every kernel library.
+The wrapper holds the .cu file's text with one change, `extern __shared__` becomes `extern` (`__shared__` is
+`static`, cuda_sim.h), after a `#line` directive, so errors name the original file and line; it adds, per
+kernel, an entry point that unpacks an array of argument pointers, plus storage for each `extern
+__shared__` array.
+The runtime (runtime.cpp) is compiled once into an object file and linked into every kernel library.
+Each kernel's shared arrays and static shared-memory size come from the linker (shared_layout.py) and are
+stored beside the library as JSON.
 
 Cache: <minunet cache>/sim/<stem>-<defines>-<hash>.so, the hash taken over everything that can change the
 result: the .cu source, every header it includes with "...", the simulator's own sources, the generated
@@ -10,19 +14,29 @@ wrapper, the compiler and its flags. Builds go to a temporary name and are renam
 processes building the same file at once both end up with a complete library.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
+from .shared_layout import SharedLayout, kernel_layouts
 
 SIM_DIR = Path(__file__).resolve().parent
-SIM_SOURCES = ("cuda_sim.h", "fiber.h", "racecheck.h", "runtime.cpp")
+SIM_SOURCES = ("cuda_sim.h", "fiber.h", "float_mode.h", "racecheck.h", "runtime.cpp", "shared_memory.h",
+               "shared_layout.py")
 CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden",
-             "-fstack-clash-protection", "-g1", "-w")  # -g1: line tables, to name the line of a crash
+             "-fstack-clash-protection", "-g1", "-gdwarf-4", "-w")
+# -g1: line tables, to name the line of a crash; DWARF 4, since binutils 2.40 misnames the file of lines
+# after an #include in GCC 12's DWARF 5 tables
+# One section per function and variable, so the linker can tell which shared arrays a kernel reaches;
+# no STB_GNU_UNIQUE symbols, which would make two libraries share one template's shared array.
+SECTION_FLAGS = ("-ffunction-sections", "-fdata-sections", "-fno-gnu-unique")
 
 
 class SimError(RuntimeError):
@@ -33,8 +47,16 @@ class SimCompileError(SimError):
     """g++ rejected a kernel file (the message holds the compiler's output)."""
 
 
+def _flag(name) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
 def sanitize_enabled() -> bool:
-    return os.environ.get("MINUNET_SIM_SANITIZE", "") not in ("", "0")
+    return _flag("MINUNET_SIM_SANITIZE")
+
+
+def gpu_math_enabled() -> bool:
+    return _flag("MINUNET_SIM_GPU_MATH")
 
 
 def racecheck_from_env() -> bool:
@@ -48,22 +70,52 @@ def compiler() -> str:
     return cxx
 
 
-def mode_flags(racecheck=False):
+def mode_flags(racecheck=False, gpu_math=None):
     """Flags of the build mode: the assembly fiber switch, or glibc ucontext (MINUNET_SIM_FIBERS=ucontext),
-    or AddressSanitizer, which needs ucontext (MINUNET_SIM_SANITIZE=1), or the race checker's
-    ThreadSanitizer (racecheck; runtime_object leaves -fsanitize=thread out of the scheduler)."""
+    or AddressSanitizer and UBSan, which need ucontext (MINUNET_SIM_SANITIZE=1), or the race checker's
+    ThreadSanitizer (racecheck; runtime_object leaves -fsanitize=thread out of the scheduler); plus GPU
+    arithmetic (gpu_math; None: MINUNET_SIM_GPU_MATH=1)."""
+    gpu_math = gpu_math_enabled() if gpu_math is None else gpu_math
+    return _fiber_and_sanitizer_flags(racecheck) + (gpu_math_flags() if gpu_math else ())
+
+
+def _fiber_and_sanitizer_flags(racecheck):
     if racecheck:
         if sanitize_enabled():
             raise SimError("the race checker and MINUNET_SIM_SANITIZE=1 cannot be combined (ThreadSanitizer and "
                            "AddressSanitizer exclude each other): run one, then the other")
-        # -gdwarf-4: addr2line (which names the lines of a race) misnames some files in g++ 12's DWARF 5
-        return ("-g", "-gdwarf-4", "-fsanitize=thread", "-DMINUNET_SIM_TSAN=1")
+        return ("-g", "-fsanitize=thread", "-DMINUNET_SIM_TSAN=1")
     if sanitize_enabled():
-        return ("-g", "-fsanitize=address", "-fno-omit-frame-pointer", "-DMINUNET_SIM_UCONTEXT=1")
+        # UBSan's first finding ends the process, as AddressSanitizer's does (its traps name the wrong lines).
+        return ("-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                "-fno-omit-frame-pointer", "-DMINUNET_SIM_UCONTEXT=1")
     fibers = os.environ.get("MINUNET_SIM_FIBERS", "asm")
     if fibers not in ("asm", "ucontext"):
         raise ValueError(f"MINUNET_SIM_FIBERS must be 'asm' or 'ucontext', got {fibers!r}")
     return ("-DMINUNET_SIM_UCONTEXT=1",) if fibers == "ucontext" else ()
+
+
+def cpu_has_fma() -> bool:
+    """x86-64 CPUs without the FMA extension exist (before 2013); aarch64 always has fused multiply-add."""
+    if os.uname().machine != "x86_64":
+        return True
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(line.startswith("flags") and "fma" in line.split() for line in cpuinfo)
+    except OSError:
+        return False
+
+
+def gpu_math_flags():
+    """As CuPy compiles: a*b+c contracted to fused multiply-adds, float denormals flushed (float_mode.h)."""
+    flags = ("-DMINUNET_SIM_GPU_MATH=1", "-ffp-contract=fast")
+    if os.uname().machine != "x86_64":
+        return flags
+    if not cpu_has_fma():
+        warnings.warn("MINUNET_SIM_GPU_MATH=1: this CPU has no FMA instructions, so multiply-adds are not fused "
+                      "(only flush-to-zero is as on a GPU)", stacklevel=3)
+        return flags
+    return flags + ("-mfma",)  # x86-64's baseline has no FMA: without it contraction does nothing
 
 
 # ---- reading the source ---------------------------------------------------------------------------------
@@ -77,6 +129,8 @@ _QUALIFIERS = r"(?:(?:__\w+__|static|inline)\b(?:\s*\([^()]*\))?\s*)*"
 _KERNEL = re.compile(r'extern\s*"C"\s*(' + _QUALIFIERS + r')void\s+(' + _QUALIFIERS + r')(\w+)\s*\(([^)]*)\)')
 _EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+([^;{}]*?)\s*\b(\w+)\s*\[\s*\]\s*;")
 _ALIGN = re.compile(r"__align__\s*\(\s*\d+\s*\)|alignas\s*\(\s*\d+\s*\)")
+_EXTERN_SHARED_KEYWORDS = re.compile(r"\bextern(\s+)__shared__\b")
+_LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\s*(\([^()]*\))")
 _INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 
@@ -126,13 +180,28 @@ def included_files(path: Path, include_dirs) -> list:
     return seen
 
 
-def generate_wrapper(cu_path: Path, kernels: dict, extern_shared: dict) -> str:
+def find_launch_bounds(source: str) -> dict:
+    """{kernel name: "(arguments)" of its __launch_bounds__, "()" without one}, for the compiler to evaluate."""
+    bounds = {}
+    for m in _KERNEL.finditer(strip_comments(source)):
+        found = _LAUNCH_BOUNDS.search(m.group(1) + " " + m.group(2))
+        bounds[m.group(3)] = found.group(1) if found else "()"
+    return bounds
+
+
+def without_extern_shared(source: str) -> str:
+    """The source with `extern __shared__` turned into `extern` (line numbers kept)."""
+    return _EXTERN_SHARED_KEYWORDS.sub("extern", source)
+
+
+def generate_wrapper(cu_path: Path, source: str, kernels: dict, extern_shared: dict, launch_bounds: dict) -> str:
     lines = [f"// Generated by minunet.sim for {cu_path.name}: the kernels, storage for extern __shared__ arrays,",
              "// one entry point per kernel. Compiled with -include cuda_sim.h.",
-             f'#include "{cu_path}"',
-             "MINUNET_SIM_MODULE()"]
+             f'#line 1 "{cu_path}"',
+             without_extern_shared(source),
+             '#line 1 "minunet_sim_wrapper.cpp"']
     lines += [f"MINUNET_SIM_DYNAMIC_SHARED({ctype}, {name})" for name, ctype in sorted(extern_shared.items())]
-    lines += [f"MINUNET_SIM_KERNEL({name})" for name in kernels]
+    lines += [f"MINUNET_SIM_KERNEL({name}, {launch_bounds[name]})" for name in kernels]
     return "\n".join(lines) + "\n"
 
 
@@ -169,10 +238,10 @@ def _sim_sources_digest():
     return _digest(*[(SIM_DIR / name).read_bytes() for name in SIM_SOURCES])
 
 
-def runtime_object(cxx: str, racecheck=False) -> Path:
+def runtime_object(cxx: str, racecheck=False, gpu_math=None) -> Path:
     """runtime.cpp compiled once per (simulator sources, compiler, flags). Never with -fsanitize=thread: the
     scheduler's own bookkeeping is no race, and it tells TSan about the threads' orderings itself."""
-    flags = tuple(f for f in CXX_FLAGS + mode_flags(racecheck) if f != "-fsanitize=thread")
+    flags = tuple(f for f in CXX_FLAGS + mode_flags(racecheck, gpu_math) if f != "-fsanitize=thread")
     key = _digest(_sim_sources_digest(), cxx, flags)
     target = paths.cache_dir() / "sim" / f"runtime-{key}.o"
     if not target.is_file():
@@ -182,9 +251,15 @@ def runtime_object(cxx: str, racecheck=False) -> Path:
     return target
 
 
-def build_library(cu_path, defines=None, include_dirs=None, racecheck=False):
-    """Compile cu_path with defines {NAME: value} (racecheck: for the race checker); returns
-    (library path, {kernel: [param names]})."""
+@dataclass
+class KernelInfo:
+    params: list          # parameter names, from the source
+    shared: SharedLayout  # the shared arrays it reaches (shared_layout.py)
+
+
+def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None):
+    """Compile cu_path with defines {NAME: value} (racecheck: for the race checker; gpu_math: with GPU
+    arithmetic, None: MINUNET_SIM_GPU_MATH); returns (library path, {kernel: KernelInfo})."""
     cu_path = Path(cu_path).resolve()
     if not cu_path.is_file():
         raise FileNotFoundError(f"kernel source {cu_path} not found")
@@ -192,38 +267,54 @@ def build_library(cu_path, defines=None, include_dirs=None, racecheck=False):
     include_dirs = [Path(d).resolve() for d in (include_dirs or [])]
     source = cu_path.read_text()
     headers = included_files(cu_path, include_dirs)
+    for header in headers:
+        if _EXTERN_SHARED.search(strip_comments(header.read_text())):
+            raise SimCompileError(f"{header}: the simulator needs `extern __shared__` arrays declared in the .cu "
+                                  f"file itself, not in a header it includes")
     # A header may define kernels too (gemm_tile.cuh's gemm_split_k_reduce): they belong to every file that
     # includes it, as they do in the module NVRTC compiles.
     whole = "\n".join([source] + [h.read_text() for h in headers])
     kernels = find_kernels(whole)
     if not kernels:
         raise SimCompileError(f'{cu_path}: no `extern "C" __global__ void name(...)` kernel found')
-    wrapper = generate_wrapper(cu_path, kernels, find_extern_shared(whole, cu_path))
+    extern_shared = find_extern_shared(whole, cu_path)
+    wrapper = generate_wrapper(cu_path, source, kernels, extern_shared, find_launch_bounds(whole))
 
     cxx = compiler()
-    flags = (*CXX_FLAGS, *mode_flags(racecheck), "-DMINUNET_SIM",
+    flags = (*CXX_FLAGS, *mode_flags(racecheck, gpu_math), "-DMINUNET_SIM",
              *[f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(defines.items())],
              "-I", str(cu_path.parent), *[a for d in include_dirs for a in ("-I", str(d))],
              "-include", str(SIM_DIR / "cuda_sim.h"))
-    key = _digest(source, *[(h, h.read_bytes()) for h in headers], _sim_sources_digest(), wrapper, cxx, flags)
+    key = _digest(source, *[(h, h.read_bytes()) for h in headers], _sim_sources_digest(), wrapper, cxx, flags,
+                  SECTION_FLAGS)
     tag = "-".join(re.sub(r"\W", "", str(v if v is not None else k)) for k, v in sorted(defines.items()))
     target = paths.cache_dir() / "sim" / f"{cu_path.stem}{'-' + tag if tag else ''}-{key}.so"
-    if not target.is_file():
+    layout_file = target.with_suffix(".json")
+    if not (target.is_file() and layout_file.is_file()):
         target.parent.mkdir(parents=True, exist_ok=True)
-        runtime = runtime_object(cxx, racecheck)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=target.stem + ".") as scratch:
+            runtime = runtime_object(cxx, racecheck, gpu_math)
+            _compile(cxx, flags, runtime, wrapper, cu_path, kernels, set(extern_shared), Path(scratch), target)
+    layouts = json.loads(layout_file.read_text())
+    return target, {name: KernelInfo(params, SharedLayout(**layouts[name])) for name, params in kernels.items()}
 
-        written = []
 
-        def command(out):
-            wrapper_path = Path(out).with_suffix(".cpp")
-            wrapper_path.write_text(wrapper)
-            written.append(wrapper_path)
-            return [cxx, *flags, "-shared", "-x", "c++", str(wrapper_path), "-x", "none", str(runtime),
-                    "-o", out], cu_path.name
-
-        try:
-            _build_atomically(target, command)
-        finally:
-            for path in written:
-                path.unlink(missing_ok=True)
-    return target, kernels
+def _compile(cxx, flags, runtime, wrapper, cu_path, kernels, extern_names, scratch: Path, target: Path):
+    """Wrapper -> object (a section per function and variable, for shared_layout.py) -> library + layouts.
+    Both land in target's folder by rename, the JSON first: a library on disk always has its layouts."""
+    wrapper_path, obj, library = scratch / "wrapper.cpp", scratch / "wrapper.o", scratch / "library.so"
+    wrapper_path.write_text(wrapper)
+    _run([cxx, *flags, *SECTION_FLAGS, "-c", str(wrapper_path), "-o", str(obj)], cu_path.name)
+    _run([cxx, *flags, "-shared", str(obj), str(runtime), "-o", str(library)], cu_path.name)
+    # AddressSanitizer's constructor registers every global, so all would look reachable: ask the linker
+    # about an uninstrumented object (same arrays, same names).
+    reach_obj = obj
+    if any(f.startswith("-fsanitize=address") for f in flags):
+        unsanitized = [f for f in flags if not f.startswith("-fsanitize")]
+        reach_obj = scratch / "unsanitized.o"
+        _run([cxx, *unsanitized, *SECTION_FLAGS, "-c", str(wrapper_path), "-o", str(reach_obj)], cu_path.name)
+    linker = subprocess.run([cxx, "-print-prog-name=ld"], capture_output=True, text=True).stdout.strip() or "ld"
+    layouts = kernel_layouts(reach_obj, library, kernels, extern_names, linker, scratch / "kernel.o")
+    (scratch / "layouts.json").write_text(json.dumps({k: vars(v) for k, v in layouts.items()}))
+    os.replace(scratch / "layouts.json", target.with_suffix(".json"))
+    os.replace(library, target)

@@ -4,10 +4,11 @@
 // source compiles as ordinary C++. Each CUDA thread of a block runs as a cooperative fiber on one OS thread
 // (runtime.cpp); a barrier or a warp shuffle is a point where the fiber hands control back to the scheduler.
 //
-// - Qualifiers (__global__, __device__, ...) disappear; __shared__ becomes thread_local: at block scope that
-//   means one static array per OS thread, shared by every fiber, and `extern __shared__ T name[];` becomes a
-//   declaration that the generated wrapper defines. The runtime fills all of it with 0xFF bytes (NaN) at the
-//   start of every block, so a read of shared memory nobody wrote shows up.
+// - Qualifiers (__global__, __device__, ...) disappear; __shared__ becomes static: one array, shared by every
+//   fiber (one launch runs at a time), and a global of its own, so AddressSanitizer puts a redzone after
+//   it. build.py turns `extern __shared__ T name[];` into a plain extern declaration that the generated
+//   wrapper defines. At the start of every block the runtime fills the kernel's arrays with the poison
+//   word 0x7FFFFFFF (a NaN as float and as double, INT_MAX as int), so a read nobody wrote shows up.
 // - threadIdx/blockIdx/blockDim/gridDim are globals the scheduler sets before it resumes a fiber.
 // - __syncthreads() and the warp functions are macros, so they can record the line they are called from:
 //   the runtime names that line when threads of a block disagree about which barrier they are at.
@@ -27,7 +28,7 @@
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-#define __shared__ thread_local
+#define __shared__ static
 // __restrict__ is already a g++ keyword.
 
 // ---- built-in vector types and the thread coordinates -----------------------------------------------------
@@ -173,6 +174,30 @@ inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
 inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
 inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
+// fmax/fmin return the other operand for a NaN, which would hide the poison of uninitialised shared memory:
+// these return the poison instead (every other NaN behaves as on a GPU).
+namespace minunet_sim {
+inline bool poisoned(float x) { unsigned u; __builtin_memcpy(&u, &x, 4); return (u & 0x7fffffffu) == 0x7fffffffu; }
+inline bool poisoned(double x) {  // the poison read as double, or a float poison converted to double
+    unsigned long long u;
+    __builtin_memcpy(&u, &x, 8);
+    u &= 0x7fffffffffffffffull;
+    return u == 0x7fffffff7fffffffull || u == 0x7fffffffe0000000ull;
+}
+}  // namespace minunet_sim
+#define MINUNET_SIM_POISON_AWARE(T, name, libm) \
+    inline T minunet_sim_##name(T a, T b) { return ::minunet_sim::poisoned(a) ? a : ::minunet_sim::poisoned(b) ? b : libm(a, b); }
+MINUNET_SIM_POISON_AWARE(float, fmaxf, ::fmaxf)
+MINUNET_SIM_POISON_AWARE(float, fminf, ::fminf)
+MINUNET_SIM_POISON_AWARE(double, fmax, ::fmax)
+MINUNET_SIM_POISON_AWARE(double, fmin, ::fmin)
+inline float minunet_sim_fmax(float a, float b) { return minunet_sim_fmaxf(a, b); }  // fmax(float, float)
+inline float minunet_sim_fmin(float a, float b) { return minunet_sim_fminf(a, b); }
+#undef MINUNET_SIM_POISON_AWARE
+#define fmaxf minunet_sim_fmaxf
+#define fminf minunet_sim_fminf
+#define fmax minunet_sim_fmax
+#define fmin minunet_sim_fmin
 inline float min(float a, float b) { return fminf(a, b); }
 inline float max(float a, float b) { return fmaxf(a, b); }
 inline double min(double a, double b) { return fmin(a, b); }
@@ -220,8 +245,9 @@ inline unsigned int __brev(unsigned int x) {
 template <class T> inline T __ldg(const T* p) { return *p; }
 
 // ---- what the generated wrapper uses (see minunet/sim/build.py) -------------------------------------------
-// Largest dynamic shared memory a launch may ask for: CUDA's limit without cudaFuncSetAttribute.
-#define MINUNET_SIM_DYNAMIC_SHARED_BYTES 49152
+// Storage of each `extern __shared__` array: the most any GPU lets a launch opt in to (sm_90: 227 KB).
+// The runtime poisons the bytes past the launch's shared_mem (AddressSanitizer) or checks a canary there.
+#define MINUNET_SIM_DYNAMIC_SHARED_CAPACITY (227 * 1024)
 
 namespace minunet_sim {
 template <unsigned... I> struct seq {};
@@ -270,15 +296,17 @@ inline const char* signature(void (*)(P...)) {
 }  // namespace minunet_sim
 
 #define MINUNET_SIM_EXPORT extern "C" __attribute__((visibility("default")))
-// Once per module: an address inside this library's thread-local block, which holds every __shared__
-// array, so the runtime can find and poison the block.
-#define MINUNET_SIM_MODULE() \
-    thread_local char minunet_sim_tls_anchor; \
-    extern "C" MINUNET_SIM_HIDDEN void* minunet_sim_tls_address() { return &minunet_sim_tls_anchor; }
-// Storage for `extern __shared__ T name[];`, sized for the largest launch.
+// Storage for `extern __shared__ T name[];`.
 #define MINUNET_SIM_DYNAMIC_SHARED(T, name) \
-    thread_local __attribute__((aligned(16))) T name[MINUNET_SIM_DYNAMIC_SHARED_BYTES / sizeof(T)];
-// Per kernel: an entry point the launcher calls in every fiber, and the parameter types.
-#define MINUNET_SIM_KERNEL(name) \
+    __attribute__((aligned(16))) T name[MINUNET_SIM_DYNAMIC_SHARED_CAPACITY / sizeof(T)];
+// __launch_bounds__(max_threads, ...) as the compiler evaluates it (its macros expanded); 1024 without one.
+namespace minunet_sim {
+constexpr int launch_bounds_max_threads(int max_threads = 1024, int = 0, int = 0) { return max_threads; }
+}  // namespace minunet_sim
+// Per kernel: an entry point the launcher calls in every fiber, the parameter types and the launch bounds.
+#define MINUNET_SIM_KERNEL(name, launch_bounds) \
     MINUNET_SIM_EXPORT void minunet_sim_run_##name(void** args) { ::minunet_sim::invoke(name, args); } \
-    MINUNET_SIM_EXPORT const char* minunet_sim_signature_##name() { return ::minunet_sim::signature(name); }
+    MINUNET_SIM_EXPORT const char* minunet_sim_signature_##name() { return ::minunet_sim::signature(name); } \
+    MINUNET_SIM_EXPORT int minunet_sim_max_threads_##name() { \
+        return ::minunet_sim::launch_bounds_max_threads launch_bounds; \
+    }

@@ -2,7 +2,10 @@
 
 A launch takes the same (grid, block, args, shared_mem) as a CuPy RawKernel call. Each argument is
 checked against the parameter type the compiler reported, because a wrong type would not fail on a GPU
-either: it would silently pass the wrong bytes.
+either: it would silently pass the wrong bytes. The launch is checked against the limits a GPU enforces,
+with the cuda launcher's own checks (minunet/backends/launch_limits.py): the block against the kernel's
+__launch_bounds__, static + dynamic shared memory against 48 KB unless the function opted in to more
+(get_function(name, max_dynamic_shared=B)).
 """
 import ctypes
 import os
@@ -12,6 +15,7 @@ import threading
 
 import numpy as np
 
+from ..backends.launch_limits import LaunchLimitError, check_launch, check_opt_in
 from . import races
 from .build import SimError, build_library, racecheck_from_env, sanitize_enabled
 
@@ -26,7 +30,10 @@ _C_NAMES = {"f4": "float", "f8": "double", "i1": "char", "u1": "unsigned char", 
             "u8": "unsigned long long", "b1": "bool", "v": "void"}
 _MAX_BLOCK = (1024, 1024, 64)
 _MAX_GRID = (2**31 - 1, 65535, 65535)
-_MAX_DYNAMIC_SHARED = 48 * 1024
+# The device the sim checks launches against, in launch_limits' terms: an sm_90 (sm_80 lets a function opt
+# in to 163 KB, sm_86 to 99 KB, sm_75 to 64 KB: the cuda launcher checks the device it runs on).
+SIM_DEVICE_LIMITS = dict(max_threads_per_block=1024, max_block_dim=_MAX_BLOCK, max_registers_per_block=64 * 1024,
+                         max_shared_per_block=48 * 1024, max_shared_per_block_optin=227 * 1024)
 
 
 def shuffle_seed_from_env():
@@ -54,7 +61,7 @@ def _source_line(library_path, offset):
         return ""
     path, _, line = location.partition(":")
     function = function.replace("minunet_sim_run_", "")  # the kernel inlined into its entry point
-    if path.endswith(".tmp.cpp"):  # the generated wrapper: the kernel's first instructions
+    if path.endswith("minunet_sim_wrapper.cpp"):  # the generated wrapper: the kernel's first instructions
         return f" (on entry to {function})"
     return f" (the faulting instruction is at {os.path.basename(path)}:{line.split()[0]} in {function})"
 
@@ -75,7 +82,8 @@ def _load(path, racecheck):
             require_tsan()
         elif sanitize_enabled() and not _asan_loaded():  # ASan would abort the whole process on dlopen
             raise SimError("MINUNET_SIM_SANITIZE=1 builds need AddressSanitizer loaded before Python starts: "
-                           "run with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0")
+                           "run with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 "
+                           "UBSAN_OPTIONS=print_stacktrace=1 (UBSan's stack names the kernel)")
         try:
             lib = ctypes.CDLL(str(path))
         except OSError as e:
@@ -87,13 +95,19 @@ def _load(path, racecheck):
         lib.minunet_sim_launch.restype = ctypes.c_int
         lib.minunet_sim_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
                                            ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
-                                           ctypes.c_int, ctypes.c_ulonglong]
+                                           ctypes.c_int, ctypes.c_ulonglong,
+                                           ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+                                           ctypes.c_uint, ctypes.c_ulonglong]
         lib.minunet_sim_last_error.restype = ctypes.c_char_p
         lib.minunet_sim_fault_offset.restype = ctypes.c_ulonglong
         lib.minunet_sim_race_report.restype = ctypes.c_char_p
         lib.minunet_sim_shared_base.restype = ctypes.c_ulonglong
         _LIBRARIES[path] = lib
     return lib
+
+
+def _c_array(ctype, values):
+    return (ctype * max(1, len(values)))(*values)
 
 
 class Param:
@@ -111,10 +125,12 @@ class Param:
 class SimKernel:
     """A launchable kernel: f(grid, block, args, shared_mem=0), like cupy.RawKernel.__call__."""
 
-    def __init__(self, module, name, param_names):
+    def __init__(self, module, name, info, max_dynamic_shared=None):
         self.module = module
         self.name = name
+        self.max_dynamic_shared = max_dynamic_shared  # the opt-in (ARCHITECTURE.md)
         lib = module.library
+        param_names = info.params
         self._run = ctypes.cast(getattr(lib, f"minunet_sim_run_{name}"), ctypes.c_void_p).value
         signature = getattr(lib, f"minunet_sim_signature_{name}")
         signature.restype = ctypes.c_char_p
@@ -126,6 +142,25 @@ class SimKernel:
             if p.base not in _CODES and not (p.pointer and p.base == "v"):
                 raise SimError(f"kernel '{name}': parameter '{p.name}' has a type the simulator cannot pass "
                                f"(only arithmetic scalars and pointers)")
+        max_threads = getattr(lib, f"minunet_sim_max_threads_{name}")
+        max_threads.restype = ctypes.c_int
+        # What launch_limits reads of a compiled function; the sim has no registers (tests/test_nvrtc.py).
+        self.attributes = dict(max_threads_per_block=max_threads(), num_regs=None,  # __launch_bounds__ or 1024
+                               shared_size_bytes=info.shared.static_bytes)
+        static, most = info.shared.static_bytes, SIM_DEVICE_LIMITS["max_shared_per_block"]
+        if static > most:
+            raise LaunchLimitError(f"kernel '{name}': {static} B of static shared memory (__shared__ arrays) exceed "
+                                   f"the {most} B any GPU compiles (ptxas: too much shared data); make the rest "
+                                   f"dynamic shared memory, with max_dynamic_shared")
+        if max_dynamic_shared is not None:
+            check_opt_in(name, self.attributes, SIM_DEVICE_LIMITS, max_dynamic_shared)
+        # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
+        layout = info.shared
+        offsets_and_sizes = [v for _, offset, size in layout.static for v in (offset, size)]
+        self._static_arrays = _c_array(ctypes.c_ulonglong, offsets_and_sizes)
+        self._dynamic = _c_array(ctypes.c_ulonglong, [offset for _, offset in layout.dynamic])
+        self._dynamic_names = _c_array(ctypes.c_char_p, [name.encode() for name, _ in layout.dynamic])
+        self._shared_counts = len(layout.static), len(layout.dynamic)
 
     def __repr__(self):
         params = ", ".join(f"{p.c_type} {p.name}" for p in self.params)
@@ -175,12 +210,7 @@ class SimKernel:
     def __call__(self, grid, block, args, shared_mem=0):
         grid = self._dims(grid, "grid", _MAX_GRID)
         block = self._dims(block, "block", _MAX_BLOCK)
-        threads = block[0] * block[1] * block[2]
-        if threads > 1024:
-            raise ValueError(f"kernel '{self.name}': block {tuple(block)} has {threads} threads; CUDA allows 1024")
-        if not isinstance(shared_mem, (int, np.integer)) or not 0 <= shared_mem <= _MAX_DYNAMIC_SHARED:
-            raise ValueError(f"kernel '{self.name}': shared_mem must be an int in [0, {_MAX_DYNAMIC_SHARED}] "
-                             f"bytes, got {shared_mem!r}")
+        check_launch(self.name, self.attributes, SIM_DEVICE_LIMITS, block, shared_mem, self.max_dynamic_shared)
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"kernel '{self.name}': args must be a tuple, got {type(args).__name__}")
         if len(args) != len(self.params):
@@ -194,7 +224,9 @@ class SimKernel:
         lib = self.module.library
         with _LAUNCH_LOCK:
             failed = lib.minunet_sim_launch(self.name.encode(), self._run, argv, grid_c, block_c,
-                                            int(seed is not None), (seed or 0) & (2**64 - 1))
+                                            int(seed is not None), (seed or 0) & (2**64 - 1),
+                                            self._static_arrays, self._shared_counts[0], self._dynamic,
+                                            self._dynamic_names, self._shared_counts[1], int(shared_mem))
             message = lib.minunet_sim_last_error().decode(errors="replace") if failed else ""
             fault_offset = lib.minunet_sim_fault_offset() if failed else 0
             race = lib.minunet_sim_race_report().decode(errors="replace") if failed else ""
@@ -213,16 +245,17 @@ class SimModule:
     defines: {"MINUNET_REAL": "double", ...} (or a list of names); include_dirs: extra -I folders;
     shuffle_seed: run threads and blocks in a random order from this seed (None: MINUNET_SIM_SHUFFLE or
     in order); racecheck: report data races between the kernel's threads as SimErrors (None:
-    MINUNET_SIM_RACECHECK; the process needs ThreadSanitizer loaded, see minunet/sim/preload.py).
+    MINUNET_SIM_RACECHECK; the process needs ThreadSanitizer loaded, see minunet/sim/preload.py); gpu_math:
+    fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH).
     """
 
-    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, racecheck=None):
+    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, racecheck=None, gpu_math=None):
         if defines is not None and not isinstance(defines, dict):
             defines = {name: None for name in defines}
         self.path = path
         self.shuffle_seed = shuffle_seed if shuffle_seed is not None else shuffle_seed_from_env()
         self.racecheck = racecheck_from_env() if racecheck is None else bool(racecheck)
-        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck)
+        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck, gpu_math)
         self.library = _load(self.library_path, self.racecheck)
         self._functions = {}
         self._shared_arrays = None
@@ -233,9 +266,11 @@ class SimModule:
             self._shared_arrays = races.shared_arrays(self.library_path)
         return self._shared_arrays
 
-    def get_function(self, name):
-        if name not in self._functions:
+    def get_function(self, name, max_dynamic_shared=None):
+        """The kernel; max_dynamic_shared=B opts it in to launches with up to B bytes of dynamic shared memory."""
+        key = (name, max_dynamic_shared)
+        if key not in self._functions:
             if name not in self.kernels:
                 raise ValueError(f"no kernel {name!r} in {self.path}; its kernels: {sorted(self.kernels)}")
-            self._functions[name] = SimKernel(self, name, self.kernels[name])
-        return self._functions[name]
+            self._functions[key] = SimKernel(self, name, self.kernels[name], max_dynamic_shared)
+        return self._functions[key]

@@ -3,7 +3,7 @@
 TSan names threads by number and memory by address; the reader of a kernel thinks in CUDA threads, arrays and
 source lines. The runtime names each TSan fiber after its CUDA thread ("minunet thread (3,0,0) of block
 (0,0,0)"); the launcher knows each argument array's address range; the library's symbol table gives each
-__shared__ array's offset in its thread-local block (where the simulator keeps shared memory).
+__shared__ array's offset from the library's load address (the simulator keeps each in a static).
 """
 import re
 import shutil
@@ -13,27 +13,24 @@ from pathlib import Path
 import numpy as np
 
 from .build import SIM_DIR
+from .shared_layout import bss_objects
 
 _ACCESS = re.compile(r"^\s*(Previous )?(atomic )?(read|write) of size (\d+) at (0x[0-9a-f]+) "
                      r"by (thread T\d+|main thread)", re.I | re.M)
 _FRAME = re.compile(r"^\s*#\d+ .*\((?P<module>[^()+\s]+)\+(?P<offset>0x[0-9a-f]+)\)$", re.M)
 _THREAD = re.compile(r"^\s*Thread (T\d+) '([^']*)'", re.M)
-_TLS_SYMBOL = re.compile(r"^\s*\d+:\s+([0-9a-f]+)\s+(\d+)\s+TLS\s+\w+\s+\w+\s+\w+\s+(.+)$", re.M)
 
 ORDERINGS = "no __syncthreads, warp function of their own warp, atomic or kernel boundary orders the two"
 
 
 def shared_arrays(library_path):
-    """[(name, offset, size)] of the __shared__ (thread-local here) arrays in the library's TLS segment."""
-    readelf = shutil.which("readelf")
-    if not readelf:
-        return []
-    result = subprocess.run([readelf, "-sW", "-C", str(library_path)], capture_output=True, text=True)
+    """[(name, offset, size)] of the __shared__ arrays (static objects here) in the library, offsets from its
+    load address."""
     arrays = []
-    for value, size, name in _TLS_SYMBOL.findall(result.stdout):
-        name = name.strip().split("::")[-1]  # a __shared__ array in a function: "kernel(...)::tile"
+    for name, (offset, size) in bss_objects(library_path, demangle=True).items():
+        name = name.split("::")[-1]  # a __shared__ array in a function: "kernel(...)::tile"
         if not name.startswith("minunet_sim"):
-            arrays.append((name, int(value, 16), int(size)))
+            arrays.append((name, offset, size))
     return arrays
 
 
@@ -55,7 +52,7 @@ def _kernel_line(stack, library_path):
     lines = result.stdout.splitlines()
     for function, location in zip(lines[::2], lines[1::2]):  # innermost first, inlined callers next
         path, _, line = location.partition(":")
-        if path.startswith(str(SIM_DIR)) or path.endswith(".tmp.cpp") or path.startswith("?"):
+        if path.startswith(str(SIM_DIR)) or path.endswith("minunet_sim_wrapper.cpp") or path.startswith("?"):
             continue
         function = function.replace("minunet_sim_run_", "")  # the kernel, inlined into its entry point
         return f"{Path(path).name}:{line.split()[0]} (in {function})"

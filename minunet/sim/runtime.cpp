@@ -12,12 +12,10 @@
 // lanes within a warp and the blocks run in a random order.
 // A crash inside the kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, a fiber stack overflow into its guard page)
 // is caught on an alternate signal stack and jumps back here, so the Python process survives.
-// Nothing here is thread_local: this library's thread-local block holds only the kernel's __shared__
-// arrays, which is what the runtime poisons at the start of every block.
+// The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h).
 #include "cuda_sim.h"
 
 #include <dlfcn.h>
-#include <link.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -29,12 +27,12 @@
 #include <unistd.h>
 
 #include "fiber.h"
+#include "float_mode.h"
 #include "racecheck.h"
+#include "shared_memory.h"
 
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
-
-extern "C" MINUNET_SIM_HIDDEN void* minunet_sim_tls_address();  // defined by the generated wrapper
 
 namespace minunet_sim {
 namespace {
@@ -77,7 +75,7 @@ uint64_t g_rng;
 bool g_shuffle;
 unsigned* g_order;           // resume order of a warp's lanes
 unsigned g_warp_order[32];   // run order of a block's warps
-char* g_shared_lo;           // the __shared__ memory of the last launch, for naming arrays in race reports
+char* g_shared_lo;           // this library's load address, for naming __shared__ arrays in race reports
 
 // Fiber stacks: one mapping, each stack with an inaccessible guard region below it.
 char* g_pool;
@@ -184,25 +182,6 @@ void resume(Thread* t) {
     MINUNET_SIM_IF_TSAN(race::switch_to(t->race_fiber));
     context_switch(&g_scheduler, &t->ctx);
     g_current = nullptr;
-}
-
-// ---- shared memory poisoning ----------------------------------------------------------------------------
-struct TlsBlock { char* lo; size_t size; char* anchor; };
-
-int find_tls(struct dl_phdr_info* info, size_t, void* data) {
-    TlsBlock* block = (TlsBlock*)data;
-    if (!info->dlpi_tls_data) return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-        if (ph.p_type != PT_TLS) continue;
-        char* lo = (char*)info->dlpi_tls_data;
-        if (block->anchor >= lo && block->anchor < lo + ph.p_memsz) {
-            block->lo = lo;
-            block->size = ph.p_memsz;
-            return 1;
-        }
-    }
-    return 0;
 }
 
 // ---- warps ----------------------------------------------------------------------------------------------
@@ -392,8 +371,8 @@ bool run_warp(unsigned first) {
 }
 
 // Run the block run `position`-th in the launch.
-void run_block(const TlsBlock& shared, unsigned long long position) {
-    memset(shared.lo, 0xff, shared.size);  // every __shared__ byte NaN until the block writes it
+void run_block(const SharedMemory& shared, unsigned long long position) {
+    shared.poison_block();
     unsigned stack_set = (unsigned)(position % STACK_SETS);
     for (unsigned i = 0; i < g_count; i++) {
         Thread* t = &g_threads[i];
@@ -408,7 +387,12 @@ void run_block(const TlsBlock& shared, unsigned long long position) {
         MINUNET_SIM_IF_TSAN(t->race_fiber = race::fiber_for(position, i));
     }
     MINUNET_SIM_IF_TSAN(auto fiber_of = [](unsigned i) { return g_threads[i].race_fiber; });
-    MINUNET_SIM_IF_TSAN(race::start_block(g_count, fiber_of, blockIdx, shared.lo, shared.size));
+#ifdef MINUNET_SIM_TSAN
+    char* shared_lo;
+    size_t shared_bytes;
+    shared.span(&shared_lo, &shared_bytes);
+    race::start_block(g_count, fiber_of, blockIdx, shared_lo, shared_bytes);
+#endif
     unsigned warps = (g_count + 31) / 32;
     for (;;) {
         for (unsigned w = 0; w < warps; w++) g_warp_order[w] = w;
@@ -538,8 +522,8 @@ using namespace minunet_sim;
 
 extern "C" __attribute__((visibility("default"))) const char* minunet_sim_last_error() { return g_error; }
 
-// The race checker's report of the last launch ("" without one), and where that launch's __shared__
-// memory was (a __shared__ array's address is this plus its symbol's offset in the library's TLS segment).
+// The race checker's report of the last launch ("" without one), and the address a __shared__ array's
+// symbol value is relative to: this library's load address (shared_memory.h).
 extern "C" __attribute__((visibility("default"))) const char* minunet_sim_race_report() {
 #ifdef MINUNET_SIM_TSAN
     return race::report_text();
@@ -563,7 +547,9 @@ extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim
 // Run body (a kernel's entry point) over the grid. Returns 0, or 1 with the message in minunet_sim_last_error.
 extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     const char* kernel, void (*body)(void**), void** args, const unsigned* grid, const unsigned* block,
-    int shuffle, unsigned long long seed) {
+    int shuffle, unsigned long long seed, const unsigned long long* shared_arrays, unsigned shared_array_count,
+    const unsigned long long* dynamic_shared, const char* const* dynamic_names, unsigned dynamic_count,
+    unsigned long long shared_mem) {
     g_error[0] = '\0';
     g_failed = false;
     g_fault_pc = 0;
@@ -585,13 +571,13 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         return 1;
     }
     g_count = (unsigned)count;
-    TlsBlock shared = {nullptr, 0, (char*)minunet_sim_tls_address()};
-    dl_iterate_phdr(find_tls, &shared);
-    if (!shared.lo) {
-        report("kernel '%s': could not find the library's __shared__ memory (PT_TLS)", kernel);
+    SharedMemory shared = {nullptr, shared_arrays, shared_array_count, dynamic_shared, dynamic_names,
+                           dynamic_count, (size_t)shared_mem};
+    if (shared.shared_mem > MINUNET_SIM_DYNAMIC_SHARED_CAPACITY || !shared.locate()) {
+        report("kernel '%s': bad shared memory layout (shared_mem %llu)", kernel, shared_mem);
         return 1;
     }
-    g_shared_lo = shared.lo;
+    g_shared_lo = shared.base;
     blockDim = dim3(block[0], block[1], block[2]);
     gridDim = dim3(grid[0], grid[1], grid[2]);
 
@@ -612,6 +598,8 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         report("kernel '%s': could not install the crash handlers", kernel);
         return 1;
     }
+    shared.guard_tails();
+    FlushToZero gpu_float_mode;  // GPU arithmetic mode only (float_mode.h)
 #ifdef MINUNET_SIM_TSAN
     if (const char* problem = race::start_launch(g_count)) {
         free(order);
@@ -640,6 +628,12 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     MINUNET_SIM_IF_TSAN(race::end_launch(g_count, blocks, crashed));
     remove_fault_handlers();
     free(order);
+    unsigned which;
+    size_t offset;
+    if (shared.tail_written(&which, &offset) && !g_failed)
+        report("kernel '%s' wrote past the %llu bytes of dynamic shared memory its launch asked for: "
+               "extern __shared__ %s, byte %zu (on a GPU: another block's memory, or a fault)",
+               kernel, shared_mem, dynamic_names[which], offset);
     fflush(stdout);  // the kernel's printf output before Python prints anything else
     return g_failed ? 1 : 0;
 }
