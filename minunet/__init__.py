@@ -4,24 +4,7 @@
     x = mu.Tensor(array, requires_grad=True, device="sim")
     y = mu.functional.conv3x3(x, w, b)
 """
-import os as _os
-
-
-def _share_cores_among_processes():
-    """DATA PARALLEL: K processes that an MPI launcher started on one machine each get 1/K of its cores for
-    BLAS, unless the user set a thread count. BLAS reads these variables once, when NumPy loads it, so this
-    runs before any import of NumPy. Measured (README): 20 steps of 2 processes on 2 cores took 150 s with
-    OpenBLAS's default 2 threads each, 13 s with 1."""
-    local = _os.environ.get("MPI_LOCALNRANKS") or _os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or ""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    if local.isdigit() and int(local) > 1 and not any(name in _os.environ for name in names):
-        for name in names:
-            _os.environ[name] = str(max(1, (_os.cpu_count() or 1) // int(local)))
-
-
-_share_cores_among_processes()
-
-from . import functional, optim  # noqa: E402
+from . import functional, optim
 from .backends import cuda_available, get_backend
 from .tensor import Function, Tensor, is_grad_enabled, no_grad
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minunet import checkpoint, distributed
+from minunet import checkpoint, distributed, threads
 from minunet.train import build_parser, main, resolve_config, run
 
 HERE = Path(__file__).resolve().parent
@@ -77,18 +77,21 @@ def test_a_bad_collective_timeout_is_a_clear_error(monkeypatch, value):
         distributed.collective_timeout()
 
 
-def test_processes_on_one_machine_share_its_cores_for_blas():
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    clean = {k: v for k, v in os.environ.items() if k not in names + ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")}
-
-    def threads(**env):  # minunet sets them on import, before NumPy loads BLAS
-        code = "import minunet, os; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
-        return subprocess.run([sys.executable, "-c", code], env=dict(clean, **env), capture_output=True, text=True,
-                              check=True).stdout.strip()
-    assert threads(MPI_LOCALNRANKS="2") == str(max(1, os.cpu_count() // 2))
-    assert threads(OMPI_COMM_WORLD_LOCAL_SIZE="64") == "1"
-    assert threads(MPI_LOCALNRANKS="2", OMP_NUM_THREADS="3") == "None"  # the user's choice stands
-    assert threads() == "None"  # one process: BLAS decides, as before
+def test_processes_on_one_machine_share_its_cores_for_blas(monkeypatch):
+    for name in threads.ENV_NAMES + threads.LOCAL_PROCESS_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    assert threads.default_threads() == 4
+    assert threads.describe(4, given=False) == "BLAS threads 4 (default: 8 usable cores shared by 2 processes)"
+    monkeypatch.delenv("MPI_LOCALNRANKS")
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "64")
+    assert threads.default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.default_threads() == 3  # the user's choice stands
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_SIZE")
+    assert threads.default_threads() == 7  # one process: a core left for the rest of the machine
 
 
 # -- 2 processes under mpiexec ----------------------------------------------------------------------------

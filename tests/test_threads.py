@@ -6,7 +6,7 @@ from minunet import threads
 
 @pytest.fixture
 def no_thread_variables(monkeypatch):
-    for name in threads.ENV_NAMES:
+    for name in threads.ENV_NAMES + threads.LOCAL_PROCESS_NAMES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -19,7 +19,7 @@ def test_the_default_leaves_a_core_to_the_rest_of_the_machine(no_thread_variable
 
 
 def test_a_thread_variable_of_the_environment_is_the_default(no_thread_variables, monkeypatch):
-    # Set by the user, or by minunet for the processes an MPI launcher started (1/K of the cores each).
+    # Set by the user: it stands even for processes an MPI launcher started.
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.default_threads() == 3
     assert threads.describe(3, given=False) == "BLAS threads 3 (default: OMP_NUM_THREADS=3)"
