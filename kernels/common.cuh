@@ -11,6 +11,8 @@
 #endif
 typedef MINUNET_REAL real;
 
+#define MINUNET_THREADS 256  // threads per block of the one-thread-per-element kernels and of the block reductions
+
 // A counter-based random number: the same (seed, index) gives the same number on every device and in
 // NumPy (minunet/backends/numpy_misc.py reproduces it bit for bit), so dropout masks agree across devices.
 // It is the "lowbias32" integer hash (Chris Wellons), applied to index mixed with the seed.

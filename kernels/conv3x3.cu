@@ -90,6 +90,12 @@
 #define CONV3X3_V2_COUT 8      // forward and grad_input v2: output channels per block (accumulators per thread)
 #define CONV3X3_GW_THREADS 256 // grad_weight v1: threads per block, a power of two for the tree reduction
 #define CONV3X3_GW_V2_CIN 4    // grad_weight v2: input channels per block (4 x 9 accumulators per thread)
+#define CONV3X3_V3_BM 64       // the GEMM versions' block tiles (rows x columns of the product per block):
+#define CONV3X3_V3_BN 64       //   v3 64 x 64,
+#define CONV3X3_V4_BM 128      //   v4 128 x 128,
+#define CONV3X3_V4_BN 128
+#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64, the only size conv3x3_gemm_tf32 takes
+#define CONV3X3_V5_BN 64
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
                                               int N, int Ci, int H, int W, int Co, int pad, int has_bias) {
@@ -493,53 +499,53 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v3(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
-    conv3x3_image_gemm<64, 64, false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+    conv3x3_image_gemm<CONV3X3_V3_BM, CONV3X3_V3_BN, false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v4(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
-    conv3x3_image_gemm<128, 128, false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+    conv3x3_image_gemm<CONV3X3_V4_BM, CONV3X3_V4_BN, false, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_forward_v5(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                    int pad, int has_bias, int relu) {
-    conv3x3_image_gemm<64, 64, true, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
+    conv3x3_image_gemm<CONV3X3_V5_BM, CONV3X3_V5_BN, true, false>(x, w, b, y, N, Ci, H, W, Co, pad, has_bias, relu);
 }
 
 // grad_input: grid (ceil(N*H*W / BN), ceil(Ci / BM)).
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v3(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
-    conv3x3_image_gemm<64, 64, false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+    conv3x3_image_gemm<CONV3X3_V3_BM, CONV3X3_V3_BN, false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v4(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
-    conv3x3_image_gemm<128, 128, false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+    conv3x3_image_gemm<CONV3X3_V4_BM, CONV3X3_V4_BN, false, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_input_v5(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co, int pad) {
-    conv3x3_image_gemm<64, 64, true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
+    conv3x3_image_gemm<CONV3X3_V5_BM, CONV3X3_V5_BN, true, true>(gy, w, w, gx, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, Ci, 2 - pad, 0, 0);
 }
 
 // grad_weight: grid (ceil(Ci*9 / BN), ceil(Co / BM), splits); then the reduce kernel.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v3(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
-    conv3x3_grad_weight_gemm<64, 64, false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+    conv3x3_grad_weight_gemm<CONV3X3_V3_BM, CONV3X3_V3_BN, false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v4(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
-    conv3x3_grad_weight_gemm<128, 128, false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+    conv3x3_grad_weight_gemm<CONV3X3_V4_BM, CONV3X3_V4_BN, false>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv3x3_grad_weight_v5(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co, int pad,
                        int chunk) {
-    conv3x3_grad_weight_gemm<64, 64, true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
+    conv3x3_grad_weight_gemm<CONV3X3_V5_BM, CONV3X3_V5_BN, true>(x, gy, partial, N, Ci, H, W, Co, pad, chunk);
 }
 
