@@ -78,7 +78,8 @@ GEMM_THREADS = ("MINUNET_GEMM_THREADS",)     # gemm_tile.cuh
 GEMM_TILE = ("MINUNET_GEMM_BM", "MINUNET_GEMM_BN")
 V2_BLOCK = ("CONV3X3_V2_TILE", "CONV3X3_V2_TILE")
 V2_TILE = ("CONV3X3_V2_TILE", "CONV3X3_V2_COUT")
-REDUCE = "gemm_split_k_reduce"               # gemm_tile.cuh: adds the split-K slices (compiled into each file)
+REDUCE = "gemm_split_k_reduce"  # gemm_tile.cuh, compiled into each file that includes it: adds the split-K
+                                # slices, one thread per element, MINUNET_THREADS per block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,19 +182,21 @@ ROWS = {(row.op, row.direction, row.version): row for row in LAUNCHES}
 # ---------------------------------------------------------------------------------------------------------------
 # the versions
 
-# The exact versions (float32 and float64, results equal to the reference up to rounding) ...
-VERSIONS = {}
+# VERSIONS: the exact versions (float32 and float64, results equal to the reference up to rounding) ...
+# TF32_VERSIONS: ... and the TF32 tensor-core versions, selectable with version= like the others but kept out
+# of VERSIONS because they are not exact: float32 only, about 1e-3 relative error, sm_80 or newer on cuda (the
+# sim emulates the tensor-core step, so their indexing is tested on the CPU too).
+# FUSED_RELU_VERSIONS: forward versions whose kernel applies bias + ReLU in its epilogue (others launch the relu
+# kernel after).
+VERSIONS, TF32_VERSIONS, FUSED_RELU_VERSIONS = {}, {}, {}
 for _row in LAUNCHES:
-    if not _row.tf32:
+    if _row.tf32:
+        TF32_VERSIONS[_row.name] = _row.version
+    else:
         VERSIONS[_row.name] = VERSIONS.get(_row.name, ()) + (_row.version,)
+    if _row.fused_relu:
+        FUSED_RELU_VERSIONS[_row.name] = FUSED_RELU_VERSIONS.get(_row.name, ()) + (_row.version,)
 del _row
-# ... and the TF32 tensor-core versions, selectable with version= like the others but kept out of VERSIONS
-# because they are not exact: float32 only, about 1e-3 relative error, sm_80 or newer on cuda (the sim
-# emulates the tensor-core step, so their indexing is tested on the CPU too).
-TF32_VERSIONS = {row.name: row.version for row in LAUNCHES if row.tf32}
-# Forward versions whose kernel applies bias + ReLU in its epilogue (others launch the relu kernel after).
-FUSED_RELU_VERSIONS = {"conv3x3_forward": tuple(row.version for row in LAUNCHES
-                                                if row.name == "conv3x3_forward" and row.fused_relu)}
 
 # The kernel version each op launches by default. For the convolutions: the GEMM versions, chosen WITHOUT a GPU
 # by counting global-memory traffic and shared loads per multiply-add (the headers give the argument); each
@@ -222,8 +225,9 @@ def pick(op, direction, version, dtype, backend=None):
     name = f"{op}_{direction}" if direction else op
     v = DEFAULT_VERSIONS[name] if version is None else version
     if isinstance(v, bool) or v not in all_versions(name):
-        raise ValueError(f"{name}: version must be one of {all_versions(name)}, got {version!r} "
-                         f"(there is no kernel {name}_v{version})")
+        whole = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        missing = f" (there is no kernel {name}_v{v})" if whole else ""
+        raise ValueError(f"{name}: version must be one of {all_versions(name)}, got {version!r}{missing}")
     row = ROWS[(op, direction, v)]
     if row.tf32:
         if np.dtype(dtype) != np.float32:
