@@ -39,7 +39,7 @@ def test_the_parser_reads_int_defines_of_a_file_and_the_headers_it_includes(tmp_
 def test_the_parser_refuses_two_values_for_one_name(tmp_path):
     (tmp_path / "a.cuh").write_text("#define TILE 16\n")
     (tmp_path / "b.cu").write_text('#include "a.cuh"\n#define TILE 32\n')
-    with pytest.raises(ValueError, match="#define TILE 16 contradicts the value 32"):
+    with pytest.raises(ValueError, match="a.cuh: #define TILE 16 contradicts 32, its value in a file read before"):
         lt.read_defines(str(tmp_path), "b.cu")
 
 

@@ -45,8 +45,8 @@ def read_defines(folder, file_name):
         text = (Path(folder) / name).read_text()
         for key, value in _DEFINE.findall(text):
             if found.setdefault(key, int(value)) != int(value):
-                raise ValueError(f"{folder}/{name}: #define {key} {value} contradicts the value {found[key]} "
-                                 f"of another file {file_name} includes")
+                raise ValueError(f"{folder}/{name}: #define {key} {value} contradicts {found[key]}, its value in a "
+                                 f"file read before it (reading {file_name} and its headers)")
         todo += _INCLUDE.findall(text)
     return found, tuple(files)
 
