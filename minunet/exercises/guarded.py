@@ -15,7 +15,7 @@ from ..nvrtc import real_name
 from ..sim import SimLauncher, SimModule
 from .compare import index
 
-GUARD_ELEMENTS = 4096  # more than a block's threads past the end (BLOCK = 256) and a few rows of a conv
+GUARD_ELEMENTS = 4096  # more than a block's threads past the end (MINUNET_THREADS = 256) and a few rows of a conv
 
 
 def _canary(dtype, tag):
