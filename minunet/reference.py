@@ -9,8 +9,9 @@ device and every kernel version (sim, cuda) with these functions. The gradients 
 Arguments are as the backend ops take them, already checked (minunet.functional); nothing is checked here.
 Arithmetic is in the inputs' dtype: give float64 arrays for the ground truth. Every function returns new
 arrays, except sgd_step, which updates param and velocity in place as the backend op does.
-np.einsum("ncyx,ocyx->no", a, b) reads as the formula: sum a[n, c, y, x] * b[o, c, y, x] over the letters
-that are not on the right of the arrow.
+
+np.einsum is the formulas' sum written out: np.einsum("ncyx,ocyx->no", a, b)[n, o] is the sum of
+a[n, c, y, x] * b[o, c, y, x] over the letters missing right of the arrow (c, y, x).
 """
 import numpy as np
 
