@@ -74,6 +74,13 @@ def assert_adjoint(lhs, rhs, what):
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs)), f"{what}: <op x, gy> = {lhs!r} but <x, op^T gy> = {rhs!r}"
 
 
+def assert_outputs_keep(dtype, outs):
+    """Every output of {op name: array} has the inputs' dtype and is C-contiguous."""
+    for op, out in outs.items():
+        assert out.dtype == dtype, f"{op}: dtype {out.dtype}, expected {np.dtype(dtype)}"
+        assert out.flags.c_contiguous, f"{op}: output is not C-contiguous"
+
+
 def on(device, *arrays):
     """The backend of device and the arrays moved onto it."""
     backend = get_backend(device)

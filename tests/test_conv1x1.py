@@ -9,7 +9,8 @@
 import numpy as np
 import pytest
 
-from conftest import DTYPES, as_float64, assert_adjoint, assert_close, assert_close_dtype, randn, run, terms_scale
+from conftest import (DTYPES, as_float64, assert_adjoint, assert_close, assert_close_dtype, assert_outputs_keep, randn,
+                      run, terms_scale)
 from minunet import reference
 from minunet.backends import get_backend
 from minunet.backends.kernel_conv import VERSIONS
@@ -39,9 +40,7 @@ def test_numpy_conv1x1_keeps_the_dtype(rng, dtype):
     x, w, b, gy = (randn(rng, *s, dtype=dtype) for s in [(1, 2, 5, 5), (3, 2, 1, 1), (3,), (1, 3, 5, 5)])
     outs = {"conv1x1": NP.conv1x1(x, w, b), "conv1x1_grad_input": NP.conv1x1_grad_input(gy, w),
             "conv1x1_grad_weight": NP.conv1x1_grad_weight(x, gy)}
-    for op, out in outs.items():
-        assert out.dtype == dtype, f"{op}: dtype {out.dtype}, expected {np.dtype(dtype)}"
-        assert out.flags.c_contiguous, f"{op}: output is not C-contiguous"
+    assert_outputs_keep(dtype, outs)
 
 
 @pytest.mark.parametrize("ops", [NP, reference], ids=["numpy", "reference"])

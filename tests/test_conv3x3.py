@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from conftest import DTYPES, as_float64, assert_adjoint, assert_close, assert_close_dtype, randn, run, terms_scale
+from conftest import (DTYPES, as_float64, assert_adjoint, assert_close, assert_close_dtype, assert_outputs_keep, randn,
+                      run, terms_scale)
 from minunet import reference
 from minunet.backends import get_backend
 from minunet.backends.kernel_conv import VERSIONS
@@ -73,9 +74,7 @@ def test_numpy_conv3x3_keeps_the_dtype(rng, dtype):
     x, w, b, gy = (randn(rng, *s, dtype=dtype) for s in [(1, 2, 5, 5), (3, 2, 3, 3), (3,), (1, 3, 3, 3)])
     outs = {"conv3x3": NP.conv3x3(x, w, b, 0), "conv3x3_grad_input": NP.conv3x3_grad_input(gy, w, 0, x.shape),
             "conv3x3_grad_weight": NP.conv3x3_grad_weight(x, gy, 0)}
-    for op, out in outs.items():
-        assert out.dtype == dtype, f"{op}: dtype {out.dtype}, expected {np.dtype(dtype)}"
-        assert out.flags.c_contiguous, f"{op}: output is not C-contiguous"
+    assert_outputs_keep(dtype, outs)
 
 
 @pytest.mark.parametrize("ops", [NP, reference], ids=["numpy", "reference"])
