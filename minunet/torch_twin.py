@@ -3,7 +3,7 @@
 TorchUNet makes its parts in PyTorch (nn.Conv2d, nn.ConvTranspose2d) and runs the walk of minunet/unet.py
 (UNetWalk.forward), so the two networks cannot differ in their structure; parameters have the same names
 (`down.0.conv1.weight` for minunet's `down.0.conv1.w`), and twin_of(model) copies a minunet model's weights.
-op_call gives the PyTorch call (cuDNN on a GPU) for each op and direction the bench times.
+op_call gives the PyTorch call (cuDNN on a GPU) of each op and direction the bench times.
 
 PyTorch is not a dependency of minunet: import this module only where `import torch` works.
 """
@@ -70,20 +70,16 @@ def twin_of(model):
 
 
 def op_call(layer, direction, a):
-    """A no-argument function running one op of a bench layer (minunet.bench.layers) in PyTorch; a: torch
-    tensors x, w, b, gy. The gradients come back as PyTorch's tuple (grad_input, grad_weight, grad_bias), None
-    for those not asked for: op_result picks the one asked for."""
+    """A no-argument function running one op of a bench layer (minunet.bench.layers) in PyTorch and returning
+    its result (for grad_input and grad_weight, that gradient alone); a: torch tensors x, w, b, gy."""
     op, x, w, b, gy = layer["op"], a["x"], a["w"], a["b"], a["gy"]
     transposed = op == "up_conv2x2"
-    stride = [2, 2] if transposed else [1, 1]
     if direction == "forward":
         if transposed:
             return lambda: TF.conv_transpose2d(x, w, b, stride=2)
         return lambda: TF.conv2d(x, w, b)
+    stride = [2, 2] if transposed else [1, 1]
     mask = [direction == "grad_input", direction == "grad_weight", False]
+    which = 0 if direction == "grad_input" else 1
     return lambda: torch.ops.aten.convolution_backward(gy, x, w, None, stride, [0, 0], [1, 1], transposed, [0, 0],
-                                                       1, mask)
-
-
-def op_result(direction, out):
-    return out if direction == "forward" else out[0 if direction == "grad_input" else 1]
+                                                       1, mask)[which]
