@@ -165,7 +165,8 @@ def layers(tile=572, batch=1, depth=5, base_channels=64, in_channels=1, n_classe
     """Every op of the U-Net on a batch of tile x tile inputs, in the order its forward runs them, from the
     shapes alone (no arrays): dicts with name ("down0.conv1", "down0.pool", "up3.upconv", "up3.crop",
     "up3.concat", "head", ...), op (minunet.functional's name), N, Ci, H, W (the op's input; Ci of a concat:
-    both inputs' channels) and Co. Every conv3x3 has its ReLU fused. A tile that does not fit: ValueError."""
+    both inputs' channels), Co, Ho, Wo (its output). Every conv3x3 has its ReLU fused. A tile that does not fit
+    the network: ValueError."""
     trace = _LayerTrace(in_channels, n_classes, depth, base_channels, padding)
     trace(_Shape((batch, in_channels, tile, tile)))
     return trace.layers
@@ -191,7 +192,7 @@ class _LayerTrace(UNetWalk):
 
     def record(self, name, op, x, cout, h, w, cin=None):
         N, C, H, W = x.shape
-        self.layers.append(dict(name=name, op=op, N=N, Ci=cin or C, H=H, W=W, Co=cout))
+        self.layers.append(dict(name=name, op=op, N=N, Ci=cin or C, H=H, W=W, Co=cout, Ho=h, Wo=w))
         return _Shape((N, cout, h, w))
 
     # The parts: (cin, cout, name) -> a function of the input's shape.

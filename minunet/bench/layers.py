@@ -16,8 +16,8 @@ def unet_layers(tile=572, batch=1, depth=5, base=64, in_channels=1, n_classes=2)
     H, W is the layer's INPUT size (for up_conv2x2 the size before upsampling). A tile that does not fit the
     network: ValueError.
     """
-    return [layer for layer in unet.layers(tile, batch, depth, base, in_channels, n_classes)
-            if layer["op"] in CONV_OPS]
+    return [{k: layer[k] for k in ("name",) + SHAPE_KEYS}
+            for layer in unet.layers(tile, batch, depth, base, in_channels, n_classes) if layer["op"] in CONV_OPS]
 
 
 def output_hw(layer, pad=0):
