@@ -94,6 +94,8 @@ class UNetWalk:
 
 
 class UNet(UNetWalk, Module):
+    """The paper's network in minunet: UNetWalk with minunet's parts (minunet/nn.py) and ops (functional.py)."""
+
     def __init__(self, in_channels=1, n_classes=2, depth=5, base_channels=64, padding="valid", dropout=0.5,
                  dtype=np.float32, device="numpy", seed=0):
         for name, value in (("in_channels", in_channels), ("n_classes", n_classes), ("depth", depth),

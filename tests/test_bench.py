@@ -172,8 +172,10 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "environment", lambda device: dict(
         device="cuda", device_name="NVIDIA H100 80GB HBM3", date="2026-01-02T03:04:05", versions={},
         default_kernel_versions={}))
-    monkeypatch.setattr(gpu, "bench_kernels_cuda",
-                        lambda layers, quick, log: fake_kernel_rows(layers, {"v1": 2e-3, "v3": 1e-3, "torch fp32": 1e-3}))
+    wrong = dict(row(dict(name="down0.conv1", op="conv3x3", N=1, Ci=1, H=572, W=572, Co=64), "forward", "v4", 1, 1,
+                     None, 0, check="MISMATCH", mismatch="1 of 9 elements off"), layers=["down0.conv1"])
+    monkeypatch.setattr(gpu, "bench_kernels_cuda", lambda layers, quick, log: fake_kernel_rows(
+        layers, {"v1": 2e-3, "v3": 1e-3, "torch fp32": 1e-3}) + [wrong])
 
     def out_of_time(quick, log):
         raise KeyboardInterrupt
@@ -183,12 +185,14 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
         bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     md = tmp_path / "results-cuda-2026-01-02.md"
     assert "## Per op and version" in md.read_text() and "Training step" not in md.read_text()
+    assert md.read_text().index("## CHECKS THAT FAILED") < md.read_text().index("## Totals")  # loud, and kept
 
     monkeypatch.setattr(gpu, "bench_training_cuda",
                         lambda quick, log: {"minunet": dict(seconds=0.25, runs=5, peak_reserved_bytes=2**30)})
     bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     text = md.read_text()
     assert text.index("## Training step") < text.index("## Totals") < text.index("## Per kernel")
+    assert text.count("## CHECKS THAT FAILED") == 1 and text.index("## CHECKS THAT FAILED") < text.index("## Training")
     assert "| minunet | 250.0 | 5 | 1024 reserved |" in text and "'conv3x3_forward': 3" in text
     assert (tmp_path / "roofline-cuda-2026-01-02.png").stat().st_size > 0
     assert json.loads((tmp_path / "results-cuda-2026-01-02.json").read_text())["training"]["minunet"]["runs"] == 5

@@ -8,7 +8,7 @@ import pytest
 
 import minunet as mu
 from minunet import checkpoint, train
-from minunet.unet import check_input_size, current_name, output_size, valid_input_sizes
+from minunet.unet import check_input_size, current_name, layers, output_size, valid_input_sizes
 
 
 def test_paper_network_has_23_conv_layers_and_31_million_parameters():
@@ -57,6 +57,25 @@ def test_small_network_maps_tile_to_output_and_rejects_a_bad_tile():
 def test_same_padding_keeps_the_size():
     net = mu.UNet(depth=3, base_channels=2, padding="same")
     assert net(mu.Tensor(np.zeros((1, 1, 16, 24), np.float32))).shape == (1, 2, 16, 24)
+
+
+def test_the_layer_trace_is_the_walk_of_the_network_that_runs():
+    ops = layers(tile=44, batch=2, depth=2, base_channels=3, n_classes=4)
+    assert [op["op"] for op in ops] == ["conv3x3", "conv3x3", "max_pool2x2", "conv3x3", "conv3x3", "dropout",
+                                        "up_conv2x2", "center_crop", "concat", "conv3x3", "conv3x3", "conv1x1"]
+    assert [op["name"] for op in ops][5:9] == ["down1.dropout", "up0.upconv", "up0.crop", "up0.concat"]
+    net = mu.UNet(depth=2, base_channels=3, n_classes=4)
+    y = net(mu.Tensor(np.zeros((2, 1, 44, 44), np.float32)))
+    assert (ops[-1]["N"], ops[-1]["Co"], ops[-1]["Ho"], ops[-1]["Wo"]) == y.shape
+    assert (ops[8]["Ci"], ops[8]["H"], ops[9]["Ci"]) == (6, 32, 6)  # 3 cropped + 3 up-convolved channels, 32x32
+    taps = {"conv3x3": 9, "up_conv2x2": 4, "conv1x1": 1}
+    traced = sorted((op["Ci"], op["Co"], taps[op["op"]]) for op in ops if op["op"] in taps)
+    weights = sorted(((s[0], s[1]) if name.startswith("up_convs") else (s[1], s[0])) + (s[2] * s[3],)
+                     for name, s in ((n, p.shape) for n, p in net.named_parameters() if n.endswith(".w")))
+    assert traced == weights
+    assert layers(16, depth=3, base_channels=2, padding="same")[-1]["Ho"] == 16
+    with pytest.raises(ValueError, match="does not fit a depth-2 U-Net"):
+        layers(tile=43, depth=2)
 
 
 def test_state_dict_round_trip():

@@ -31,9 +31,7 @@ def _run(device, out, quick, plot, log, n_threads, default_runs):
         chart = _run_cuda(env, sections, out, quick, plot, log)
     else:
         chart = _run_cpu(device, env, sections, quick, plot, log, n_threads, default_runs)
-    failed = mismatches(sections.get("kernels", []) + sections.get("sim", []))
-    if failed:  # first, and loudly: these were not timed
-        sections["markdown"].insert(0, ("CHECKS THAT FAILED (not timed)", tables.mismatch_table(failed)))
+    failed = _mismatches_first(sections)
     md, js = report.write_report(out, env, sections)
     log(f"wrote {md} and {js}")
     if chart:  # last: a failing plot must not lose the numbers
@@ -41,6 +39,16 @@ def _run(device, out, quick, plot, log, n_threads, default_runs):
         path = roofline.plot_roofline(rows, peaks, Path(out) / f"roofline-{device}-{env['date'][:10]}.png", title)
         log(f"roofline chart: {path}")
     return md, js, failed
+
+
+def _mismatches_first(sections):
+    """The rows whose check failed, and a section naming them put first in the report: they were not timed."""
+    title = "CHECKS THAT FAILED (not timed)"
+    failed = mismatches(sections.get("kernels", []) + sections.get("sim", []))
+    sections["markdown"] = [(t, text) for t, text in sections["markdown"] if t != title]
+    if failed:
+        sections["markdown"].insert(0, (title, tables.mismatch_table(failed)))
+    return failed
 
 
 def _run_cuda(env, sections, out, quick, plot, log):
@@ -59,6 +67,7 @@ def _run_cuda(env, sections, out, quick, plot, log):
         ("Per kernel (each checked against the float64 reference first; median of CUDA-event timings after "
          "warm-up, L2 flushed before each)", assumption + "\n\n" + tables.kernel_table(rows))]
     # Written now and again at the end: if the training step dies or runs out of time, the kernels' are kept.
+    _mismatches_first(sections)
     log("kernel results (training step to follow): " + ", ".join(map(str, report.write_report(out, env, sections))))
     log(f"fastest exact version per op (for DEFAULT_VERSIONS): {tables.fastest_exact_versions(rows)}")
     sections["training"] = gpu.bench_training_cuda(quick, log)
