@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_close_dtype
 from minunet import bench
-from minunet.bench import blas_threads, cpu, gpu, report, roofline
+from minunet.bench import blas_threads, cpu, gpu, report, roofline_chart, sim_speed
 from minunet.bench.layers import arrays, row, spread_to_layers, unique_shapes
 from minunet.backends import get_backend
 
@@ -201,7 +201,7 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
         raise RuntimeError("no matplotlib backend")
 
     md.unlink()
-    monkeypatch.setattr(roofline, "plot_roofline", broken_plot)
+    monkeypatch.setattr(roofline_chart, "plot_roofline", broken_plot)
     with pytest.raises(RuntimeError, match="no matplotlib backend"):
         bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     assert "| minunet | 250.0 | 5 |" in md.read_text()  # the plot comes last: its failure keeps the numbers
@@ -351,7 +351,7 @@ def test_a_failed_check_fails_the_run_and_comes_first_in_the_report(tmp_path, mo
     layer = dict(name="tiny", op="conv3x3", N=1, Ci=1, H=4, W=4, Co=1)
     wrong = row(layer, "forward", "v4", 1, 1, None, 0, check="MISMATCH", rel_error=0.5,
                 mismatch="3 of 4 elements off by more than 0.0001; worst at (0, 0, 1, 1): got 1.0, expected 2.0")
-    monkeypatch.setattr(cpu, "bench_sim", lambda quick, log: [wrong, row(layer, "forward", "v1", 1, 1, 1e-3, 1,
+    monkeypatch.setattr(sim_speed, "bench_sim", lambda quick, log: [wrong, row(layer, "forward", "v1", 1, 1, 1e-3, 1,
                                                                           check="ok")])
     assert bench.main(["--device", "sim", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -22,13 +22,13 @@ channels, 124x124 tile, batch 2) on the numpy device and PyTorch CPU on the same
 installed; then, per layer of that network, the numpy device's convolutions and PyTorch's on the same arrays
 (each checked first, as above), against a roofline whose peaks are measured in the same run (a large float32
 matrix product, a large array copy); and the sim device's speed on a tiny layer for every conv3x3 version
-(cpu.py). All of it with --threads BLAS threads (PyTorch's intra-op threads set to the same), the default of
+(cpu.py, sim_speed.py). All of it with --threads BLAS threads (PyTorch's intra-op threads set to the same), the default of
 python -m minunet.train; then the training step at each thread count on the machine as it is and with one
 competing CPU-bound process added (blas_threads.py), and with --default-runs the whole default
 `python -m minunet.train` timed the same ways. Every figure carries the machine's load averages.
 
 Results: results-<device>-<date>.md (tables.py) and .json (all numbers, device name, versions, date) in --out
-(report.py); --plot adds a roofline chart (PNG). driver.py runs it all.
+(report.py); --plot adds a roofline chart (PNG, roofline_chart.py). driver.py runs it all.
 """
 from .driver import main, run
 from .layers import DIRECTIONS, cost, kernel_versions, minunet_call, output_hw, unet_layers

@@ -1,14 +1,13 @@
 """On a CPU: the numpy device's convolutions and PyTorch CPU's on the layers of the small U-Net that
-python -m minunet.train trains by default, and one training step of both; the sim device's speed."""
+python -m minunet.train trains by default, and one training step of both."""
 import numpy as np
 
 from .check_then_time import Candidate, check_then_time
-from .layers import DIRECTIONS, arrays, kernel_versions, minunet_call, spread_to_layers, unique_shapes
+from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes
 from .timing import cpu_timer, median_time
 from .training import training_step_minunet, training_step_torch
 
 SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
-SIM_LAYER = dict(name="tiny", op="conv3x3", N=1, Ci=8, H=34, W=34, Co=16)
 
 
 def bench_kernels_cpu(layers, quick, log):
@@ -51,22 +50,6 @@ def bench_training_cpu(quick, log):
     results["torch cpu"] = dict(seconds=seconds, runs=n, threads=torch.get_num_threads())
     log(f"training step torch cpu: {seconds * 1e3:.0f} ms")
     return results
-
-
-def bench_sim(quick, log):
-    """The simulator's speed on a tiny conv3x3 layer, every version and direction (float32), each version
-    checked first like the GPU's."""
-    from ..backends import get_backend
-    sim = get_backend("sim")
-    host = arrays(SIM_LAYER, np.random.default_rng(0))
-    runs = dict(min_runs=1, max_runs=1, budget_s=0.0, warmup=1) if quick else dict(min_runs=3, max_runs=5, budget_s=2.0)
-    rows, failed = [], {}
-    for direction in DIRECTIONS:
-        candidates = [Candidate(f"v{v}" + (" tf32" if tf32 else ""), tf32,
-                                minunet_call(sim, SIM_LAYER, direction, host, v), cpu_timer)
-                      for v, tf32 in kernel_versions(SIM_LAYER, direction)]
-        rows += check_then_time(SIM_LAYER, direction, host, candidates, runs, failed, lambda line: log("sim " + line))
-    return rows
 
 
 def _torch():

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import blas_threads, cpu, gpu, report, roofline, tables
+from . import blas_threads, cpu, gpu, report, roofline, roofline_chart, sim_speed, tables
 from .check_then_time import mismatches
 from .layers import unet_layers
 
@@ -36,7 +36,7 @@ def _run(device, out, quick, plot, log, n_threads, default_runs):
     log(f"wrote {md} and {js}")
     if chart:  # last: a failing plot must not lose the numbers
         rows, peaks, title = chart
-        path = roofline.plot_roofline(rows, peaks, Path(out) / f"roofline-{device}-{env['date'][:10]}.png", title)
+        path = roofline_chart.plot_roofline(rows, peaks, Path(out) / f"roofline-{device}-{env['date'][:10]}.png", title)
         log(f"roofline chart: {path}")
     return md, js, failed
 
@@ -103,8 +103,8 @@ def _run_cpu(device, env, sections, quick, plot, log, n_threads, default_runs):
             chart = (rows, peaks, f"minunet numpy vs PyTorch CPU on {env['device_name']}")
     elif plot:
         log("--plot: no roofline chart for the simulator (its speed says nothing about a GPU's)")
-    sections["sim"] = cpu.bench_sim(quick, log)
-    sections["markdown"].append((f"The sim device on a tiny layer {cpu.SIM_LAYER} (float32)",
+    sections["sim"] = sim_speed.bench_sim(quick, log)
+    sections["markdown"].append((f"The sim device on a tiny layer {sim_speed.SIM_LAYER} (float32)",
                                  "No roofline for the simulator.\n\n" + tables.kernel_table(sections["sim"])))
     return chart
 
