@@ -1,5 +1,6 @@
 """minunet.bench: the counted FLOPs and bytes (by hand on known layers), the U-Net's layer list, the roofline
-floor, the report files, the bench's op calls on sim against numpy, and the CPU run end to end."""
+floor, the report files, the bench's op calls on sim against numpy, check-then-time (a wrong implementation is
+never timed, and fails the run), the L2 flush before each CUDA-timed launch, and the CPU run end to end."""
 import json
 import subprocess
 import sys

@@ -1,12 +1,22 @@
 """minunet/torch_twin.py: the PyTorch U-Net is the same network as mu.UNet (same output, same gradients for the
-same weights), micrograd's cross-check at the scale of the whole network. Needs PyTorch (skipped without)."""
+same weights), micrograd's cross-check at the scale of the whole network. Needs PyTorch: each test is skipped
+without it (a skip at collection would count as a gpu test that did not run in `pytest -m gpu`'s report)."""
+import importlib
+
 import numpy as np
 import pytest
 
 import minunet as mu
 
-torch = pytest.importorskip("torch")
-from minunet import torch_twin  # noqa: E402
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def torch_twin(torch):
+    return importlib.import_module("minunet.torch_twin")
 
 
 def assert_close(out, ref, name, atol=1e-10, rtol=1e-9):
@@ -16,7 +26,7 @@ def assert_close(out, ref, name, atol=1e-10, rtol=1e-9):
 
 
 @pytest.mark.parametrize("padding, tile", [("valid", 44), ("same", 16)])
-def test_the_twin_gives_the_same_output_and_gradients(padding, tile):
+def test_the_twin_gives_the_same_output_and_gradients(torch, torch_twin, padding, tile):
     model = mu.UNet(depth=3, base_channels=4, n_classes=3, padding=padding, dtype=np.float64, seed=2).eval()
     twin = torch_twin.twin_of(model).eval()
     rng = np.random.default_rng(0)
@@ -33,7 +43,7 @@ def test_the_twin_gives_the_same_output_and_gradients(padding, tile):
         assert_close(grads[torch_twin.torch_name(name)].numpy(), p.grad, f"gradient of {name}")
 
 
-def test_the_twin_names_its_parts_like_minunet():
+def test_the_twin_names_its_parts_like_minunet(torch, torch_twin):
     twin = torch_twin.TorchUNet(depth=2, base_channels=2)
     assert isinstance(twin.up_convs[0], torch.nn.ConvTranspose2d) and isinstance(twin.up[0], torch_twin.DoubleConv)
     with pytest.raises(ValueError, match="does not fit a depth-2 U-Net"):
