@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ops.launch_table import DEFAULT_VERSIONS
+
 
 def environment(device):
     versions = {"python": platform.python_version()}
@@ -24,7 +26,6 @@ def environment(device):
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         versions["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
         versions["compute_capability"] = cupy.cuda.Device().compute_capability
-    from ..ops.launch_table import DEFAULT_VERSIONS
     return dict(device=device, device_name=name, date=datetime.datetime.now().isoformat(timespec="seconds"),
                 versions=versions, default_kernel_versions=dict(DEFAULT_VERSIONS), platform=platform.platform())
 
