@@ -96,7 +96,7 @@
 #define CONV3X3_V3_BN 64       //   v3 64 x 64,
 #define CONV3X3_V4_BM 128      //   v4 128 x 128,
 #define CONV3X3_V4_BN 128
-#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64, the only size conv3x3_gemm_tf32 takes
+#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64: conv3x3_gemm_tf32's 8 warps of 32 x 16 must cover it
 #define CONV3X3_V5_BN 64
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
