@@ -338,9 +338,11 @@ __device__ __forceinline__ void conv3x3_mma_tf32(float d[4], const unsigned int 
 #endif
 }
 
-// The block tile of minunet_gemm_fma on tensor cores, with the same staged slices, load and store: the
-// THREADS/32 warps form a (BM/32) x (BN/16) grid, warp w owning rows 32*(w % (BM/32)) .. +31 and columns
-// 16*(w / (BM/32)) .. +15, i.e. 2 x 2 mma tiles; each BK-deep slice is BK/8 k-steps of 8.
+// The block tile of minunet_gemm_fma on tensor cores: the same slices (staged by the caller's load, built on
+// gemm_tile.cuh's stagers), the same store. The THREADS/32 warps form a (BM/32) x (BN/16) grid, warp w owning
+// rows 32*(w % (BM/32)) .. +31 and columns 16*(w / (BM/32)) .. +15, i.e. 2 x 2 mma tiles; each BK-deep slice
+// is BK/8 k-steps of 8. Its k loop repeats minunet_gemm_fma's: a shared loop taking the multiply as a lambda
+// cost up to 4 registers in some kernels (NVRTC), so each keeps its own.
 template <int BM, int BN, class Load, class Store>
 __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int k_begin, int k_end) {
     constexpr int WM = 32, WN = 16, WARPS_M = BM / WM;  // a warp's piece of the tile, and the warps along BM
