@@ -20,10 +20,16 @@
 //   copy_window_v1: one thread per element of the window; consecutive threads copy consecutive columns.
 //   bias_grad_v1: one block per channel; its threads stride over the N*H*W elements (so reads are
 //       coalesced), then a shared-memory tree reduction (blockDim.x a power of two). Deterministic: the
-//       same summation order on every run, no atomics.
+//       same summation order on every run, no atomics. grid (C), block MINUNET_THREADS, dynamic shared
+//       memory MINUNET_THREADS reals.
 //
-// Checked by tests/test_misc_ops.py against the NumPy reference on the sim and cuda devices, in float and
-// double; dropout masks must match NumPy bit for bit.
+// bias_grad_v1 writes out the tree of common.cuh's minunet_block_sum instead of calling it: it is the exercise
+// of chapter 2 (python -m minunet.exercises), where writing the tree is the lesson.
+//
+// Launched by minunet/ops/elementwise.py (the one-thread-per-element kernels: blocks of MINUNET_THREADS),
+// with the kernel names of minunet/ops/launch_table.py. Checked by tests/test_misc_ops.py against the
+// NumPy reference on the sim and cuda devices, in float and double; dropout masks must match NumPy bit
+// for bit.
 #include "common.cuh"
 
 extern "C" __global__ void relu_forward_v1(const real* x, real* y, int n) {

@@ -20,6 +20,11 @@
 //       case grows with the count) and its result depends on the block count; double partial sums keep the
 //       total as exact as the per-pixel float losses themselves (tutorials/06 measures it).
 //
+// The block's tree is common.cuh's minunet_block_sum written out, on purpose: this kernel is the exercise of
+// chapter 6 (python -m minunet.exercises), the tree part of it.
+//
+// grid (ceil(N*H*W / MINUNET_THREADS)), block MINUNET_THREADS, dynamic shared memory MINUNET_THREADS doubles.
+// Launched by minunet/ops/softmax_cross_entropy.py, with the kernel name of minunet/ops/launch_table.py.
 // Checked by tests/test_misc_ops.py: against the NumPy reference (with and without weights and ignored
 // pixels), on the sim and cuda devices, in float and double.
 #include "common.cuh"
