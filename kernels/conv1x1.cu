@@ -25,7 +25,7 @@
 //       Reads x and gy once per 64 channels; v1 reads x Co times and gy Ci times (one block per weight).
 //
 // Launched by minunet/ops/conv1x1.py, with the grid, block and tile sizes of minunet/ops/launch_table.py (which
-// reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_conv_ops.py`.
+// reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_conv1x1.py`.
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 

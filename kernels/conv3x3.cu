@@ -82,9 +82,9 @@
 //
 // Launched by minunet/ops/conv3x3.py, with the grid, block and tile sizes of minunet/ops/launch_table.py,
 // which reads them from the #defines here and in gemm_tile.cuh (MINUNET_GEMM_*). Checked by
-// `pytest tests/test_conv_ops.py` against the readable loops of minunet/reference.py on the sim device (and
+// `pytest tests/test_conv3x3.py` against the readable loops of minunet/reference.py on the sim device (and
 // cuda with a GPU), both dtypes, both paddings, every version; the GEMM versions also by
-// `pytest tests/test_conv_versions.py` (odd channel counts, gradient checks through each version).
+// `pytest tests/test_conv3x3_versions.py` (odd channel counts, gradient checks through each version).
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 

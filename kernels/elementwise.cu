@@ -27,7 +27,7 @@
 // of chapter 2 (python -m minunet.exercises), where writing the tree is the lesson.
 //
 // Launched by minunet/ops/elementwise.py (the one-thread-per-element kernels: blocks of MINUNET_THREADS),
-// with the kernel names of minunet/ops/launch_table.py. Checked by tests/test_misc_ops.py against the
+// with the kernel names of minunet/ops/launch_table.py. Checked by tests/test_elementwise.py against the
 // NumPy reference on the sim and cuda devices, in float and double; dropout masks must match NumPy bit
 // for bit.
 #include "common.cuh"

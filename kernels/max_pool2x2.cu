@@ -15,7 +15,7 @@
 //       no atomics, nothing left unwritten).
 //
 // Launched by minunet/ops/max_pool2x2.py (blocks of MINUNET_THREADS), with the kernel names of
-// minunet/ops/launch_table.py. Checked by tests/test_misc_ops.py against the NumPy reference on the sim (and
+// minunet/ops/launch_table.py. Checked by tests/test_max_pool2x2.py against the NumPy reference on the sim (and
 // cuda) devices, with
 // tie-free inputs (a shuffled arange) plus an explicit test of the tie and NaN rules.
 #include "common.cuh"

@@ -11,7 +11,7 @@
 //       velocity once (memory-bound; one launch per parameter tensor).
 //
 // Launched by minunet/ops/sgd.py (blocks of MINUNET_THREADS), with the kernel name of
-// minunet/ops/launch_table.py. Checked by tests/test_misc_ops.py: several steps on the sim and cuda devices
+// minunet/ops/launch_table.py. Checked by tests/test_sgd.py: several steps on the sim and cuda devices
 // against the NumPy reference.
 #include "common.cuh"
 

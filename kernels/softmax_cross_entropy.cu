@@ -25,7 +25,7 @@
 //
 // grid (ceil(N*H*W / MINUNET_THREADS)), block MINUNET_THREADS, dynamic shared memory MINUNET_THREADS doubles.
 // Launched by minunet/ops/softmax_cross_entropy.py, with the kernel name of minunet/ops/launch_table.py.
-// Checked by tests/test_misc_ops.py: against the NumPy reference (with and without weights and ignored
+// Checked by tests/test_softmax_cross_entropy.py: against the NumPy reference (with and without weights and ignored
 // pixels), on the sim and cuda devices, in float and double.
 #include "common.cuh"
 

@@ -27,7 +27,7 @@
 //       (deterministic, no atomics).
 //
 // Launched by minunet/ops/up_conv2x2.py, with the grid, block and tile sizes of minunet/ops/launch_table.py
-// (which reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_conv_ops.py`.
+// (which reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_up_conv2x2.py`.
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 

@@ -88,7 +88,7 @@ def test_bench_calls_launch_the_right_op(op):
     for direction in bench.DIRECTIONS:
         for version, is_tf32 in bench.kernel_versions(layer, direction):
             if is_tf32:
-                continue  # float32 only; checked in tests/test_conv_versions.py
+                continue  # float32 only; checked in tests/test_conv3x3_versions.py
             out = bench.minunet_call(sim, layer, direction, a, version)()
             assert_close_dtype(out, ref[direction], np.float64, name=f"{op} {direction} v{version}")
 

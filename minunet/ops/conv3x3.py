@@ -14,7 +14,7 @@ image, which BLAS reads in place. The wide grid's last W - Wo columns of each ro
 cropped at the end (and zero in the backward passes' gy, so that they add nothing). With few input channels
 (the first layer) the 9 slices are stacked into one im2col matrix: one product with K = 9*Ci instead of nine
 with K = Ci, which BLAS does badly. The backward ops are the exact transposes of these products
-(tests/test_conv_ops.py checks it with dot-product tests). The dtype of x is kept (float32 or float64).
+(tests/test_conv3x3.py checks it with dot-product tests). The dtype of x is kept (float32 or float64).
 """
 import numpy as np
 

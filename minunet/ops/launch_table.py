@@ -200,8 +200,8 @@ del _row
 
 # The kernel version each op launches by default. For the convolutions: the GEMM versions, chosen WITHOUT a GPU
 # by counting global-memory traffic and shared loads per multiply-add (the headers give the argument); each
-# passed every check on sim (tests/test_conv_ops.py, tests/test_conv_versions.py) and NVRTC reports no spill
-# for it. The GPU benchmark (python -m minunet.bench, benchmarks/results/) must confirm the choice; TF32
+# passed every check on sim (tests/test_conv3x3*.py, test_up_conv2x2.py, test_conv1x1.py) and NVRTC reports no
+# spill for it. The GPU benchmark (python -m minunet.bench, benchmarks/results/) must confirm the choice; TF32
 # versions are never default.
 DEFAULT_VERSIONS = {
     "conv3x3_forward": 3, "conv3x3_grad_input": 3, "conv3x3_grad_weight": 3,
