@@ -48,9 +48,9 @@ def test_the_barriers_are_found():
     """Every __syncthreads() of the kernel code is one the mutants delete (none hides in a one-line if)."""
     from minunet.sim.build import strip_comments
     in_code = sum(strip_comments(p.read_text()).count("__syncthreads()") for p in paths.kernels_dir().glob("*.cu*"))
-    # 15: the tile's 2 (gemm_tile.cuh), the reduction's 2 (common.cuh), the TF32 tile's 2 and conv3x3's v2 5,
-    # and the trees of the two exercise kernels (bias_grad_v1, softmax_cross_entropy_v1), 2 each.
-    assert len(barriers()) == in_code >= 15, (barriers(), in_code)
+    # 11: the tile's 2 (gemm_tile.cuh), the one reduction's 2 (common.cuh: minunet_block_sum, which every kernel
+    # that sums over a block calls), the TF32 tile's 2 and conv3x3's v2 5.
+    assert len(barriers()) == in_code >= 11, (barriers(), in_code)
 
 
 def run_without_barrier(folder, file, line, files, keyword, env):

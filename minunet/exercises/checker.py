@@ -67,7 +67,7 @@ def check_file(exercise, path, trials=TRIALS, racecheck=False):
     racecheck: under the simulator's race checker (the process must have ThreadSanitizer preloaded)."""
     for number, (dtype, seed) in enumerate(trials, 1):
         guards = GuardedArrays()
-        launcher = ExerciseLauncher(path, exercise.stem, guards, seed, racecheck)
+        launcher = ExerciseLauncher(path, exercise.file, guards, seed, racecheck)
         trial = Trial(KernelBackend(launcher), guards, np.random.default_rng(number), dtype)
         order = "threads in order" if seed is None else f"threads and blocks shuffled, seed {seed}"
         try:
