@@ -94,11 +94,6 @@ def run(backend, method, *arrays, **kwargs):
     return backend.to_numpy(out)
 
 
-@pytest.fixture
-def numpy_backend():
-    return get_backend("numpy")
-
-
 def run_sanitized(script, timeout=300, cache_dir=None):
     """Run Python source in a subprocess with MINUNET_SIM_SANITIZE=1 and AddressSanitizer preloaded (ASan
     ends the process at its first report); skips where g++ has no ASan runtime. Sanitizer builds have cache
