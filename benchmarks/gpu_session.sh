@@ -9,7 +9,8 @@
 #          collected gpu test ran and passed (without a usable GPU pytest skips them all and exits 0);
 #          then the NVRTC resource table (registers, shared memory, spills) for the usual archs and this GPU's
 #   bench  python -m minunet.bench --device cuda --plot: every kernel version and PyTorch on the paper's
-#          layers, a training step; the report is written before the chart is drawn
+#          layers, each checked against the float64 reference before it is timed (FAILED if one is wrong), a
+#          training step; the report is written before the chart is drawn
 #   train  the default GPU training run (the paper's network and recipe) cut to TRAIN_STEPS steps; metrics.jsonl
 #          gets every step's loss and time as it goes, so a run cut at TRAIN_LIMIT_S still leaves its
 #          numbers, summarised at the end (steps done, loss, median step time, validation IoU)
@@ -20,8 +21,9 @@
 #   check  ~1 min (estimated: 101 small tests, each kernel file compiled for float32 and float64); its CPU side,
 #          collecting the tests: 3 s (measured; the whole part without a GPU: 9 s). Cut at 180 s. Then the
 #          NVRTC table, 23 s (measured: CPU only, the same there; cut at 90 s).
-#   bench  ~3 min (estimated: 438 kernel timings of at most 0.3 s each, a training step, imports; cut at
-#          175 s, its kernel tables are written before the training step is measured)
+#   bench  ~3 min (estimated: 438 kernel timings of at most 0.2 s each, each after its check against a float64
+#          reference computed on the CPU, 94 s on the 2 cores here, ~10-20 s estimated on a lent machine's 16;
+#          a training step, imports; cut at 175 s, its kernel tables are written before the training step)
 #   train  ~1-2 min for 300 steps (estimated). Per step: the data path, 0.1 s of CPU time (measured:
 #          python benchmarks/train_cpu_side.py; wall 0.13-0.38 s here at load 3-14, a lent machine runs
 #          nothing else) + the GPU's step (0.05-0.2 s, estimated: 870 GFLOP at 5-20 TFLOP/s); setup 3-12 s

@@ -19,6 +19,7 @@ import numpy as np
 
 from minunet import nvrtc
 from minunet.backends import get_backend
+from minunet.ops.launch_table import TF32_VERSIONS, all_versions
 
 ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90")
 DTYPES = (np.float32, np.float64)
@@ -38,10 +39,6 @@ def nvrtc_report():
 
 
 def _conv_versions(op, dtype):
-    try:  # the version tables moved during the one-operator restructure; either place will do
-        from minunet.ops.launch_table import TF32_VERSIONS, all_versions
-    except ImportError:
-        from minunet.backends.kernel_conv import TF32_VERSIONS, all_versions
     return [v for v in all_versions(op) if not (TF32_VERSIONS.get(op) == v and dtype == np.float64)]
 
 

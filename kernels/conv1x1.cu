@@ -10,10 +10,11 @@
 //   conv1x1_forward_v1: one thread per OUTPUT element, a loop over Ci. Neighbouring threads read
 //       neighbouring pixels, so the reads of x are coalesced; w[o,:] is the same for a whole row of threads.
 //   conv1x1_grad_input_v1: one thread per INPUT element, a loop over Co (the transpose of the forward).
-//   conv1x1_grad_weight_v1: one block per (o, c) weight: threads stride over the N*P pixels, then a
-//       shared-memory tree reduction. Deterministic, no atomics. Launch with CONV1X1_GW_THREADS threads.
+//   conv1x1_grad_weight_v1: one block per (o, c) weight: threads stride over the N*P pixels, then the
+//       shared-memory tree reduction of common.cuh (minunet_block_sum). Deterministic, no atomics. Launch
+//       with CONV1X1_GW_THREADS threads.
 //   The GEMM versions (v2): the op is a matrix product, so each is minunet_gemm_fma, the register-blocked
-//   64 x 64 block tile of gemm_tile.cuh, with its own loads:
+//   64 x 64 block tile of gemm_tile.cuh, whose stagers fill the slices through each kernel's element lambdas:
 //   conv1x1_forward_v2: y[o, q] = sum_c w[o, c] x[c, q] over the pixels q of all N images; bias in the
 //       epilogue. Each x value is read once per 64 output channels (v1: once per output channel). Not the
 //       default: the U-Net's 1x1 layer has Co = 2, which leaves 62 of the tile's 64 rows empty.
@@ -23,7 +24,8 @@
 //       (deterministic).
 //       Reads x and gy once per 64 channels; v1 reads x Co times and gy Ci times (one block per weight).
 //
-// Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
+// Launched by minunet/ops/conv1x1.py, with the grid, block and tile sizes of minunet/ops/launch_table.py (which
+// reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_conv1x1.py`.
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
@@ -67,39 +69,32 @@ extern "C" __global__ void conv1x1_grad_weight_v1(const real* x, const real* gy,
         int p = q % P, n = q / P;
         acc += gy[(n * Co + o) * P + p] * x[(n * Ci + c) * P + p];
     }
-    partial[t] = acc;
-    __syncthreads();
-    for (int s = CONV1X1_GW_THREADS / 2; s > 0; s >>= 1) {
-        if (t < s) partial[t] += partial[t + s];
-        __syncthreads();
-    }
+    minunet_block_sum(partial, acc, t);  // common.cuh: the tree of chapter 2
     if (t == 0) gw[blockIdx.x] = partial[0];
 }
 
 // ================================================================ the GEMM versions
 
-// The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
+// The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu and up_conv2x2.cu).
 
-// grid (ceil(N*P / 64), ceil(Co / 64)), block MINUNET_GEMM_THREADS.
+// grid (ceil(N*P / MINUNET_GEMM_BN), ceil(Co / MINUNET_GEMM_BM)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv1x1_forward_v2(const real* x, const real* w, const real* b, real* y, int N, int Ci, int P, int Co, int has_bias) {
     const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
-    const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;  // A = w, along c
-    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN; // B = x, along q
-    const int q = q0 + b_col;
+    const minunet_stage_k_fastest<MINUNET_GEMM_BM> stage_a;      // A = w, read along c
+    const minunet_stage_side_fastest<MINUNET_GEMM_BN> stage_b;   // B = x, read along the pixels q
+    const int q = q0 + stage_b.i;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
     auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int m = m0 + a_row + 16 * r, c = k0 + a_k;
-            As[a_k][a_row + 16 * r] = (m < Co && c < Ci) ? w[m * Ci + c] : (real)0;
-        }
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = b_row + 4 * r, c = k0 + kk;
-            Bs[kk][b_col] = (q_ok && c < Ci) ? x[(qn * Ci + c) * P + qp] : (real)0;
-        }
+        stage_a(As, m0, [&](int m, int) {
+            const int c = k0 + stage_a.kk;
+            return (m < Co && c < Ci) ? w[m * Ci + c] : (real)0;
+        });
+        stage_b(Bs, [&](int kk) {
+            const int c = k0 + kk;
+            return (q_ok && c < Ci) ? x[(qn * Ci + c) * P + qp] : (real)0;
+        });
     };
     auto store = [&](int row, int col, real v) {
         const int m = m0 + row, qq = q0 + col;
@@ -110,26 +105,24 @@ conv1x1_forward_v2(const real* x, const real* w, const real* b, real* y, int N, 
     minunet_gemm_fma(load, store, 0, Ci);
 }
 
-// grid (ceil(N*P / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
+// grid (ceil(N*P / MINUNET_GEMM_BN), ceil(Ci / MINUNET_GEMM_BM)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv1x1_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int P, int Co) {
     const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
-    const int a_col = threadIdx.x % MINUNET_GEMM_BM, a_k = threadIdx.x / MINUNET_GEMM_BM;  // A = w^T, along c
-    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
-    const int q = q0 + b_col;
+    const minunet_stage_side_fastest<MINUNET_GEMM_BM> stage_a;   // A = w^T, read along c
+    const minunet_stage_side_fastest<MINUNET_GEMM_BN> stage_b;   // B = gy, read along the pixels q
+    const int q = q0 + stage_b.i;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
     auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = a_k + 4 * r, o = k0 + kk, c = m0 + a_col;
-            As[kk][a_col] = (c < Ci && o < Co) ? w[o * Ci + c] : (real)0;
-        }
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = b_row + 4 * r, o = k0 + kk;
-            Bs[kk][b_col] = (q_ok && o < Co) ? gy[(qn * Co + o) * P + qp] : (real)0;
-        }
+        stage_a(As, [&](int kk) {
+            const int o = k0 + kk, c = m0 + stage_a.i;
+            return (c < Ci && o < Co) ? w[o * Ci + c] : (real)0;
+        });
+        stage_b(Bs, [&](int kk) {
+            const int o = k0 + kk;
+            return (q_ok && o < Co) ? gy[(qn * Co + o) * P + qp] : (real)0;
+        });
     };
     auto store = [&](int row, int col, real v) {
         const int c = m0 + row, qq = q0 + col;
@@ -140,22 +133,21 @@ conv1x1_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, in
     minunet_gemm_fma(load, store, 0, Co);
 }
 
-// grid (ceil(Ci / 64), ceil(Co / 64), splits), block MINUNET_GEMM_THREADS; chunk a multiple of 16.
+// grid (ceil(Ci / MINUNET_GEMM_BN), ceil(Co / MINUNET_GEMM_BM), splits), block MINUNET_GEMM_THREADS;
+// chunk a multiple of MINUNET_GEMM_BK.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 conv1x1_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int P, int Co, int chunk) {
     const int c0 = blockIdx.x * MINUNET_GEMM_BN, m0 = blockIdx.y * MINUNET_GEMM_BM;
     const int k_begin = blockIdx.z * chunk, k_end = min(k_begin + chunk, N * P);
-    const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;  // both along q
+    const minunet_stage_k_fastest<MINUNET_GEMM_BM> stage_a;  // A = gy and B = x^T, both read along the pixels q
+    const minunet_stage_k_fastest<MINUNET_GEMM_BN> stage_b;
     auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
-        const int q = k0 + kk;
+        const int q = k0 + stage_a.kk;
         const bool ok = q < k_end;
         const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int o = m0 + lane_row + 16 * r, c = c0 + lane_row + 16 * r;
-            As[kk][lane_row + 16 * r] = (ok && o < Co) ? gy[(n * Co + o) * P + p] : (real)0;
-            Bs[kk][lane_row + 16 * r] = (ok && c < Ci) ? x[(n * Ci + c) * P + p] : (real)0;
-        }
+        minunet_stage_k_fastest_pair(
+            stage_a, As, m0, [&](int o, int) { return (ok && o < Co) ? gy[(n * Co + o) * P + p] : (real)0; },
+            stage_b, Bs, c0, [&](int c, int) { return (ok && c < Ci) ? x[(n * Ci + c) * P + p] : (real)0; });
     };
     auto store = [&](int row, int col, real v) {
         const int o = m0 + row, c = c0 + col;

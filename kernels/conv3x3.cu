@@ -39,10 +39,11 @@
 //                all N*Ho*Wo pixels, so it is split over blocks ("split-K", see below).
 // All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or conv3x3_gemm_tf32): a block
 // of 256 threads owns a BM x BN tile of the product; per step it stages a 16-deep slice of both operands in
-// shared memory (zeros outside the matrices: that is the padding and the partial tiles), then every thread
-// accumulates a (BM/16) x (BN/16) block of outputs in registers (its rows contiguous, read with 16-byte
-// loads; its columns interleaved by 16, so that neighbouring threads read neighbouring shared words and
-// write neighbouring pixels, coalesced). v3 and v5 use 64 x 64 tiles, v4 128 x 128.
+// shared memory with gemm_tile.cuh's stagers (zeros outside the matrices: that is the padding and the
+// partial tiles), then every thread accumulates a (BM/16) x (BN/16) block of outputs in registers (its rows
+// contiguous, read with 16-byte loads; its columns interleaved by 16, so that neighbouring threads read
+// neighbouring shared words and write neighbouring pixels, coalesced). v3 and v5 use 64 x 64 tiles, v4
+// 128 x 128.
 //   conv3x3_forward_v3: register-blocked implicit GEMM, 64 output channels x 64 pixels per block, with a
 //       fused epilogue: bias and (relu = 1) max(., 0) applied before the single write of y. Why it should
 //       beat v2 (expected, not yet measured on a GPU): each x value is loaded once per tap for 64 output
@@ -63,7 +64,7 @@
 //       once per 8 input channels, v3 once per 64, with 16 FMAs per 5 shared loads (v2: about 1 per load).
 //   conv3x3_grad_input_v4: v3 with the 128 x 128 tile of forward_v4.
 //   conv3x3_grad_input_v5: v3 on tensor cores (TF32), as forward_v5.
-//   conv3x3_grad_weight_v3: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of 16) of the
+//   conv3x3_grad_weight_v3: split-K implicit GEMM. Block z takes a slice ("chunk", a multiple of BK = 16) of the
 //       N*Ho*Wo pixels and writes its 64 x 64 partial product to partial[z]; gemm_split_k_reduce
 //       (gemm_tile.cuh) adds the slices in order of z. Deterministic (no atomics, fixed order). v1 reads x
 //       Co times and gy Ci times (one block per (o, c) pair), v2 x Co times and gy Ci/4 times; v3 reads
@@ -76,13 +77,14 @@
 // GEMM (the default), v4 the same with a bigger register block, v5 TF32 tensor cores (off by default).
 // NVRTC's resource report for all of them (no spills on sm_75..sm_90): `python -m minunet.nvrtc conv3x3`;
 // timings on the U-Net's layers: `python -m minunet.bench` (benchmarks/README.md). Without a GPU the
-// defaults in kernel_conv.py were chosen by the traffic arguments above; the GPU benchmark decides (v3 or v4).
+// defaults (DEFAULT_VERSIONS in minunet/ops/launch_table.py) were chosen by the traffic arguments above;
+// the GPU benchmark decides (v3 or v4).
 //
-// The launch configurations are in minunet/backends/kernel_conv.py; the tile sizes there must match the
-// #defines here (the GEMM versions' too: MINUNET_GEMM_*). Checked by `pytest tests/test_conv_ops.py`
-// against minunet/backends/numpy_conv.py on the sim device (and cuda with a GPU), both dtypes, both
-// paddings, every version; the GEMM versions also by
-// `pytest tests/test_conv_versions.py` (odd channel counts, gradient checks through each version).
+// Launched by minunet/ops/conv3x3.py, with the grid, block and tile sizes of minunet/ops/launch_table.py,
+// which reads them from the #defines here and in gemm_tile.cuh (MINUNET_GEMM_*). Checked by
+// `pytest tests/test_conv3x3.py` against the readable loops of minunet/reference.py on the sim device (and
+// cuda with a GPU), both dtypes, both paddings, every version; the GEMM versions also by
+// `pytest tests/test_conv3x3_versions.py` (odd channel counts, gradient checks through each version).
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
@@ -94,7 +96,7 @@
 #define CONV3X3_V3_BN 64       //   v3 64 x 64,
 #define CONV3X3_V4_BM 128      //   v4 128 x 128,
 #define CONV3X3_V4_BN 128
-#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64, the only size conv3x3_gemm_tf32 takes
+#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64: conv3x3_gemm_tf32's 8 warps of 32 x 16 must cover it
 #define CONV3X3_V5_BN 64
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
@@ -336,19 +338,27 @@ __device__ __forceinline__ void conv3x3_mma_tf32(float d[4], const unsigned int 
 #endif
 }
 
-// The block tile of minunet_gemm_fma on tensor cores: warp w owns rows 32*(w % 2) .. +31 and columns
-// 16*(w / 2) .. +15, i.e. 2 x 2 mma tiles; each 16-deep slice is two k-steps of 8.
-template <class Load, class Store>
+// The block tile of minunet_gemm_fma on tensor cores: the same slices (staged by the caller's load, built on
+// gemm_tile.cuh's stagers), the same store. The THREADS/32 warps form a (BM/32) x (BN/16) grid, warp w owning
+// rows 32*(w % (BM/32)) .. +31 and columns 16*(w / (BM/32)) .. +15, i.e. 2 x 2 mma tiles; each BK-deep slice
+// is BK/8 k-steps of 8. Its k loop repeats minunet_gemm_fma's: a shared loop taking the multiply as a lambda
+// cost up to 4 registers in some kernels (NVRTC), so each keeps its own.
+template <int BM, int BN, class Load, class Store>
 __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int k_begin, int k_end) {
-    __shared__ real As[MINUNET_GEMM_BK][MINUNET_GEMM_BM + MINUNET_GEMM_PAD];
-    __shared__ real Bs[MINUNET_GEMM_BK][MINUNET_GEMM_BN + MINUNET_GEMM_PAD];
+    constexpr int WM = 32, WN = 16, WARPS_M = BM / WM;  // a warp's piece of the tile, and the warps along BM
+    constexpr int MI = WM / 16, NJ = WN / 8;            // its mma tiles (16 x 8) along each side
+    static_assert(BM % WM == 0 && BN % WN == 0 && (BM / WM) * (BN / WN) == MINUNET_GEMM_THREADS / 32,
+                  "the warps must cover the block tile, one 32 x 16 piece each");
+    static_assert(MINUNET_GEMM_BK % 8 == 0, "mma.m16n8k8 takes k-steps of 8");
+    __shared__ real As[MINUNET_GEMM_BK][BM + MINUNET_GEMM_PAD];
+    __shared__ real Bs[MINUNET_GEMM_BK][BN + MINUNET_GEMM_PAD];
     const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const int wm = 32 * (warp % 2), wn = 16 * (warp / 2);
-    float acc[2][2][4];
+    const int wm = WM * (warp % WARPS_M), wn = WN * (warp / WARPS_M);
+    float acc[MI][NJ][4];
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
     for (int k0 = k_begin; k0 < k_end; k0 += MINUNET_GEMM_BK) {
@@ -356,9 +366,9 @@ __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int 
         __syncthreads();
 #pragma unroll
         for (int ks = 0; ks < MINUNET_GEMM_BK; ks += 8) {
-            unsigned int a[2][4], b[2][2];
+            unsigned int a[MI][4], b[NJ][2];
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
+            for (int i = 0; i < MI; i++) {
                 int row = wm + 16 * i + g;
                 a[i][0] = conv3x3_to_tf32((float)As[ks + t][row]);
                 a[i][1] = conv3x3_to_tf32((float)As[ks + t][row + 8]);
@@ -366,22 +376,22 @@ __device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int 
                 a[i][3] = conv3x3_to_tf32((float)As[ks + t + 4][row + 8]);
             }
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < NJ; j++) {
                 int col = wn + 8 * j + g;
                 b[j][0] = conv3x3_to_tf32((float)Bs[ks + t][col]);
                 b[j][1] = conv3x3_to_tf32((float)Bs[ks + t + 4][col]);
             }
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < MI; i++)
 #pragma unroll
-                for (int j = 0; j < 2; j++) conv3x3_mma_tf32(acc[i][j], a[i], b[j]);
+                for (int j = 0; j < NJ; j++) conv3x3_mma_tf32(acc[i][j], a[i], b[j]);
         }
         __syncthreads();
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int r = 0; r < 4; r++)
                 store(wm + 16 * i + g + 8 * (r / 2), wn + 8 * j + 2 * t + r % 2, (real)acc[i][j][r]);
@@ -397,40 +407,36 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
                                                    int has_bias, int relu) {
     const int Ho = H - 2 + 2 * pad, Wo = W - 2 + 2 * pad, P = Ho * Wo, K = Cimg * 9;
     const int m0 = blockIdx.y * BM, q0 = blockIdx.x * BN;
-    // This thread's share of each slice: A column a_k, rows a_row + 16r; B rows b_row + B_STEP*r, column b_col.
-    constexpr int B_STEP = MINUNET_GEMM_THREADS / BN;  // B rows filled per pass of the 256 threads
-    const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;
-    const int b_col = threadIdx.x % BN, b_row = threadIdx.x / BN;
-    // The output pixel of column b_col is the same in every slice: decompose it once.
-    const int q = q0 + b_col;
+    // A (the weights) is staged k fastest, B (the im2col view of img) side fastest: each thread keeps one
+    // column q of B for the whole loop, so its pixel (n, oy, ox) is found once, here.
+    const minunet_stage_k_fastest<BM> stage_a;
+    const minunet_stage_side_fastest<BN> stage_b;
+    const int q = q0 + stage_b.i;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
     const int oy = qp / (Wo > 0 ? Wo : 1), ox = qp - oy * Wo;
     const real* img_n = img + (long long)qn * Cimg * H * W;
 
     auto load = [&](real (*As)[BM + MINUNET_GEMM_PAD], real (*Bs)[BN + MINUNET_GEMM_PAD], int k0) {
-        const int k = k0 + a_k;
-#pragma unroll
-        for (int r = 0; r < BM / 16; r++) {
-            const int m = m0 + a_row + 16 * r;
+        const int k = k0 + stage_a.kk;
+        stage_a(As, m0, [&](int m, int) {
             real v = (real)0;
             if (m < Cout && k < K) {
                 const int c = k / 9, tap = k - 9 * c;  // kGradInput: c is the output channel o of the forward
                 v = kGradInput ? w[(c * Cout + m) * 9 + 8 - tap] : w[m * K + k];
             }
-            As[a_k][a_row + 16 * r] = v;
-        }
-#pragma unroll
-        for (int r = 0; r < MINUNET_GEMM_BK / B_STEP; r++) {
-            const int kk = b_row + B_STEP * r, kb = k0 + kk;
+            return v;
+        });
+        stage_b(Bs, [&](int kk) {
+            const int kb = k0 + kk;
             real v = (real)0;
             if (q_ok && kb < K) {
                 const int c = kb / 9, tap = kb - 9 * c, ky = tap / 3, kx = tap - 3 * ky;
                 const int iy = oy + ky - pad, ix = ox + kx - pad;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = img_n[(c * H + iy) * W + ix];
             }
-            Bs[kk][b_col] = v;
-        }
+            return v;
+        });
     };
     auto store = [&](int row, int col, real v) {
         const int m = m0 + row, qq = q0 + col;
@@ -440,7 +446,7 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
         const int n = qq / P;
         out[(n * Cout + m) * P + (qq - n * P)] = v;
     };
-    if constexpr (kTensorCores) conv3x3_gemm_tf32(load, store, 0, K);  // BM = BN = 64 only
+    if constexpr (kTensorCores) conv3x3_gemm_tf32<BM, BN>(load, store, 0, K);
     else minunet_gemm_fma<BM, BN>(load, store, 0, K);
 }
 
@@ -453,13 +459,15 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
     const int j0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
     const int k_begin = blockIdx.z * chunk;
     const int k_end = min(k_begin + chunk, N * P);
-    // Both operands are read along the pixels: this thread loads pixel k0 + kk of each slice, for BM/16 rows
-    // (output channels) of A and BN/16 columns (c, ky, kx) of B, the same columns in every slice.
-    const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;
-    int col_c[BN / 16], col_ky[BN / 16], col_kx[BN / 16];
+    // Both operands are read along the pixels, so both are staged k fastest: this thread loads pixel
+    // k0 + kk of each slice, for the rows (output channels) at(p) of A and the columns (c, ky, kx) at(p) of B,
+    // the same columns in every slice: their (c, ky, kx) are found once, here.
+    const minunet_stage_k_fastest<BM> stage_a;
+    const minunet_stage_k_fastest<BN> stage_b;
+    int col_c[stage_b.PASSES], col_ky[stage_b.PASSES], col_kx[stage_b.PASSES];
 #pragma unroll
-    for (int r = 0; r < BN / 16; r++) {
-        const int j = j0 + lane_row + 16 * r;
+    for (int r = 0; r < stage_b.PASSES; r++) {
+        const int j = stage_b.at(j0, r);
         col_c[r] = j < J ? j / 9 : -1;  // -1: a column past the matrix, loads zeros
         const int tap = j - 9 * (j / 9);
         col_ky[r] = tap / 3;
@@ -467,30 +475,27 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
     }
 
     auto load = [&](real (*As)[BM + MINUNET_GEMM_PAD], real (*Bs)[BN + MINUNET_GEMM_PAD], int k0) {
-        const int q = k0 + kk;
+        const int q = k0 + stage_a.kk;
         const bool ok = q < k_end;
         const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
         const int oy = p / Wo, ox = p - oy * Wo;
-#pragma unroll
-        for (int r = 0; r < BM / 16; r++) {
-            const int m = m0 + lane_row + 16 * r;
-            As[kk][lane_row + 16 * r] = (ok && m < Co) ? gy[(n * Co + m) * P + p] : (real)0;
-        }
-#pragma unroll
-        for (int r = 0; r < BN / 16; r++) {
+        stage_a(As, m0, [&](int m, int) {
+            return (ok && m < Co) ? gy[(n * Co + m) * P + p] : (real)0;
+        });
+        stage_b(Bs, j0, [&](int, int r) {
             real v = (real)0;
             if (ok && col_c[r] >= 0) {
                 const int iy = oy + col_ky[r] - pad, ix = ox + col_kx[r] - pad;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = x[((n * Ci + col_c[r]) * H + iy) * W + ix];
             }
-            Bs[kk][lane_row + 16 * r] = v;
-        }
+            return v;
+        });
     };
     auto store = [&](int row, int col, real v) {
         const int m = m0 + row, j = j0 + col;
         if (m < Co && j < J) partial[((long long)blockIdx.z * Co + m) * J + j] = v;
     };
-    if constexpr (kTensorCores) conv3x3_gemm_tf32(load, store, k_begin, k_end);  // BM = BN = 64 only
+    if constexpr (kTensorCores) conv3x3_gemm_tf32<BM, BN>(load, store, k_begin, k_end);
     else minunet_gemm_fma<BM, BN>(load, store, k_begin, k_end);
 }
 

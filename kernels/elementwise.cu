@@ -19,11 +19,14 @@
 //   relu_forward_v1, relu_backward_v1, fill_v1, multiply_v1, dropout_forward_v1: one thread per element.
 //   copy_window_v1: one thread per element of the window; consecutive threads copy consecutive columns.
 //   bias_grad_v1: one block per channel; its threads stride over the N*H*W elements (so reads are
-//       coalesced), then a shared-memory tree reduction (blockDim.x a power of two). Deterministic: the
-//       same summation order on every run, no atomics.
+//       coalesced), then common.cuh's shared-memory tree reduction, minunet_block_sum. Deterministic: the
+//       same summation order on every run, no atomics. grid (C), block MINUNET_THREADS, dynamic shared
+//       memory MINUNET_THREADS reals.
 //
-// Checked by tests/test_misc_ops.py against the NumPy reference on the sim and cuda devices, in float and
-// double; dropout masks must match NumPy bit for bit.
+// Launched by minunet/ops/elementwise.py (the one-thread-per-element kernels: blocks of MINUNET_THREADS),
+// with the kernel names of minunet/ops/launch_table.py. Checked by tests/test_elementwise.py against the
+// NumPy reference on the sim and cuda devices, in float and double; dropout masks must match NumPy bit
+// for bit.
 #include "common.cuh"
 
 extern "C" __global__ void relu_forward_v1(const real* x, real* y, int n) {
@@ -73,18 +76,13 @@ extern "C" __global__ void dropout_forward_v1(const real* x, real* y, real* mask
 }
 
 extern "C" __global__ void bias_grad_v1(const real* gy, real* gb, int N, int C, int HW) {
-    extern __shared__ real bias_grad_cache[];  // blockDim.x reals
+    extern __shared__ real bias_grad_cache[];  // MINUNET_THREADS reals
     int c = blockIdx.x;
     real sum = 0;
     for (int i = threadIdx.x; i < N * HW; i += blockDim.x) {
         int n = i / HW, s = i % HW;
         sum += gy[(n * C + c) * HW + s];
     }
-    bias_grad_cache[threadIdx.x] = sum;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-        if (threadIdx.x < stride) bias_grad_cache[threadIdx.x] += bias_grad_cache[threadIdx.x + stride];
-        __syncthreads();
-    }
+    minunet_block_sum<MINUNET_THREADS>(bias_grad_cache, sum, threadIdx.x);  // the tree of chapter 2
     if (threadIdx.x == 0) gb[c] = bias_grad_cache[0];
 }

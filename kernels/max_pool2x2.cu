@@ -4,7 +4,7 @@
 //           argmax = 2*dy + dx of the window element that won, so the backward needs no search.
 //           Ties go to the lowest index (the first of the window in row-major order).
 //           NaN propagates: a window holding a NaN outputs NaN, and argmax points at its first NaN
-//           (as PyTorch, and as NumPy's argmax, which minunet/backends/numpy_misc.py uses).
+//           (as PyTorch, and as NumPy's argmax, which the numpy path in minunet/ops/max_pool2x2.py uses).
 // backward: gy (N, C, H/2, W/2), argmax -> gx (N, C, H, W): gy where the element was the argmax, 0 elsewhere.
 //
 // Kernel versions:
@@ -14,7 +14,9 @@
 //       A gather rather than a scatter: every element of gx is written exactly once (no zero-fill pass,
 //       no atomics, nothing left unwritten).
 //
-// Checked by tests/test_misc_ops.py against the NumPy reference on the sim (and cuda) devices, with
+// Launched by minunet/ops/max_pool2x2.py (blocks of MINUNET_THREADS), with the kernel names of
+// minunet/ops/launch_table.py. Checked by tests/test_max_pool2x2.py against the NumPy reference on the sim (and
+// cuda) devices, with
 // tie-free inputs (a shuffled arange) plus an explicit test of the tie and NaN rules.
 #include "common.cuh"
 

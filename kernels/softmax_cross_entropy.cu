@@ -14,13 +14,15 @@
 //   softmax_cross_entropy_v1: one thread per pixel, looping over the K classes (stride H*W in memory, but
 //       neighbouring threads read neighbouring pixels, so each read is coalesced across the warp).
 //       Three passes over the K logits (max, sum of exp, gradient) instead of a local array, since K is
-//       only known at run time. Block loss via a shared-memory tree reduction (blockDim.x a power of two).
+//       only known at run time. Block loss via common.cuh's shared-memory tree reduction, minunet_block_sum.
 //       The loss is accumulated in double even when real is float: a U-Net batch has ~10^5-10^6 pixels, and
 //       a float sum of that many terms loses digits (about 5e-6 relative for 10^6 terms in order; a worst
 //       case grows with the count) and its result depends on the block count; double partial sums keep the
 //       total as exact as the per-pixel float losses themselves (tutorials/06 measures it).
 //
-// Checked by tests/test_misc_ops.py: against the NumPy reference (with and without weights and ignored
+// grid (ceil(N*H*W / MINUNET_THREADS)), block MINUNET_THREADS, dynamic shared memory MINUNET_THREADS doubles.
+// Launched by minunet/ops/softmax_cross_entropy.py, with the kernel name of minunet/ops/launch_table.py.
+// Checked by tests/test_softmax_cross_entropy.py: against the NumPy reference (with and without weights and ignored
 // pixels), on the sim and cuda devices, in float and double.
 #include "common.cuh"
 
@@ -33,10 +35,10 @@ __device__ __forceinline__ double real_log(double v) { return log(v); }
 extern "C" __global__ void softmax_cross_entropy_v1(const real* logits, const int* labels, const real* weights,
                                                     int has_weights, int ignore_index, real scale,
                                                     int N, int K, int HW, real* grad, double* block_loss) {
-    extern __shared__ double sce_loss_cache[];  // blockDim.x doubles
+    extern __shared__ double sce_loss_cache[];  // MINUNET_THREADS doubles
     int pixel = blockIdx.x * blockDim.x + threadIdx.x;  // n*HW + s
     double loss = 0.0;
-    // no early return: every thread of the block must reach the __syncthreads below
+    // no early return: every thread of the block must reach the barriers of minunet_block_sum below
     if (pixel < N * HW) {
         int n = pixel / HW, s = pixel % HW;
         const real* z = logits + n * K * HW + s;  // class k at z[k*HW]
@@ -58,12 +60,6 @@ extern "C" __global__ void softmax_cross_entropy_v1(const real* logits, const in
             }
         }
     }
-    // tree reduction of the block's losses: halve the active threads each step
-    sce_loss_cache[threadIdx.x] = loss;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-        if (threadIdx.x < stride) sce_loss_cache[threadIdx.x] += sce_loss_cache[threadIdx.x + stride];
-        __syncthreads();
-    }
+    minunet_block_sum<MINUNET_THREADS>(sce_loss_cache, loss, threadIdx.x);  // the tree of chapter 2
     if (threadIdx.x == 0) block_loss[blockIdx.x] = sce_loss_cache[0];
 }

@@ -12,10 +12,12 @@
 //       Ci channels (no scatter, no atomics).
 //   up_conv2x2_grad_input_v1: one thread per INPUT element sums over Co and the 4 output pixels it produced.
 //   up_conv2x2_grad_weight_v1: one block per (c, o) pair computes its 4 weights: threads stride over the
-//       N*H*W input pixels keeping 4 partial sums, then a shared-memory tree reduction (deterministic).
+//       N*H*W input pixels keeping 4 partial sums, then the shared-memory tree reduction of common.cuh
+//       (minunet_block_sum; deterministic).
 //       Launch with exactly UP_CONV2X2_GW_THREADS threads per block.
 //   The GEMM versions (v2): with r = (o, a, d) in Co*4, the op is a matrix product against w viewed as a
-//   (Ci, Co*4) matrix, so each is minunet_gemm_fma, the register-blocked 64 x 64 block tile of gemm_tile.cuh:
+//   (Ci, Co*4) matrix, so each is minunet_gemm_fma, the register-blocked 64 x 64 block tile of gemm_tile.cuh,
+//   whose stagers fill the slices through each kernel's element lambdas:
 //   up_conv2x2_forward_v2: Y[r, q] = sum_c w[c, r] x[c, q] over the input pixels q of all N images, scattered
 //       to y[n, o, 2i+a, 2j+d] with the bias in the epilogue. Each x value is read once per 64 rows r; v1
 //       reads it 4*Co times (once per output pixel it feeds), which dominates the 28x28x1024 layer.
@@ -24,7 +26,8 @@
 //       writes its slice's partial product, gemm_split_k_reduce (gemm_tile.cuh) adds them in order
 //       (deterministic, no atomics).
 //
-// Launch configurations: minunet/backends/kernel_conv.py. Checked by `pytest tests/test_conv_ops.py`.
+// Launched by minunet/ops/up_conv2x2.py, with the grid, block and tile sizes of minunet/ops/launch_table.py
+// (which reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_up_conv2x2.py`.
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
@@ -87,30 +90,28 @@ extern "C" __global__ void up_conv2x2_grad_weight_v1(const real* x, const real* 
 
 // ================================================================ the GEMM versions
 
-// The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu).
+// The block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv3x3.cu and conv1x1.cu).
 
-// grid (ceil(N*H*W / 64), ceil(Co*4 / 64)), block MINUNET_GEMM_THREADS.
+// grid (ceil(N*H*W / MINUNET_GEMM_BN), ceil(Co*4 / MINUNET_GEMM_BM)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 up_conv2x2_forward_v2(const real* x, const real* w, const real* b, real* y, int N, int Ci, int H, int W, int Co,
                       int has_bias) {
     const int P = H * W, R = 4 * Co;
     const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
-    const int a_col = threadIdx.x % MINUNET_GEMM_BM, a_k = threadIdx.x / MINUNET_GEMM_BM;  // w[c, r]: along r
-    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
-    const int q = q0 + b_col;
+    const minunet_stage_side_fastest<MINUNET_GEMM_BM> stage_a;   // A = w^T, w[c, r] read along r
+    const minunet_stage_side_fastest<MINUNET_GEMM_BN> stage_b;   // B = x, read along the pixels q
+    const int q = q0 + stage_b.i;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
     auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = a_k + 4 * r, c = k0 + kk, row = m0 + a_col;
-            As[kk][a_col] = (row < R && c < Ci) ? w[c * R + row] : (real)0;
-        }
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = b_row + 4 * r, c = k0 + kk;
-            Bs[kk][b_col] = (q_ok && c < Ci) ? x[(qn * Ci + c) * P + qp] : (real)0;
-        }
+        stage_a(As, [&](int kk) {
+            const int c = k0 + kk, row = m0 + stage_a.i;
+            return (row < R && c < Ci) ? w[c * R + row] : (real)0;
+        });
+        stage_b(Bs, [&](int kk) {
+            const int c = k0 + kk;
+            return (q_ok && c < Ci) ? x[(qn * Ci + c) * P + qp] : (real)0;
+        });
     };
     auto store = [&](int row, int col, real v) {
         const int rr = m0 + row, qq = q0 + col;
@@ -122,34 +123,32 @@ up_conv2x2_forward_v2(const real* x, const real* w, const real* b, real* y, int 
     minunet_gemm_fma(load, store, 0, Ci);
 }
 
-// grid (ceil(N*H*W / 64), ceil(Ci / 64)), block MINUNET_GEMM_THREADS.
+// grid (ceil(N*H*W / MINUNET_GEMM_BN), ceil(Ci / MINUNET_GEMM_BM)), block MINUNET_GEMM_THREADS.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 up_conv2x2_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci, int H, int W, int Co) {
     const int P = H * W, R = 4 * Co;
     const int m0 = blockIdx.y * MINUNET_GEMM_BM, q0 = blockIdx.x * MINUNET_GEMM_BN;
-    const int a_k = threadIdx.x % MINUNET_GEMM_BK, a_row = threadIdx.x / MINUNET_GEMM_BK;  // w[c, r]: along r
-    const int b_col = threadIdx.x % MINUNET_GEMM_BN, b_row = threadIdx.x / MINUNET_GEMM_BN;
-    const int q = q0 + b_col;
+    const minunet_stage_k_fastest<MINUNET_GEMM_BM> stage_a;      // A = w, w[c, r] read along r
+    const minunet_stage_side_fastest<MINUNET_GEMM_BN> stage_b;   // B = G, gathered from gy along the pixels q
+    const int q = q0 + stage_b.i;
     const bool q_ok = q < N * P;
     const int qn = q_ok ? q / P : 0, qp = q_ok ? q - qn * P : 0;
     const int qi = qp / W, qj = qp % W;
     const real* gy_n = gy + (long long)qn * Co * 4 * P;
     auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int c = m0 + a_row + 16 * r, rr = k0 + a_k;
-            As[a_k][a_row + 16 * r] = (c < Ci && rr < R) ? w[c * R + rr] : (real)0;
-        }
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int kk = b_row + 4 * r, rr = k0 + kk;
+        stage_a(As, m0, [&](int c, int) {
+            const int rr = k0 + stage_a.kk;
+            return (c < Ci && rr < R) ? w[c * R + rr] : (real)0;
+        });
+        stage_b(Bs, [&](int kk) {
+            const int rr = k0 + kk;
             real v = (real)0;
             if (q_ok && rr < R) {
                 const int o = rr / 4, a = (rr / 2) % 2, d = rr % 2;
                 v = gy_n[(o * 2 * H + 2 * qi + a) * 2 * W + 2 * qj + d];
             }
-            Bs[kk][b_col] = v;
-        }
+            return v;
+        });
     };
     auto store = [&](int row, int col, real v) {
         const int c = m0 + row, qq = q0 + col;
@@ -160,32 +159,32 @@ up_conv2x2_grad_input_v2(const real* gy, const real* w, real* gx, int N, int Ci,
     minunet_gemm_fma(load, store, 0, R);
 }
 
-// grid (ceil(Co*4 / 64), ceil(Ci / 64), splits), block MINUNET_GEMM_THREADS; chunk a multiple of 16.
+// grid (ceil(Co*4 / MINUNET_GEMM_BN), ceil(Ci / MINUNET_GEMM_BM), splits), block MINUNET_GEMM_THREADS;
+// chunk a multiple of MINUNET_GEMM_BK.
 extern "C" __global__ void __launch_bounds__(MINUNET_GEMM_THREADS)
 up_conv2x2_grad_weight_v2(const real* x, const real* gy, real* partial, int N, int Ci, int H, int W, int Co,
                           int chunk) {
     const int P = H * W, R = 4 * Co;
     const int r0 = blockIdx.x * MINUNET_GEMM_BN, m0 = blockIdx.y * MINUNET_GEMM_BM;
     const int k_begin = blockIdx.z * chunk, k_end = min(k_begin + chunk, N * P);
-    const int kk = threadIdx.x % MINUNET_GEMM_BK, lane_row = threadIdx.x / MINUNET_GEMM_BK;  // along q
-    int col_offset[4];  // this thread's 4 columns r = (o, a, d) of G, as offsets into one image of gy
+    const minunet_stage_k_fastest<MINUNET_GEMM_BM> stage_a;  // A = x and B = G, both read along the pixels q
+    const minunet_stage_k_fastest<MINUNET_GEMM_BN> stage_b;
+    int col_offset[stage_b.PASSES];  // this thread's columns r = (o, a, d) of G, as offsets into one image of gy
 #pragma unroll
-    for (int r = 0; r < 4; r++) {
-        const int rr = r0 + lane_row + 16 * r;
+    for (int r = 0; r < stage_b.PASSES; r++) {
+        const int rr = stage_b.at(r0, r);
         col_offset[r] = rr < R ? ((rr / 4) * 2 * H + (rr / 2) % 2) * 2 * W + rr % 2 : -1;
     }
     auto load = [&](real (*As)[MINUNET_GEMM_BM + MINUNET_GEMM_PAD], real (*Bs)[MINUNET_GEMM_BN + MINUNET_GEMM_PAD], int k0) {
-        const int q = k0 + kk;
+        const int q = k0 + stage_a.kk;
         const bool ok = q < k_end;
         const int n = ok ? q / P : 0, p = ok ? q - n * P : 0;
         const int pixel = 2 * (p / W) * 2 * W + 2 * (p % W);  // (2i, 2j) in an output plane
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const int c = m0 + lane_row + 16 * r;
-            As[kk][lane_row + 16 * r] = (ok && c < Ci) ? x[(n * Ci + c) * P + p] : (real)0;
-            Bs[kk][lane_row + 16 * r] =
-                (ok && col_offset[r] >= 0) ? gy[(long long)n * R * P + col_offset[r] + pixel] : (real)0;
-        }
+        minunet_stage_k_fastest_pair(
+            stage_a, As, m0, [&](int c, int) { return (ok && c < Ci) ? x[(n * Ci + c) * P + p] : (real)0; },
+            stage_b, Bs, r0, [&](int, int r) {
+                return (ok && col_offset[r] >= 0) ? gy[(long long)n * R * P + col_offset[r] + pixel] : (real)0;
+            });
     };
     auto store = [&](int row, int col, real v) {
         const int c = m0 + row, rr = r0 + col;

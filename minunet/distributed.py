@@ -89,8 +89,20 @@ def stop_all(code):
     others waiting in the next all-reduce; nothing to do in a single process."""
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and launched_processes() > 1:
-        sys.stderr.flush()
-        mpi.COMM_WORLD.Abort(code)
+        abort_job(mpi.COMM_WORLD, code)
+
+
+FORWARD_SECONDS = 1.0  # what mpiexec gets to pass on this process's last words before the job is torn down
+
+
+def abort_job(comm, code):
+    """MPI_Abort, after giving mpiexec time to forward what this process printed: the abort tears every process
+    down at once, and a message still in the launcher's pipe can be lost with them (the likely cause of an
+    empty stderr in tests/test_distributed.py's stalled-process test, once in a full run on a busy machine)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(FORWARD_SECONDS)
+    comm.Abort(code)
 
 
 class FlatGradients:
@@ -178,8 +190,8 @@ class MPIComm:
             time.sleep(1e-4)  # a sleeping poll leaves the CPU to the processes still computing
 
     def abort(self, message):
-        print(f"error: process {self.rank} of {self.size}: {message}", file=sys.stderr, flush=True)
-        self.comm.Abort(3)
+        print(f"error: process {self.rank} of {self.size}: {message}", file=sys.stderr)
+        abort_job(self.comm, 3)
 
 
 class NCCLComm(MPIComm):

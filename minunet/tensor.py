@@ -79,7 +79,7 @@ class Tensor:
         self.device = device
         self.requires_grad = bool(requires_grad)
         self.grad = None
-        self._ctx = None  # (Function class, Context, parent Tensors) for a Tensor made by a Function
+        self._ctx = None  # the Context of the Function that made this Tensor (None for a leaf)
         self._graph_freed = False
 
     @classmethod
@@ -154,7 +154,8 @@ class Tensor:
                 if g is not None:
                     node.grad = g.copy() if node.grad is None else node.grad + g
                 continue
-            fn, ctx, parents = node._ctx
+            ctx = node._ctx
+            fn, parents = ctx.function, ctx.parents
             node._ctx, node._graph_freed = None, True  # free the graph as we go
             if g is None:
                 continue
@@ -218,14 +219,16 @@ def _topological_order(root):
         visited.add(id(node))
         stack.append((node, True))
         if node._ctx is not None:
-            stack.extend((p, False) for p in node._ctx[2] if id(p) not in visited)
+            stack.extend((p, False) for p in node._ctx.parents if id(p) not in visited)
     return order
 
 
 class Context:
-    """What a Function's forward leaves for its backward: saved arrays, the backend, any attributes."""
+    """One node of the graph: the Function that made a Tensor, its parent Tensors, and what its forward leaves
+    for its backward (saved arrays, the backend, any attributes)."""
 
-    def __init__(self, backend, needs_input_grad):
+    def __init__(self, function, parents, backend, needs_input_grad):
+        self.function, self.parents = function, parents
         self.backend = backend
         self.needs_input_grad = needs_input_grad
         self.saved_tensors = ()
@@ -257,12 +260,12 @@ class Function:
             raise ValueError(f"{cls.__name__}: all tensors must be on one device, got {devices}; use .to(device)")
         backend = get_backend(devices[0])
         needs = tuple(t.requires_grad for t in tensors)
-        ctx = Context(backend, needs)
+        ctx = Context(cls, tensors, backend, needs)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = Tensor._on(cls.forward(ctx, *raw, **kwargs), devices[0])
         if _grad_enabled and any(needs):
             out.requires_grad = True
-            out._ctx = (cls, ctx, tensors)
+            out._ctx = ctx
         return out
 
 

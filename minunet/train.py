@@ -21,13 +21,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import checkpoint, distributed, threads
 from . import functional as F
 from .backends import resolve_device
 from .backends.numpy_backend import keep_freed_memory
-from .data.training import DATA_DIR_LAYOUT
+from .data.tiles import random_augmented_tile, random_tile
+from .data.training import DATA_DIR_LAYOUT, prepare_training_data
+from .metrics import foreground_iou
 from .optim import SGD
+from .plots import plot_metrics, plot_panel
+from .predict import predict_probabilities
 from .resume import NOT_CONFIG, option, resume_config
 from .tensor import Tensor
 from .unet import UNet, check_input_size
@@ -141,11 +146,12 @@ def check_config(config):
 
 
 class Trainer:
-    def __init__(self, config, run_dir, meta=None, model_state=None, optim_state=None, comm=None):
-        from .data.training import prepare_training_data
-        self.config, self.run_dir = config, Path(run_dir)
+    def __init__(self, config, run_dir, resumed=None, comm=None):
+        """resumed: (meta, model_state, optim_state) as checkpoint.load returns them, or None for a new run.
+        self.config is the run's configuration with the step count resolved (config itself is not changed)."""
+        self.config = c = dict(config)
+        self.run_dir = Path(run_dir)
         self.comm = comm or distributed.SingleProcess()  # DATA PARALLEL: this process's share of the batch
-        c = config
         self.out_size = check_input_size(c["tile"], c["depth"], c["padding"])
         self.data = prepare_training_data(c["data"], c["data_dir"], n_synthetic=c["n_synthetic"],
                                           val_fraction=c["val_fraction"], seed=c["seed"],
@@ -162,7 +168,8 @@ class Trainer:
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
         self.step, self.last_prediction, self.predicted_classes = 0, None, set()
         self.interrupted, self.stop = [], False  # Ctrl-C here (run() appends), Ctrl-C in any process
-        if meta is not None:
+        if resumed is not None:
+            meta, model_state, optim_state = resumed
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optim_state)
             self.step = meta["step"]
@@ -171,7 +178,6 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------------
     def sample_batch(self):
-        from .data.tiles import random_augmented_tile, random_tile
         c, d = self.config, self.data
         images, labels, weights = [], [], []
         # DATA PARALLEL: every process draws the global batch from the same stream and keeps its slice, so K
@@ -222,8 +228,6 @@ class Trainer:
     # -- validation, checkpoints, plots --------------------------------------------------------------------
     def validate(self):
         """Mean foreground IoU of the held-out images, predicted whole with overlap-tile."""
-        from .metrics import foreground_iou
-        from .predict import predict_probabilities
         self.model.eval()
         scores, self.predicted_classes = [], set()
         for image, label in zip(self.data.val_images, self.data.val_labels):
@@ -241,7 +245,6 @@ class Trainer:
                         train_config=self.config)
 
     def plot(self):
-        from .plots import plot_metrics, plot_panel
         plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
         if self.last_prediction is not None:
             image, label, prediction = self.last_prediction
@@ -261,25 +264,24 @@ def _trim_log(path, step):
         path.write_text("".join(line + "\n" for line in keep))
 
 
-def run(config, run_dir, resume_from=None, quiet=False, blas_threads=None):
+def run(config, run_dir, resumed=None, quiet=False, blas_threads=None):
     """Train; returns (trainer, exit code). 0 done, 1 non-finite loss, 130 interrupted (checkpoint saved).
+    resumed: what checkpoint.load returned for --resume, or None.
     blas_threads: BLAS threads for the whole run, data and validation included (default threads.default_threads)."""
     with threads.blas_threads(threads.resolve_threads(blas_threads)):
-        return _run(config, run_dir, resume_from, quiet)
+        return _run(config, run_dir, resumed, quiet)
 
 
-def _run(config, run_dir, resume_from, quiet):
-    from tqdm import tqdm
+def _run(config, run_dir, resumed, quiet):
     run_dir = Path(run_dir)
-    meta = model_state = optim_state = None
-    if resume_from is not None:
-        meta, model_state, optim_state = checkpoint.load(resume_from)
     comm = distributed.world(config["device"])  # DATA PARALLEL: the processes, and the global batch they make
-    if config.setdefault("processes", 1 if resume_from else comm.size) != comm.size:
-        how = "without mpiexec" if config["processes"] == 1 else f"with mpiexec -n {config['processes']}"
-        raise ValueError(f"{resume_from} was trained by {config['processes']} process(es) (global batch "
-                         f"{config['processes']} x {config['batch_size']}); resume it {how}")
-    trainer = Trainer(config, run_dir, meta, model_state, optim_state, comm)
+    processes = config.get("processes", 1 if resumed else comm.size)  # runs saved before this key: 1
+    if processes != comm.size:
+        how = "without mpiexec" if processes == 1 else f"with mpiexec -n {processes}"
+        raise ValueError(f"the run resumed into {run_dir} was trained by {processes} process(es) (global batch "
+                         f"{processes} x {config['batch_size']}); resume it {how}")
+    trainer = Trainer(dict(config, processes=processes), run_dir, resumed, comm)
+    config = trainer.config  # with the step count of --epochs resolved: what config.json and checkpoints keep
     writes = comm.rank == 0  # DATA PARALLEL: only process 0 writes the run folder and prints
     metrics = run_dir / "metrics.jsonl"
     if writes:
@@ -366,14 +368,14 @@ def main(argv=None):
     try:
         blas_threads = threads.resolve_threads(args.threads)
         if args.resume:
-            config, run_dir, resume = _resumed(parser, args)
+            config, run_dir, resumed = _resumed(parser, args)
         else:
             config, why = resolve_config(args)
             run_dir = Path(args.out or f"runs/{config['data']}-{time.strftime('%Y%m%d-%H%M%S')}")
             print(f"device {config['device']}: {why}")
-            resume = None
+            resumed = None
         print(threads.describe(blas_threads, given=args.threads is not None))
-        _, code = run(config, run_dir, resume, quiet=args.quiet, blas_threads=blas_threads)
+        _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads)
         return code
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -382,10 +384,11 @@ def main(argv=None):
 
 
 def _resumed(parser, args):
-    """(config, run folder, checkpoint path) of --resume, checked before anything is written."""
+    """(config, run folder, the loaded checkpoint) of --resume, checked before anything is written."""
     resume = Path(args.resume)
     resume = resume / "checkpoint.npz" if resume.is_dir() else resume
-    meta, _, _ = checkpoint.load(resume)
+    resumed = checkpoint.load(resume)  # once: the run starts from these very arrays
+    meta = resumed[0]
     defaults = vars(parser.parse_args([]))
     saved = {k: v for k, v in defaults.items() if k not in NOT_CONFIG} | meta["train_config"]  # keys added since
     given = {k: v for k, v in vars(args).items() if v != defaults[k]}
@@ -393,7 +396,7 @@ def _resumed(parser, args):
     check_config(config)
     print(f"resuming {resume} at step {meta['step']} of {config['steps']} on device {config['device']}"
           + (f"; changed: {', '.join(changes)}" if changes else ""))
-    return config, Path(args.out) if args.out else resume.parent, resume
+    return config, Path(args.out) if args.out else resume.parent, resumed
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared test helpers: the closeness check, device parametrisation, seeded random data, sanitizer runs."""
+"""Shared test helpers: the closeness check (minunet/exercises/compare.py's, re-exported), device
+parametrisation, seeded random data, sanitizer runs."""
 import functools
 import os
 import shutil
@@ -12,15 +13,13 @@ import pytest
 from minunet import paths
 from minunet.backends import cuda_available, get_backend
 from minunet.backends.kernel_backend import KernelBackend
+from minunet.exercises.compare import assert_close, assert_close_dtype  # noqa: F401 (the tests import them from here)
 from minunet.sim import SimLauncher
 
-# Kernel devices compared against the numpy reference. cuda is always listed and skipped without a GPU,
-# so the same tests run unchanged on a GPU machine.
+# Kernel devices compared against the reference (minunet/reference.py). cuda is always listed and skipped
+# without a GPU, so the same tests run unchanged on a GPU machine.
 KERNEL_DEVICES = ["sim", pytest.param("cuda", marks=pytest.mark.gpu)]
 DTYPES = [np.float32, np.float64]
-
-# Tolerances per dtype: float32 kernels differ from NumPy/BLAS by summation order, FMA and -ftz.
-TOL = {np.dtype(np.float32): dict(atol=1e-5, rtol=1e-4), np.dtype(np.float64): dict(atol=1e-12, rtol=1e-10)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,40 +37,61 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def assert_close(out, ref, atol, rtol, name="output"):
-    """|out - ref| <= atol + rtol*|ref| everywhere; on failure name the worst element.
-
-    NaN anywhere in out fails: kernels' outputs are poisoned with NaN, so a NaN is an element never written.
-    """
-    out = np.asarray(out, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert out.shape == ref.shape, f"{name}: shape {out.shape} != reference {ref.shape}"
-    if out.size == 0:
-        return
-    nan = np.isnan(out) & ~np.isnan(ref)
-    assert not nan.any(), (f"{name}: {int(nan.sum())} of {out.size} elements are NaN (never written?), "
-                           f"first at {np.unravel_index(np.argmax(nan), out.shape)}")
-    excess = np.abs(out - ref) - (atol + rtol * np.abs(ref))
-    worst = np.unravel_index(np.argmax(excess), out.shape)
-    assert excess[worst] <= 0, (f"{name}: {int((excess > 0).sum())} of {out.size} elements out of tolerance; "
-                                f"worst at {worst}: got {out[worst]!r}, expected {ref[worst]!r} "
-                                f"(atol={atol}, rtol={rtol})")
-
-
-def assert_close_dtype(out, ref, dtype, name="output", scale=1.0):
-    """assert_close with the tolerance of dtype; scale widens atol for sums over many terms."""
-    tol = TOL[np.dtype(dtype)]
-    assert_close(out, ref, atol=tol["atol"] * scale, rtol=tol["rtol"], name=name)
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture
-def numpy_backend():
-    return get_backend("numpy")
+@pytest.fixture(params=KERNEL_DEVICES)
+def backend(request):
+    return get_backend(request.param)
+
+
+@pytest.fixture(params=KERNEL_DEVICES + ["sim-gpu-math"])
+def every_backend(request):
+    """The kernel devices, and the sim with GPU arithmetic (fused multiply-adds, flush-to-zero): the
+    tolerances must hold for both roundings."""
+    return sim_gpu_math_backend() if request.param == "sim-gpu-math" else get_backend(request.param)
+
+
+def randn(rng, *shape, dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def as_float64(*arrays):
+    """float64 copies of the arrays (None stays None): the inputs of minunet.reference, the ground truth."""
+    return [None if a is None else np.asarray(a, np.float64) for a in arrays]
+
+
+def terms_scale(terms):
+    """Widen atol for sums of `terms` products of unit-sized numbers (rounding grows about like sqrt)."""
+    return max(1.0, float(np.sqrt(terms)))
+
+
+def assert_adjoint(lhs, rhs, what):
+    """<op x, gy> == <x, op^T gy> to 1e-10 (float64): a backward op is the exact transpose of its forward."""
+    lhs, rhs = float(lhs), float(rhs)
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs)), f"{what}: <op x, gy> = {lhs!r} but <x, op^T gy> = {rhs!r}"
+
+
+def assert_outputs_keep(dtype, outs):
+    """Every output of {op name: array} has the inputs' dtype and is C-contiguous."""
+    for op, out in outs.items():
+        assert out.dtype == dtype, f"{op}: dtype {out.dtype}, expected {np.dtype(dtype)}"
+        assert out.flags.c_contiguous, f"{op}: output is not C-contiguous"
+
+
+def on(device, *arrays):
+    """The backend of device and the arrays moved onto it."""
+    backend = get_backend(device)
+    return backend, [backend.asarray(a) for a in arrays]
+
+
+def run(backend, method, *arrays, **kwargs):
+    """backend.method(*arrays, **kwargs) with the arrays moved to the device and the one result back."""
+    out = getattr(backend, method)(*[a if a is None or np.isscalar(a) or isinstance(a, tuple) else backend.asarray(a)
+                                     for a in arrays], **kwargs)
+    return backend.to_numpy(out)
 
 
 def run_sanitized(script, timeout=300, cache_dir=None):
@@ -94,7 +114,7 @@ def launch_census(dtypes=(np.float32, np.float64)):
     convolution op at every version, and a small U-Net's training step for the other ops, on the sim."""
     import minunet as mu
     import minunet.functional as F
-    from minunet.backends import kernel_conv
+    from minunet.ops import launch_table
     from minunet.nvrtc import real_name
 
     census = {}
@@ -122,8 +142,8 @@ def launch_census(dtypes=(np.float32, np.float64)):
                      "conv1x1_grad_input": lambda v: sim.conv1x1_grad_input(gy, w1, version=v),
                      "conv1x1_grad_weight": lambda v: sim.conv1x1_grad_weight(x, gy, version=v)}
             for op, call in calls.items():
-                for v in kernel_conv.all_versions(op):
-                    if not (kernel_conv.TF32_VERSIONS.get(op) == v and dtype != np.float32):
+                for v in launch_table.all_versions(op):
+                    if not (launch_table.TF32_VERSIONS.get(op) == v and dtype != np.float32):
                         call(v)
         net = mu.UNet(depth=2, base_channels=4, device="sim", dropout=0.5)
         image = mu.Tensor(rng.random((1, 1, 44, 44)).astype(np.float32), device="sim")

@@ -26,10 +26,12 @@ OPT_IN = pytest.mark.skipif(not os.environ.get("MINUNET_BARRIER_MUTATIONS"),
                             reason="about 10 minutes: set MINUNET_BARRIER_MUTATIONS=1 to run it")
 
 # The tests that launch each file's kernels on the sim device: (files, pytest -k expression).
-CONV = ("tests/test_conv_versions.py", "tests/test_conv_ops.py")
+CONV = ("tests/test_conv3x3_versions.py", "tests/test_conv3x3.py", "tests/test_up_conv2x2.py", "tests/test_conv1x1.py",
+        "tests/test_split_k.py")
 TESTS_OF = {"conv3x3.cu": (CONV, "conv3x3"), "conv1x1.cu": (CONV, "conv1x1"), "up_conv2x2.cu": (CONV, "up_conv2x2"),
             "common.cuh": (CONV, "every_version"), "gemm_tile.cuh": (CONV, "every_version")}
-MISC = (("tests/test_misc_ops.py",), "device")
+MISC = (("tests/test_max_pool2x2.py", "tests/test_elementwise.py", "tests/test_softmax_cross_entropy.py",
+         "tests/test_sgd.py"), "device")
 
 
 def barriers():
@@ -46,7 +48,9 @@ def test_the_barriers_are_found():
     """Every __syncthreads() of the kernel code is one the mutants delete (none hides in a one-line if)."""
     from minunet.sim.build import strip_comments
     in_code = sum(strip_comments(p.read_text()).count("__syncthreads()") for p in paths.kernels_dir().glob("*.cu*"))
-    assert len(barriers()) == in_code >= 17, (barriers(), in_code)
+    # 11: the tile's 2 (gemm_tile.cuh), the one reduction's 2 (common.cuh: minunet_block_sum, which every kernel
+    # that sums over a block calls), the TF32 tile's 2 and conv3x3's v2 5.
+    assert len(barriers()) == in_code >= 11, (barriers(), in_code)
 
 
 def run_without_barrier(folder, file, line, files, keyword, env):
@@ -86,5 +90,5 @@ def test_deleting_the_tf32_barrier_fails_in_thread_order(tmp_path):
     loads = next(i for i, text in enumerate(source) if "a[i][0] = conv3x3_to_tf32(" in text)
     line = max(i for i in range(loads) if source[i].strip() == "__syncthreads();") + 1  # the one before
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINUNET_SIM_")}  # default mode
-    run_without_barrier(tmp_path / "kernels", "conv3x3.cu", line, ["tests/test_conv_versions.py"],
+    run_without_barrier(tmp_path / "kernels", "conv3x3.cu", line, ["tests/test_conv3x3_versions.py"],
                         "conv3x3_every_version and float32", env)

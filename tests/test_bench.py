@@ -1,5 +1,6 @@
 """minunet.bench: the counted FLOPs and bytes (by hand on known layers), the U-Net's layer list, the roofline
-floor, the report files, the bench's op calls on sim against numpy, and the CPU run end to end."""
+floor, the report files, the bench's op calls on sim against numpy, check-then-time (a wrong implementation is
+never timed, and fails the run), the L2 flush before each CUDA-timed launch, and the CPU run end to end."""
 import json
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 
 from conftest import assert_close_dtype
 from minunet import bench
+from minunet.bench import blas_threads, cpu, gpu, report, roofline_chart, sim_speed
+from minunet.bench.layers import arrays, row, spread_to_layers, unique_shapes
 from minunet.backends import get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +79,7 @@ def test_bench_calls_launch_the_right_op(op):
     # The bench's (op, direction) -> backend call mapping, on sim against the numpy device.
     sim, NP = get_backend("sim"), get_backend("numpy")
     layer = dict(name="t", op=op, N=1, Ci=3, H=6, W=5, Co=4)
-    a = bench._arrays(layer, np.random.default_rng(0), dtype=np.float64)
+    a = arrays(layer, np.random.default_rng(0), dtype=np.float64)
     ref = {"forward": getattr(NP, op)(a["x"], a["w"], a["b"], *([0] if op == "conv3x3" else [])),
            "grad_input": (NP.conv3x3_grad_input(a["gy"], a["w"], 0, a["x"].shape) if op == "conv3x3"
                           else getattr(NP, f"{op}_grad_input")(a["gy"], a["w"])),
@@ -85,7 +88,7 @@ def test_bench_calls_launch_the_right_op(op):
     for direction in bench.DIRECTIONS:
         for version, is_tf32 in bench.kernel_versions(layer, direction):
             if is_tf32:
-                continue  # float32 only; checked in tests/test_conv_versions.py
+                continue  # float32 only; checked in tests/test_conv3x3_versions.py
             out = bench.minunet_call(sim, layer, direction, a, version)()
             assert_close_dtype(out, ref[direction], np.float64, name=f"{op} {direction} v{version}")
 
@@ -95,9 +98,9 @@ def test_report_files_hold_tables_and_environment(tmp_path):
                versions={"numpy": np.__version__, "torch": None}, default_kernel_versions={"conv3x3_forward": 3})
     layer = dict(name="L", op="conv3x3", N=1, Ci=2, H=5, W=5, Co=3)
     flops, nbytes = bench.cost(layer, "forward")
-    rows = [bench._row(layer, "forward", "v1", flops, nbytes, 2e-3, 7, check="ok"),
-            bench._row(layer, "forward", "torch fp32", flops, nbytes, None, 0, error="RuntimeError('x')")]
-    md, js = bench.write_report(tmp_path, env, {"kernels": rows, "markdown": [("Per kernel", bench.kernel_table(rows))]})
+    rows = [row(layer, "forward", "v1", flops, nbytes, 2e-3, 7, check="ok"),
+            row(layer, "forward", "torch fp32", flops, nbytes, None, 0, error="RuntimeError('x')")]
+    md, js = report.write_report(tmp_path, env, {"kernels": rows, "markdown": [("Per kernel", bench.kernel_table(rows))]})
     assert md.name == "results-numpy-2026-01-02.md" and js.name == "results-numpy-2026-01-02.json"
     text = md.read_text()
     assert "test cpu" in text and "## Per kernel" in text and "conv3x3_forward v3" in text
@@ -109,7 +112,7 @@ def test_report_files_hold_tables_and_environment(tmp_path):
 
 def test_totals_sum_every_layer_of_a_shape():
     layer = dict(name="a", op="conv1x1", N=1, Ci=2, H=3, W=3, Co=2)
-    rows = [dict(bench._row(layer, d, impl, 1, 1, t, 1), layers=["a", "b"])
+    rows = [dict(row(layer, d, impl, 1, 1, t, 1), layers=["a", "b"])
             for d in bench.DIRECTIONS for impl, t in (("v1", 1e-3), ("v2", 2e-3))]
     table = bench.totals_table(rows)
     assert "| minunet v1 | 6.00 |" in table  # 3 directions x 2 layers x 1 ms
@@ -117,7 +120,7 @@ def test_totals_sum_every_layer_of_a_shape():
 
 def test_cpu_totals_give_the_ratio_to_pytorch_and_to_the_roofline():
     layer = dict(name="a", op="conv1x1", N=1, Ci=2, H=3, W=3, Co=2)
-    rows = [dict(bench._row(layer, "forward", impl, 1, 1, t, 1), layers=["a", "b"])
+    rows = [dict(row(layer, "forward", impl, 1, 1, t, 1), layers=["a", "b"])
             for impl, t in (("numpy", 4e-3), ("torch cpu", 2e-3))]
     bench.add_roofline(rows, dict(fp32=1e3, tf32=None, bandwidth=1e9))  # floor: 1 FLOP at 1 kFLOP/s = 1 ms
     assert "| conv1x1_forward | 8 | 4 | 2.00 | 25% |" in bench.cpu_totals_table(rows)  # 2 layers; 1 ms of 4
@@ -134,15 +137,15 @@ def fake_kernel_rows(layers, times):
     """Rows as bench_kernels_cuda returns them, for the conv3x3 forward only: times[impl] = seconds, or
     (seconds, check) / None (the launch failed) per layer name."""
     rows = []
-    for layer in bench._unique_shapes(layers):
+    for layer in unique_shapes(layers):
         flops, nbytes = bench.cost(layer, "forward")
         for impl, t in times.items():
             t = t(layer["name"]) if callable(t) else t
             seconds, check = t if isinstance(t, tuple) else (t, "ok")
             extra = (dict(error="RuntimeError()") if seconds is None else
                      {} if impl.startswith("torch") else dict(check=check))
-            rows.append(bench._row(layer, "forward", impl, flops, nbytes, seconds, 5, tf32="tf32" in impl, **extra))
-    return bench._spread_to_layers(rows, layers)
+            rows.append(row(layer, "forward", impl, flops, nbytes, seconds, 5, tf32="tf32" in impl, **extra))
+    return spread_to_layers(rows, layers)
 
 
 def test_op_totals_pick_the_fastest_exact_version_that_passed_everywhere():
@@ -167,26 +170,30 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
     # training step starts, and the final report must have every section.
     import minunet.backends
     monkeypatch.setattr(minunet.backends, "resolve_device", lambda device: "cuda")
-    monkeypatch.setattr(bench, "environment", lambda device: dict(
+    monkeypatch.setattr(report, "environment", lambda device: dict(
         device="cuda", device_name="NVIDIA H100 80GB HBM3", date="2026-01-02T03:04:05", versions={},
         default_kernel_versions={}))
-    monkeypatch.setattr(bench, "bench_kernels_cuda",
-                        lambda layers, quick, log: fake_kernel_rows(layers, {"v1": 2e-3, "v3": 1e-3, "torch fp32": 1e-3}))
+    wrong = dict(row(dict(name="down0.conv1", op="conv3x3", N=1, Ci=1, H=572, W=572, Co=64), "forward", "v4", 1, 1,
+                     None, 0, check="MISMATCH", mismatch="1 of 9 elements off"), layers=["down0.conv1"])
+    monkeypatch.setattr(gpu, "bench_kernels_cuda", lambda layers, quick, log: fake_kernel_rows(
+        layers, {"v1": 2e-3, "v3": 1e-3, "torch fp32": 1e-3}) + [wrong])
 
     def out_of_time(quick, log):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench, "bench_training_cuda", out_of_time)
+    monkeypatch.setattr(gpu, "bench_training_cuda", out_of_time)
     with pytest.raises(KeyboardInterrupt):
         bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     md = tmp_path / "results-cuda-2026-01-02.md"
     assert "## Per op and version" in md.read_text() and "Training step" not in md.read_text()
+    assert md.read_text().index("## CHECKS THAT FAILED") < md.read_text().index("## Totals")  # loud, and kept
 
-    monkeypatch.setattr(bench, "bench_training_cuda",
+    monkeypatch.setattr(gpu, "bench_training_cuda",
                         lambda quick, log: {"minunet": dict(seconds=0.25, runs=5, peak_reserved_bytes=2**30)})
     bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     text = md.read_text()
     assert text.index("## Training step") < text.index("## Totals") < text.index("## Per kernel")
+    assert text.count("## CHECKS THAT FAILED") == 1 and text.index("## CHECKS THAT FAILED") < text.index("## Training")
     assert "| minunet | 250.0 | 5 | 1024 reserved |" in text and "'conv3x3_forward': 3" in text
     assert (tmp_path / "roofline-cuda-2026-01-02.png").stat().st_size > 0
     assert json.loads((tmp_path / "results-cuda-2026-01-02.json").read_text())["training"]["minunet"]["runs"] == 5
@@ -195,7 +202,7 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
         raise RuntimeError("no matplotlib backend")
 
     md.unlink()
-    monkeypatch.setattr(bench, "plot_roofline", broken_plot)
+    monkeypatch.setattr(roofline_chart, "plot_roofline", broken_plot)
     with pytest.raises(RuntimeError, match="no matplotlib backend"):
         bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     assert "| minunet | 250.0 | 5 |" in md.read_text()  # the plot comes last: its failure keeps the numbers
@@ -214,7 +221,7 @@ def test_cpu_run_end_to_end(tmp_path):
     assert {row["impl"] for row in data["sim"]} >= {"v1", "v2", "v3", "v4", "v5 tf32"}
     assert "minunet numpy" in md.read_text() and "numpy % of roofline" in md.read_text()
     assert data["peaks"]["fp32"] > 1e9 and data["peaks"]["bandwidth"] > 1e8  # measured: any CPU does this
-    small_unet = bench.unet_layers(**bench.SMALL_UNET)
+    small_unet = bench.unet_layers(**cpu.SMALL_UNET)
     numpy_rows = [row for row in data["kernels"] if row["impl"] == "numpy"]
     assert {name for row in numpy_rows for name in row["layers"]} == {layer["name"] for layer in small_unet}
     assert all(row["floor_s"] > 0 and row["of_roofline"] > 0 for row in numpy_rows)
@@ -224,9 +231,8 @@ def test_cpu_run_end_to_end(tmp_path):
     assert data["training"]["threads"] == threads.default_threads()
     assert f"BLAS threads {threads.default_threads()} (default: " in result.stdout
     by_setting = {(r["threads"], r["competing"], r["impl"]) for r in data["step_by_threads"]}
-    from minunet.bench_threads import thread_counts
-    assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in thread_counts() for c in (0, 1)}
-    assert {1, threads.usable_cores()} <= set(thread_counts())
+    assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in blas_threads.thread_counts() for c in (0, 1)}
+    assert {1, threads.usable_cores()} <= set(blas_threads.thread_counts())
     assert all(r["seconds"] > 0 and r["load"] for r in data["step_by_threads"])
     assert "competing processes" in md.read_text() and "load averages" in md.read_text()
 
@@ -237,26 +243,23 @@ def test_threads_option_of_the_bench(capsys):
 
 
 def test_default_runs_table_states_the_load():
-    from minunet import bench_threads
     rows = [dict(threads=1, competing=1, seconds=61.4, iou=0.9123, load="1.50 1.20 0.90", exit=0, timeout_s=300),
             dict(threads=2, competing=1, seconds=None, iou=None, load="3.00 2.00 1.00", exit="stopped", timeout_s=300)]
-    table = bench_threads.default_runs_table(rows)
+    table = blas_threads.default_runs_table(rows)
     assert "| 1 | 61 | 0.912 | 1.50 1.20 0.90 |" in table
     assert "| 1 | over 300 (stopped) | - | 3.00 2.00 1.00 |" in table
 
 
 def test_step_table_without_pytorch():
-    from minunet import bench_threads
     rows = [dict(threads=1, competing=0, impl="minunet numpy", seconds=0.1234, runs=3, load="0.10 0.20 0.30")]
-    assert "| 0 | 123.4 | not installed | - | 0.10 0.20 0.30 |" in bench_threads.step_table(rows)
+    assert "| 0 | 123.4 | not installed | - | 0.10 0.20 0.30 |" in blas_threads.step_table(rows)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="counts child processes in /proc (Linux)")
 def test_competing_processes_run_only_inside_the_block():
     import os
 
-    from minunet import bench_threads
-    with bench_threads.competing_processes(1):
+    with blas_threads.competing_processes(1):
         children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()]
         assert len(children) == 1
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()]
@@ -267,3 +270,94 @@ def _parent(pid):
         return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def test_a_wrong_implementation_is_reported_and_never_timed():
+    # llm.c's order: every candidate is checked against the float64 reference before any is timed; a wrong one
+    # is never timed, on this layer or a later one, and the log says MISMATCH with its worst element.
+    from minunet.bench.check_then_time import Candidate, check_then_time
+    from minunet.bench.layers import minunet_call
+    NP = get_backend("numpy")
+    timed, log = [], []
+
+    def timer_of(name):
+        def timer(run):
+            timed.append(name)
+            run()
+            return 1e-3
+        return timer
+
+    failed, rows = {}, []
+    for layer in [dict(name="a", op="conv1x1", N=1, Ci=3, H=4, W=5, Co=2), dict(name="b", op="conv1x1", N=1, Ci=2,
+                                                                               H=3, W=3, Co=4)]:
+        host = arrays(layer, np.random.default_rng(0))
+        right = minunet_call(NP, layer, "forward", host)
+        wrong = lambda right=right: right() * np.float32(1.001)  # noqa: E731  off by 1e-3: past 1e-4 of max|ref|
+        rows += check_then_time(layer, "forward", host, [Candidate("v1", False, right, timer_of("v1")),
+                                                         Candidate("v2", False, wrong, timer_of("v2"))],
+                                dict(min_runs=2, max_runs=2, warmup=0), failed, log.append)
+    assert "v2" not in timed and timed.count("v1") == 4  # two timed runs on each layer
+    by = {(r["layer"], r["impl"]): r for r in rows}
+    assert by["a", "v1"]["check"] == "ok" and by["a", "v1"]["seconds"] == 1e-3 and by["a", "v1"]["rel_error"] < 1e-6
+    assert by["a", "v2"]["check"] == "MISMATCH" and by["a", "v2"]["seconds"] is None
+    assert "worst at" in by["a", "v2"]["mismatch"] and by["a", "v2"]["rel_error"] > 1e-4
+    assert by["b", "v2"]["check"] == "not run: failed its check on a" and by["b", "v2"]["seconds"] is None
+    assert [line for line in log if line.startswith("MISMATCH conv1x1_forward v2 on a: ")]
+    assert failed == {"conv1x1_forward v2": "a"}
+
+
+def test_the_check_fails_on_nan_and_names_the_worst_element():
+    from minunet.bench.validate import check
+    ref = np.array([[1.0, -2.0], [0.5, 4.0]])
+    assert check(ref.astype(np.float32), ref)["check"] == "ok"
+    out = ref.copy()
+    out[1, 0] = np.nan  # an element never written
+    result = check(out, ref)
+    assert result["check"] == "MISMATCH" and "worst at (1, 0): got nan" in result["mismatch"]
+    off = ref + np.array([[0, 0], [0, 4e-3]])  # 1e-3 of max|ref|: only TF32's tolerance takes it
+    assert check(off, ref)["check"] == "MISMATCH" and check(off, ref, tf32=True)["check"] == "ok"
+
+
+def test_the_cuda_timer_flushes_l2_outside_the_timed_interval(monkeypatch):
+    # A stand-in for CuPy records the order of what reaches the GPU's stream.
+    import types
+    events = []
+
+    class Event:
+        def record(self):
+            events.append("event")
+
+        def synchronize(self):
+            pass
+
+    class Buffer:
+        def __init__(self, nbytes):
+            self.nbytes = nbytes
+
+        def fill(self, value):
+            events.append(f"write {self.nbytes} bytes")
+
+    runtime = types.SimpleNamespace(cudaDevAttrL2CacheSize=38, deviceGetAttribute=lambda attr, device: {38: 50 << 20}[attr])
+    cuda = types.SimpleNamespace(runtime=runtime, Event=Event, Device=lambda: types.SimpleNamespace(id=0),
+                                 get_elapsed_time=lambda start, end: 2.0)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda, uint8=np.uint8,
+                                                                   empty=lambda n, dtype: Buffer(n)))
+    from minunet.bench.timing import cupy_timer
+    timer = cupy_timer()
+    assert timer(lambda: events.append("launch")) == 2e-3
+    assert events == [f"write {100 << 20} bytes", "event", "launch", "event"]  # twice L2, before the start event
+
+
+def test_a_failed_check_fails_the_run_and_comes_first_in_the_report(tmp_path, monkeypatch, capsys):
+    layer = dict(name="tiny", op="conv3x3", N=1, Ci=1, H=4, W=4, Co=1)
+    wrong = row(layer, "forward", "v4", 1, 1, None, 0, check="MISMATCH", rel_error=0.5,
+                mismatch="3 of 4 elements off by more than 0.0001; worst at (0, 0, 1, 1): got 1.0, expected 2.0")
+    monkeypatch.setattr(sim_speed, "bench_sim", lambda quick, log: [wrong, row(layer, "forward", "v1", 1, 1, 1e-3, 1,
+                                                                          check="ok")])
+    assert bench.main(["--device", "sim", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED: 1 implementation(s) failed their check" in err and "conv3x3_forward v4" in err
+    [md] = tmp_path.glob("results-sim-*.md")
+    text = md.read_text()
+    assert text.index("## CHECKS THAT FAILED (not timed)") < text.index("## The sim device")
+    assert "| tiny | conv3x3 | forward | v4 | 3 of 4 elements off" in text

@@ -14,6 +14,9 @@ def test_the_wheel_holds_every_kernel_and_the_simulator(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in sorted((ROOT / "kernels").iterdir()):
         assert f"minunet/kernels/{path.name}" in names, f"{path.name} missing from the wheel"
+    for path in sorted((ROOT / "minunet").rglob("*.py")):  # every subpackage is listed in pyproject.toml
+        name = f"minunet/{path.relative_to(ROOT / 'minunet').as_posix()}"
+        assert name in names, f"{name} missing from the wheel: add its package to pyproject.toml's packages"
     for path in sorted((ROOT / "minunet" / "sim").iterdir()):
         if path.suffix in (".py", ".h", ".cpp"):
             assert f"minunet/sim/{path.name}" in names, f"sim/{path.name} missing from the wheel"

@@ -6,7 +6,9 @@ races of tests/test_races.py are reported, and today's kernels run clean. About 
 by hand:
 
     python -m minunet.sim.preload python -m pytest -q -k "not cuda and not gpu-math" tests/test_sim.py \
-        tests/test_races.py tests/test_conv_ops.py tests/test_conv_versions.py tests/test_misc_ops.py
+        tests/test_races.py tests/test_conv3x3.py tests/test_conv3x3_versions.py tests/test_up_conv2x2.py \
+        tests/test_conv1x1.py tests/test_split_k.py tests/test_max_pool2x2.py tests/test_elementwise.py \
+        tests/test_softmax_cross_entropy.py tests/test_sgd.py
 """
 import subprocess
 import sys
@@ -18,8 +20,10 @@ from minunet.sim import SimError, SimModule
 from minunet.sim.preload import main as preload_main, racecheck_env, tsan_loaded
 
 ROOT = Path(__file__).resolve().parents[1]
-UNDER_THE_RACE_CHECKER = ["tests/test_sim.py", "tests/test_races.py", "tests/test_conv_ops.py",
-                          "tests/test_conv_versions.py", "tests/test_misc_ops.py"]
+UNDER_THE_RACE_CHECKER = ["tests/test_sim.py", "tests/test_races.py", "tests/test_conv3x3.py",
+                          "tests/test_conv3x3_versions.py", "tests/test_up_conv2x2.py", "tests/test_conv1x1.py",
+                          "tests/test_split_k.py", "tests/test_max_pool2x2.py", "tests/test_elementwise.py",
+                          "tests/test_softmax_cross_entropy.py", "tests/test_sgd.py"]
 
 
 def test_sim_tests_pass_under_the_race_checker():

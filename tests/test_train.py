@@ -120,7 +120,8 @@ def test_epochs_count_passes_over_the_training_images(tmp_path):
     assert config["steps"] is None
     trainer, code = run(config, tmp_path, quiet=True)
     assert code == 0
-    assert trainer.step == config["steps"] == round(1.5 * len(trainer.data.train_images) / 1)  # batch size 1
+    assert trainer.step == trainer.config["steps"] == round(1.5 * len(trainer.data.train_images) / 1)  # batch 1
+    assert config["steps"] is None  # the caller's config is left as it was; the trainer resolves its own copy
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == trainer.step
 
 
@@ -213,12 +214,12 @@ def test_the_threads_option_limits_blas_for_training_and_validation(tmp_path, mo
 
 
 def test_an_iou_of_zero_says_the_network_still_predicts_one_class(tmp_path, monkeypatch, capsys):
-    import minunet.predict
+    import minunet.train
 
     def background_everywhere(model, image, **kwargs):
         return np.stack([np.ones(image.shape), np.zeros(image.shape)]).astype(np.float32)
 
-    monkeypatch.setattr(minunet.predict, "predict_probabilities", background_everywhere)
+    monkeypatch.setattr(minunet.train, "predict_probabilities", background_everywhere)
     assert run_tiny(tmp_path, "--steps", "3")[1] == 0
     out = capsys.readouterr().out
     assert "validation foreground IoU 0.000 (the network still predicts background everywhere: too few steps" in out
@@ -272,3 +273,12 @@ def test_checkpoints_get_the_mode_of_new_files(tmp_path):
         assert (tmp_path / "private" / "checkpoint.npz").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_resume_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    """--resume checks the checkpoint and trains from the very arrays it checked: one read, not two."""
+    assert run_tiny(tmp_path, "--steps", "2")[1] == 0
+    loads, load = [], checkpoint.load
+    monkeypatch.setattr(checkpoint, "load", lambda path: loads.append(path) or load(path))
+    assert main(["--resume", str(tmp_path), "--steps", "3", "--quiet"]) == 0
+    assert loads == [tmp_path / "checkpoint.npz"]

@@ -1,9 +1,14 @@
-"""The paper's network: layer count, channels, parameter count, and the tile-size rule."""
+"""The paper's network: layer count, channels, parameter count, the tile-size rule, checkpoints of the old names."""
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import minunet as mu
-from minunet.unet import check_input_size, output_size, valid_input_sizes
+from minunet import checkpoint, train
+from minunet.unet import check_input_size, current_name, layers, output_size, valid_input_sizes
 
 
 def test_paper_network_has_23_conv_layers_and_31_million_parameters():
@@ -12,7 +17,8 @@ def test_paper_network_has_23_conv_layers_and_31_million_parameters():
     weights = [s for name, s in shapes.items() if name.endswith(".w")]
     assert len(weights) == 23  # 18 3x3 convs + 4 up-convs + the 1x1 output layer
     assert shapes["down.4.conv2.w"] == (1024, 1024, 3, 3)
-    assert shapes["up.0.w"] == (1024, 512, 2, 2)
+    assert shapes["up_convs.0.w"] == (1024, 512, 2, 2)  # the up-convolutions (the paper's word)
+    assert shapes["up.0.conv1.w"] == (512, 1024, 3, 3)  # the expanding path's levels, as down holds the contracting's
     assert shapes["head.w"] == (2, 64, 1, 1)
     # Per level: 2 convs (3x3, with bias); up-convs 2x2; head 1x1. Added up by hand from the paper's Fig. 1:
     assert net.n_parameters() == 31_030_658
@@ -53,6 +59,25 @@ def test_same_padding_keeps_the_size():
     assert net(mu.Tensor(np.zeros((1, 1, 16, 24), np.float32))).shape == (1, 2, 16, 24)
 
 
+def test_the_layer_trace_is_the_walk_of_the_network_that_runs():
+    ops = layers(tile=44, batch=2, depth=2, base_channels=3, n_classes=4)
+    assert [op["op"] for op in ops] == ["conv3x3", "conv3x3", "max_pool2x2", "conv3x3", "conv3x3", "dropout",
+                                        "up_conv2x2", "center_crop", "concat", "conv3x3", "conv3x3", "conv1x1"]
+    assert [op["name"] for op in ops][5:9] == ["down1.dropout", "up0.upconv", "up0.crop", "up0.concat"]
+    net = mu.UNet(depth=2, base_channels=3, n_classes=4)
+    y = net(mu.Tensor(np.zeros((2, 1, 44, 44), np.float32)))
+    assert (ops[-1]["N"], ops[-1]["Co"], ops[-1]["Ho"], ops[-1]["Wo"]) == y.shape
+    assert (ops[8]["Ci"], ops[8]["H"], ops[9]["Ci"]) == (6, 32, 6)  # 3 cropped + 3 up-convolved channels, 32x32
+    taps = {"conv3x3": 9, "up_conv2x2": 4, "conv1x1": 1}
+    traced = sorted((op["Ci"], op["Co"], taps[op["op"]]) for op in ops if op["op"] in taps)
+    weights = sorted(((s[0], s[1]) if name.startswith("up_convs") else (s[1], s[0])) + (s[2] * s[3],)
+                     for name, s in ((n, p.shape) for n, p in net.named_parameters() if n.endswith(".w")))
+    assert traced == weights
+    assert layers(16, depth=3, base_channels=2, padding="same")[-1]["Ho"] == 16
+    with pytest.raises(ValueError, match="does not fit a depth-2 U-Net"):
+        layers(tile=43, depth=2)
+
+
 def test_state_dict_round_trip():
     a, b = mu.UNet(depth=2, base_channels=2, seed=1), mu.UNet(depth=2, base_channels=2, seed=2)
     b.load_state_dict(a.state_dict())
@@ -60,3 +85,32 @@ def test_state_dict_round_trip():
         assert na == nb and np.array_equal(pa.numpy(), pb.numpy())
     with pytest.raises(ValueError, match="missing"):
         b.load_state_dict({})
+
+
+BEFORE_15 = Path(__file__).parent / "data" / "before-issue-15"
+
+
+def test_a_checkpoint_with_the_names_before_the_rename_still_loads():
+    # up.N held the up-convolutions and up_convs.N the double convolutions before issue #15.
+    _, old_state, _ = checkpoint.load(BEFORE_15 / "checkpoint.npz")
+    assert "up.0.w" in old_state and "up_convs.0.conv1.w" in old_state  # really written the old way
+    model, _ = checkpoint.load_model(BEFORE_15 / "checkpoint.npz", device="numpy")
+    assert np.array_equal(model.up_convs[0].w.numpy(), old_state["up.0.w"])
+    assert np.array_equal(model.up[0].conv1.w.numpy(), old_state["up_convs.0.conv1.w"])
+    x = mu.Tensor(np.random.default_rng(0).standard_normal((1, 1, 44, 44)))
+    assert np.array_equal(model(x).numpy(), np.load(BEFORE_15 / "output.npy"))  # the old code's output
+    assert current_name("up.3.b") == "up_convs.3.b" and current_name("up_convs.3.conv2.w") == "up.3.conv2.w"
+    assert all(current_name(name) == name for name, _ in mu.UNet(depth=3, base_channels=1).named_parameters())
+
+
+def test_training_resumes_from_a_checkpoint_with_the_old_names(tmp_path):
+    # The fixture's run, resumed to step 6, logs the losses of a run that went to step 6 at once.
+    shutil.copy(BEFORE_15 / "checkpoint.npz", tmp_path / "checkpoint.npz")
+    tiny = ["--depth", "2", "--base-channels", "4", "--tile", "44", "--batch-size", "1", "--n-synthetic", "5",
+            "--val-every", "3", "--checkpoint-every", "3", "--dtype", "float64", "--quiet"]
+    assert train.main(tiny + ["--steps", "6", "--device", "numpy", "--lr-decay", "none",
+                              "--out", str(tmp_path / "whole")]) == 0
+    assert train.main(["--resume", str(tmp_path), "--steps", "6", "--quiet"]) == 0
+    losses = [[(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+               if "loss" in r] for run in (tmp_path, tmp_path / "whole")]
+    assert [step for step, _ in losses[0]] == [4, 5, 6] and losses[0] == losses[1][3:]

@@ -143,7 +143,7 @@ def computation_graph(nodes, edges, names, title, path):
 
     def depth_of(t):
         if id(t) not in depth:
-            parents = t._ctx[2] if t._ctx is not None else []
+            parents = t._ctx.parents if t._ctx is not None else []
             depth[id(t)] = 1 + max((depth_of(p) for p in parents), default=-1)
         return depth[id(t)]
     for t in nodes.values():
@@ -173,7 +173,7 @@ def computation_graph(nodes, edges, names, title, path):
         if t._ctx is not None:                   # the Function that made t, drawn just left of it
             ax.annotate("", xy=(x0 - 0.55, y0), xytext=(x0 - 0.75, y0),
                         arrowprops=dict(arrowstyle="->", color="0.4", lw=1.2))
-            ax.text(x0 - 1.2, y0, t._ctx[0].__name__, ha="center", va="center", fontsize=10,
+            ax.text(x0 - 1.2, y0, t._ctx.function.__name__, ha="center", va="center", fontsize=10,
                     bbox=dict(boxstyle="round,pad=0.4,rounding_size=0.8", fc="#fde9c9", ec="#d08a1e"))
         leaf_with_grad = t._ctx is None and t.requires_grad
         ax.text(x0, y0, f"{names.get(key, '')}\n{t.shape}", ha="center", va="center", fontsize=10,

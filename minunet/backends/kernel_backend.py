@@ -1,17 +1,48 @@
 """The cuda and sim devices: both launch the same kernels/*.cu through a launcher.
 
-The Python code that chooses grids and blocks lives here, once, so every CPU test of the simulator also
-exercises the launch configuration that runs on the GPU.
+Each backend op is its operator's `kernel_<op>(be, ...)` function in minunet/ops/<op>.py, which sizes the
+launch from its row of minunet/ops/launch_table.py; this class names them and does the launch. The launch code
+is shared, so every CPU test of the simulator also exercises the launch configuration that runs on the GPU.
 """
 import numpy as np
 
-from .kernel_conv import ConvKernelOps
-from .kernel_misc import MiscKernelOps
+from ..ops.conv1x1 import kernel_conv1x1, kernel_conv1x1_grad_input, kernel_conv1x1_grad_weight
+from ..ops.conv3x3 import kernel_conv3x3, kernel_conv3x3_grad_input, kernel_conv3x3_grad_weight
+from ..ops.elementwise import (kernel_bias_grad, kernel_concat, kernel_concat_grad, kernel_crop, kernel_crop_grad,
+                               kernel_dropout, kernel_dropout_grad, kernel_relu, kernel_relu_grad)
+from ..ops.max_pool2x2 import kernel_max_pool2x2, kernel_max_pool2x2_grad
+from ..ops.sgd import kernel_sgd_step
+from ..ops.softmax_cross_entropy import kernel_softmax_cross_entropy
+from ..ops.up_conv2x2 import kernel_up_conv2x2, kernel_up_conv2x2_grad_input, kernel_up_conv2x2_grad_weight
 
 _SCALAR_TYPES = (np.int32, np.uint32, np.float32, np.float64)
 
 
-class KernelBackend(ConvKernelOps, MiscKernelOps):
+class KernelBackend:
+    # the backend ops: functions of (backend, ...), so each becomes a method here
+    conv3x3 = kernel_conv3x3
+    conv3x3_grad_input = kernel_conv3x3_grad_input
+    conv3x3_grad_weight = kernel_conv3x3_grad_weight
+    up_conv2x2 = kernel_up_conv2x2
+    up_conv2x2_grad_input = kernel_up_conv2x2_grad_input
+    up_conv2x2_grad_weight = kernel_up_conv2x2_grad_weight
+    conv1x1 = kernel_conv1x1
+    conv1x1_grad_input = kernel_conv1x1_grad_input
+    conv1x1_grad_weight = kernel_conv1x1_grad_weight
+    bias_grad = kernel_bias_grad
+    max_pool2x2 = kernel_max_pool2x2
+    max_pool2x2_grad = kernel_max_pool2x2_grad
+    relu = kernel_relu
+    relu_grad = kernel_relu_grad
+    crop = kernel_crop
+    crop_grad = kernel_crop_grad
+    concat = kernel_concat
+    concat_grad = kernel_concat_grad
+    dropout = kernel_dropout
+    dropout_grad = kernel_dropout_grad
+    softmax_cross_entropy = kernel_softmax_cross_entropy
+    sgd_step = kernel_sgd_step
+
     def __init__(self, launcher):
         self.launcher = launcher
         self.name = launcher.name

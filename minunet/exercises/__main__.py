@@ -1,7 +1,8 @@
 """python -m minunet.exercises list | start NAME [--dir DIR] [--force] | check NAME [--dir DIR] [--race]
 
 Write a kernel of the U-Net yourself and have it checked without a GPU: `start` writes the skeleton of one
-of the project's kernels (its signature and comments, the body left to you) to DIR/NAME.cu; `check`
+of the project's kernels (its signature and comments, the body left to you) to DIR/NAME.cu (DIR/NAME.cuh for
+the reduction of common.cuh, checked through the kernels that include it); `check`
 compiles that file with minunet's CUDA simulator, runs it on random odd-sized inputs against the NumPy
 reference (outputs and shared memory poisoned with NaN, guard zones around every array, threads in a
 shuffled order; with --race also under the simulator's race checker, which names both threads and lines of
@@ -20,6 +21,7 @@ from ..sim import SimError
 from ..sim.build import find_kernels
 from ..sim.preload import racecheck_env
 from .catalog import EXERCISES
+from .guarded import kernels_with_header
 from .skeleton import make_skeleton
 
 DEFAULT_DIR = "exercises"
@@ -46,9 +48,10 @@ def _dir_option(args):
 def cmd_list(args):
     width = max(map(len, EXERCISES))
     for e in EXERCISES.values():
-        started = " (started)" if (Path(args.dir) / f"{e.name}.cu").exists() else ""
+        started = " (started)" if (Path(args.dir) / e.learner_file).exists() else ""
         print(f"{e.name:<{width}}  {e.chapter:<38} {e.summary}{started}")
-    print(f"\npython -m minunet.exercises start NAME   writes {args.dir}/NAME.cu; then: check NAME")
+    print(f"\npython -m minunet.exercises start NAME   writes {args.dir}/NAME.cu (.cuh for a header); then: "
+          f"check NAME")
     return 0
 
 
@@ -56,7 +59,7 @@ def cmd_start(args):
     exercise = _exercise(args.name)
     if exercise is None:
         return 2
-    target = Path(args.dir) / f"{exercise.name}.cu"
+    target = Path(args.dir) / exercise.learner_file
     if target.exists() and not args.force:
         print(f"{target} exists already (your work?); not overwritten. --force starts it afresh.", file=sys.stderr)
         return 1
@@ -111,19 +114,27 @@ def _occupancy(resources, arch):
 
 
 def resource_report(exercise, path, arch):
-    """(ok, text): NVRTC's registers / shared memory / spills of the exercise's kernels on one GPU arch."""
-    try:
-        result = nvrtc.compile_file(Path(path), arch, "float", include_dirs=[paths.kernels_dir()])
-    except nvrtc.NvrtcError as e:
-        return False, f"FAILED: the simulator ran it, but NVRTC (the GPU compiler) rejects it:\n{e}"
-    except (ImportError, RuntimeError, OSError) as e:
-        return True, (f"(no NVRTC resource report: {e}. It needs CuPy and NVRTC: pip install -e \".[dev]\", "
-                      f"or the cuda13 extra)")
-    launched = find_kernels(make_skeleton(exercise))  # the extern "C" kernels the learner's file must define
+    """(ok, text): NVRTC's registers / shared memory / spills of the exercise's kernels on one GPU arch (a
+    header's exercise: of the kernels that call it, compiled with the learner's header)."""
+    if exercise.is_header:
+        folder = kernels_with_header(path, exercise.file)
+        files = {folder / f"{stem}.cu": {kernel} for stem, kernel in exercise.callers}
+    else:
+        files = {Path(path): set(find_kernels(make_skeleton(exercise)))}  # the kernels the learner's file defines
+    rows = []
+    warnings = []
+    for source, launched in files.items():
+        try:
+            result = nvrtc.compile_file(source, arch, "float", include_dirs=[paths.kernels_dir()])
+        except nvrtc.NvrtcError as e:
+            return False, f"FAILED: the simulator ran it, but NVRTC (the GPU compiler) rejects it:\n{e}"
+        except (ImportError, RuntimeError, OSError) as e:
+            return True, (f"(no NVRTC resource report: {e}. It needs CuPy and NVRTC: pip install -e \".[dev]\", "
+                          f"or the cuda13 extra)")
+        rows += [(name, str(r.registers), str(r.shared_bytes), f"{r.spill_stores}/{r.spill_loads}",
+                  str(r.stack_bytes), _occupancy(r, arch)) for name, r in result.kernels.items() if name in launched]
+        warnings += nvrtc.warnings_in(result.log)
     header = ("kernel", "registers", "shared bytes", "spill st/ld", "stack", "occupancy@256")
-    rows = [(name, str(r.registers), str(r.shared_bytes), f"{r.spill_stores}/{r.spill_loads}", str(r.stack_bytes),
-             _occupancy(r, arch)) for name, r in result.kernels.items() if name in launched]
-    warnings = nvrtc.warnings_in(result.log)
     text = f"NVRTC's report for sm_{nvrtc.arch_number(arch)} (float):\n" + nvrtc.text_table(header, rows)
     return True, text + ("\nNVRTC warnings:\n" + "\n".join(warnings) if warnings else "")
 
@@ -132,7 +143,7 @@ def cmd_check(args):
     exercise = _exercise(args.name)
     if exercise is None:
         return 2
-    path = Path(args.dir) / f"{exercise.name}.cu"
+    path = Path(args.dir) / exercise.learner_file
     if not path.is_file():
         print(f"no {path}: start the exercise first (python -m minunet.exercises start {exercise.name}"
               f"{_dir_option(args)})", file=sys.stderr)

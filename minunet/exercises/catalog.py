@@ -1,30 +1,40 @@
-"""The exercises: which functions of which kernels/*.cu file the learner writes, and how they are checked.
+"""The exercises: which functions of which kernels/ file the learner writes, and how they are checked.
 
 Each exercise's `run(trial)` feeds random odd-sized inputs to the project's own launch code (the kernel
 backend's op, so grid, block and shared memory are the ones the GPU gets) with the learner's file compiled
-in place of the solution, and compares every output with the NumPy reference.
+in place of the solution, and compares every output with the NumPy reference, minunet/reference.py. A
+header's exercise (common.cuh) is checked through the kernels that include it (`callers`), compiled with the
+learner's header in place of the project's.
 """
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ..backends.numpy_backend import NumpyBackend
-
-REFERENCE = NumpyBackend()
+from .. import reference as REFERENCE  # minunet/reference.py: the readable loops, the ground truth
 
 
 @dataclass(frozen=True)
 class Exercise:
     name: str
     chapter: str          # the tutorial chapter that ends with it
-    stem: str             # kernels/<stem>.cu holds the solution
-    write: tuple          # functions whose bodies the learner writes
-    keep: tuple           # helpers copied whole into the skeleton
+    file: str             # kernels/<file> holds the solution
+    write: tuple          # functions whose bodies the learner writes (overloads that call them are kept whole)
+    keep: tuple           # helpers copied whole into the skeleton (a header's skeleton keeps the whole file)
     header: tuple         # entries of the solution file's header comment that explain them
     summary: str
     hint: str
     run: Callable         # run(trial): launches the learner's kernels and compares their outputs
+    callers: tuple = ()   # a header's exercise: (kernel file stem, kernel) that run() launches through it
+
+    @property
+    def is_header(self):
+        return self.file.endswith(".cuh")
+
+    @property
+    def learner_file(self):
+        """The learner's file name: the exercise's name with the solution's suffix (.cu or .cuh)."""
+        return self.name + self.file[self.file.rindex("."):]
 
 
 def _relu(t):
@@ -40,6 +50,11 @@ def _relu(t):
 def _bias_grad(t):
     gy = t.randn("gy", (t.odd(1, 3), t.odd(1, 5), t.odd(9, 25), t.odd(9, 25)))  # N*H*W around 1 to 5 blocks
     t.compare("gb", t.backend.bias_grad(gy), REFERENCE.bias_grad(gy), scale=10)
+
+
+def _block_sum(t):
+    _bias_grad(t)                # one real per thread, a block per channel
+    _softmax_cross_entropy(t)    # one double per thread, partial sums of several blocks
 
 
 def _conv3x3_tiled(t):
@@ -96,20 +111,20 @@ def _softmax_cross_entropy(t):
 
 EXERCISES = {e.name: e for e in [
     Exercise(
-        "relu", "tutorials/02-first-kernel.md", "elementwise", ("relu_forward_v1", "relu_backward_v1"), (),
+        "relu", "tutorials/02-first-kernel.md", "elementwise.cu", ("relu_forward_v1", "relu_backward_v1"), (),
         ("relu_forward:", "relu_backward:", "relu_forward_v1, relu_backward_v1"),
         "ReLU forward and backward, one thread per element",
         "i = blockIdx.x * blockDim.x + threadIdx.x; the grid is rounded up to whole blocks, so the last threads "
         "must do nothing. The backward lets gy through where y > 0, and not where y == 0.", _relu),
     Exercise(
-        "bias_grad", "tutorials/02-first-kernel.md", "elementwise", ("bias_grad_v1",), (),
-        ("bias_grad:", "bias_grad_v1:"),
-        "a block-sum reduction in shared memory: one block per channel sums N*H*W values",
-        "Stride over the channel's elements with threadIdx.x, i += blockDim.x; store each thread's sum in the "
-        "shared array; halve the active threads each step with a __syncthreads() after every step, reached "
-        "by ALL threads (no early return).", _bias_grad),
+        "block_sum", "tutorials/02-first-kernel.md", "common.cuh", ("minunet_block_sum",), (), (),
+        "the block reduction of common.cuh, a tree in shared memory; checked through bias_grad and the loss",
+        "Every thread stores its acc[k] in partial[k][t]; __syncthreads(); then for s = threads/2 down to 1, "
+        "threads t < s add partial[k][t + s] to partial[k][t], with a __syncthreads() after every step, "
+        "reached by ALL threads (no early return).", _block_sum,
+        callers=(("elementwise", "bias_grad_v1"), ("softmax_cross_entropy", "softmax_cross_entropy_v1"))),
     Exercise(
-        "conv3x3_tiled", "tutorials/03-conv3x3.md", "conv3x3", ("conv3x3_tiled",), ("conv3x3_forward_v2",),
+        "conv3x3_tiled", "tutorials/03-conv3x3.md", "conv3x3.cu", ("conv3x3_tiled",), ("conv3x3_forward_v2",),
         ("forward:", "conv3x3_forward_v2:"),
         "the 3x3 convolution forward with an input tile and its halo in shared memory (only kGradInput = false "
         "is checked)",
@@ -117,7 +132,7 @@ EXERCISES = {e.name: e for e in [
         "padding) and the COUT x 9 weights, __syncthreads(), accumulate, __syncthreads() again before the next "
         "channel overwrites the tile. Leave early only after the last barrier.", _conv3x3_tiled),
     Exercise(
-        "max_pool2x2", "tutorials/04-max-pooling.md", "max_pool2x2",
+        "max_pool2x2", "tutorials/04-max-pooling.md", "max_pool2x2.cu",
         ("max_pool2x2_forward_v1", "max_pool2x2_backward_v1"), (),
         ("forward:", "backward:", "max_pool2x2_forward_v1:", "max_pool2x2_backward_v1:"),
         "2x2 max pooling with its uint8 argmax, and the backward that routes the gradient to it",
@@ -125,7 +140,7 @@ EXERCISES = {e.name: e for e in [
         "strict >). The backward: one thread per INPUT element, gx = gy of its window if it is the argmax, "
         "else 0, so every element is written once.", _max_pool2x2),
     Exercise(
-        "up_conv2x2", "tutorials/05-up-convolution.md", "up_conv2x2",
+        "up_conv2x2", "tutorials/05-up-convolution.md", "up_conv2x2.cu",
         ("up_conv2x2_forward_v1", "up_conv2x2_grad_input_v1"), (),
         ("forward:", "grad_input:", "up_conv2x2_forward_v1:", "up_conv2x2_grad_input_v1:"),
         "the 2x2 stride-2 up-convolution forward and its input gradient, as gathers",
@@ -133,11 +148,12 @@ EXERCISES = {e.name: e for e in [
         "w[c, o], summed over the Ci input channels; w is (Ci, Co, 2, 2). grad_input: each input pixel sums "
         "its 2x2 block of gy over the Co channels.", _up_conv2x2),
     Exercise(
-        "softmax_cross_entropy", "tutorials/06-loss-and-weight-map.md", "softmax_cross_entropy",
+        "softmax_cross_entropy", "tutorials/06-loss-and-weight-map.md", "softmax_cross_entropy.cu",
         ("softmax_cross_entropy_v1",), ("real_exp", "real_log"),
         ("For each pixel", "softmax_cross_entropy_v1:"),
         "the fused softmax cross-entropy: per-pixel loss and gradient, block partial sums of the loss",
         "One thread per pixel: subtract the max before exp, write all K gradient entries (zeros where ignored), "
-        "then a tree sum of the loss in the double shared array that every thread of the block reaches.",
+        "then the block's sum of the losses, minunet_block_sum<MINUNET_THREADS>(the double shared array, loss, "
+        "threadIdx.x) of common.cuh, which every thread of the block must reach (no early return).",
         _softmax_cross_entropy),
 ]}

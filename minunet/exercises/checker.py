@@ -17,13 +17,11 @@ import numpy as np
 from ..backends.kernel_backend import KernelBackend
 from ..sim import SimCompileError, SimError
 from .catalog import EXERCISES
-from .compare import mismatch
+from .compare import TOLERANCE, mismatch
 from .guarded import ExerciseLauncher, GuardedArrays
 
 # (element type, shuffle seed or None for in order) of each trial; the last one checks `real` = double
 TRIALS = ((np.float32, None), (np.float32, 1), (np.float32, 2), (np.float64, 3))
-# |got - expected| <= atol*scale + rtol*|expected|; scale widens atol for sums of many terms
-TOLERANCE = {np.dtype(np.float32): (1e-5, 1e-4), np.dtype(np.float64): (1e-12, 1e-10)}
 
 
 @dataclass
@@ -69,7 +67,7 @@ def check_file(exercise, path, trials=TRIALS, racecheck=False):
     racecheck: under the simulator's race checker (the process must have ThreadSanitizer preloaded)."""
     for number, (dtype, seed) in enumerate(trials, 1):
         guards = GuardedArrays()
-        launcher = ExerciseLauncher(path, exercise.stem, guards, seed, racecheck)
+        launcher = ExerciseLauncher(path, exercise.file, guards, seed, racecheck)
         trial = Trial(KernelBackend(launcher), guards, np.random.default_rng(number), dtype)
         order = "threads in order" if seed is None else f"threads and blocks shuffled, seed {seed}"
         try:

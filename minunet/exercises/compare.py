@@ -1,5 +1,14 @@
-"""Outputs against the reference: |got - expected| <= atol + rtol*|expected|, and the message when not."""
+"""Outputs against the reference: |got - expected| <= atol + rtol*|expected|, and the message when not.
+
+The one closeness check of the project: the exercises' checker reports mismatch()'s message, the tests call
+assert_close(). A NaN where a number was expected is an element never written (the sim and the checker
+start every output as NaN); a NaN or an infinity expected must be matched exactly.
+"""
 import numpy as np
+
+# (atol, rtol) per dtype, for a sum of a few unit-sized terms; callers widen atol for sums of many terms.
+# float32 results differ from the float64 reference by rounding, summation order, FMA and flush-to-zero.
+TOLERANCE = {np.dtype(np.float32): (1e-5, 1e-4), np.dtype(np.float64): (1e-12, 1e-10)}
 
 
 def index(flat, shape):
@@ -14,8 +23,10 @@ def mismatch(name, got, expected, atol, rtol):
         return f"{name}: shape {got.shape}, expected {expected.shape}"
     got64, expected64 = got.astype(np.float64), expected.astype(np.float64)
     unwritten = np.isnan(got64) & ~np.isnan(expected64)
-    excess = np.abs(got64 - expected64) - (atol + rtol * np.abs(expected64))
-    wrong = (excess > 0) | (np.isnan(expected64) != np.isnan(got64))
+    with np.errstate(invalid="ignore"):  # inf - inf
+        excess = np.abs(got64 - expected64) - (atol + rtol * np.abs(expected64))
+    same = (got64 == expected64) | (np.isnan(got64) & np.isnan(expected64))
+    wrong = ~(same | (excess <= 0))
     if not wrong.any():
         return None
     tolerance = f"(tolerance |got - expected| <= {atol:g} + {rtol:g}*|expected|)"
@@ -27,7 +38,20 @@ def mismatch(name, got, expected, atol, rtol):
         return (f"{name}: {int(unwritten.sum())} of {got.size} elements are NaN, never written (the outputs start "
                 f"as NaN); the first at index {first}, where {expected[first].item()!r} was expected")
     first = index(np.argmax(wrong), got.shape)
-    worst = index(np.argmax(np.where(wrong, excess, -np.inf)), got.shape)
+    worst = index(np.argmax(np.where(wrong, np.nan_to_num(excess, nan=np.inf), -np.inf)), got.shape)
     return (f"{name}: {int(wrong.sum())} of {got.size} elements wrong; the first at index {first}: got "
             f"{got[first].item()!r}, expected {expected[first].item()!r}; the worst at {worst}: got "
             f"{got[worst].item()!r}, expected {expected[worst].item()!r} {tolerance}")
+
+
+def assert_close(got, expected, atol, rtol, name="output"):
+    """mismatch() as an assertion: raises AssertionError with its message."""
+    message = mismatch(name, got, expected, atol, rtol)
+    if message:
+        raise AssertionError(message)
+
+
+def assert_close_dtype(got, expected, dtype, name="output", scale=1.0):
+    """assert_close with the TOLERANCE of dtype; scale widens atol for sums over many terms."""
+    atol, rtol = TOLERANCE[np.dtype(dtype)]
+    assert_close(got, expected, atol * scale, rtol, name)

@@ -6,6 +6,7 @@ after hold a canary: a NaN with a payload of its own for float arrays (a read pa
 the results), fixed bytes for integer arrays. After a launch a changed canary names the array and the
 element, and a changed input names the input that was written to.
 """
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..nvrtc import real_name
 from ..sim import SimLauncher, SimModule
 from .compare import index
 
-GUARD_ELEMENTS = 4096  # more than a block's threads past the end (BLOCK = 256) and a few rows of a conv
+GUARD_ELEMENTS = 4096  # more than a block's threads past the end (MINUNET_THREADS = 256) and a few rows of a conv
 
 
 def _canary(dtype, tag):
@@ -83,23 +84,44 @@ class GuardedArrays:
         return None
 
 
+def kernels_with_header(learner_path, header):
+    """A folder of kernels/'s files in which `header` (common.cuh) only includes the learner's file, by its
+    absolute path: the kernels then compile with the learner's header, and messages name the learner's lines.
+    One folder per learner file, in minunet's cache, so unchanged kernels keep their compiled libraries."""
+    learner_path = Path(learner_path).resolve()
+    folder = paths.cache_dir() / "exercises" / hashlib.sha256(str(learner_path).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in paths.kernels_dir().glob("*.cu*"):
+        if source.name == header:
+            text = f'#include "{learner_path}"  // the learner\'s {header}\n'
+        else:
+            text = source.read_text()
+        if not (folder / source.name).is_file() or (folder / source.name).read_text() != text:
+            (folder / source.name).write_text(text)
+    return folder
+
+
 class ExerciseLauncher(SimLauncher):
-    """SimLauncher that compiles the learner's file in place of kernels/<stem>.cu and hands out guarded
+    """SimLauncher that compiles the learner's file in place of kernels/<file> and hands out guarded
     output arrays (NaN inside, as the sim's `empty`). racecheck: SimModule's (the race checker)."""
 
-    def __init__(self, learner_path, stem, guards, shuffle_seed=None, racecheck=None):
+    def __init__(self, learner_path, file, guards, shuffle_seed=None, racecheck=None):
         super().__init__(shuffle_seed=shuffle_seed, racecheck=racecheck)
-        self.learner_path, self.stem, self.guards = Path(learner_path), stem, guards
+        self.learner_path, self.file, self.guards = Path(learner_path), file, guards
 
     def empty(self, shape, dtype):
         return self.guards.new(shape, dtype, fill_bytes=0xFF)  # NaN for floats; 0xFF for integers
 
     def module(self, stem, dtype):
-        if stem != self.stem:
+        if self.file.endswith(".cuh"):  # every kernel file, with the learner's header
+            path = kernels_with_header(self.learner_path, self.file) / f"{stem}.cu"
+        elif self.file == f"{stem}.cu":
+            path = self.learner_path
+        else:
             return super().module(stem, dtype)
-        key = ("learner", np.dtype(dtype))
+        key = ("learner", stem, np.dtype(dtype))
         if key not in self._modules:
-            self._modules[key] = SimModule(self.learner_path, defines={"MINUNET_REAL": real_name(dtype)},
+            self._modules[key] = SimModule(path, defines={"MINUNET_REAL": real_name(dtype)},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
                                            racecheck=self.racecheck)
         return self._modules[key]

@@ -1,9 +1,10 @@
 """A learner's starting file, derived from the solution's source in kernels/ (never a second copy).
 
-From kernels/<stem>.cu it keeps: the title paragraph of the file's header comment and the header entries the
-exercise names; the #include and #define lines; the functions to write, with the comment above each, their
-signature and a TODO for a body; and helpers copied whole (a kernel that only calls the function to write,
-math helpers).
+A header's skeleton (common.cuh) is the whole header with the bodies to write replaced by a TODO: the other
+kernels include it. From a kernels/<stem>.cu file it keeps: the title paragraph of the file's header comment
+and the header entries the exercise names; the #include and #define lines; the functions to write, with the
+comment above each, their signature and a TODO for a body; and helpers copied whole (a kernel that only calls
+the function to write, math helpers).
 """
 import re
 import textwrap
@@ -61,6 +62,13 @@ def function_definitions(source, name):
     return found
 
 
+def definitions_to_write(source, name):
+    """function_definitions(source, name) less the overloads that only call the function to write (kept whole)."""
+    masked = _mask_comments(source)
+    return [d for d in function_definitions(source, name)
+            if not re.search(rf"\b{re.escape(name)}\s*[(<]", masked[d[1]:d[2]])]
+
+
 def comment_above(source, start):
     """The // lines directly above offset start (the start of a line), or ''."""
     lines = source[:start].splitlines(keepends=True)
@@ -106,25 +114,41 @@ def preprocessor_lines(source, code):
     return "".join(kept)
 
 
+def _todo(name, path):
+    return f"{{\n    // TODO: write {name} (the solution, once you are done: kernels/{path.name})\n}}\n"
+
+
+def _header_skeleton(exercise, source, path):
+    """The whole header, each body to write replaced by a TODO."""
+    cuts = sorted((body_open, end, name) for name in exercise.write
+                  for _, body_open, end in definitions_to_write(source, name))
+    text, done = "", 0
+    for body_open, end, name in cuts:
+        text += source[done:body_open] + _todo(name, path).rstrip("\n")
+        done = end
+    return text + source[done:]
+
+
 def make_skeleton(exercise):
     """The text of the learner's starting file for an exercise (catalog.Exercise)."""
-    path = paths.kernel_path(exercise.stem)
+    path = paths.kernels_dir() / exercise.file
     source = path.read_text()
-    pieces = []  # (offset in the source, text), put back in source order
-    solution = ""  # the code of the functions, for the #defines they use
-    for name in exercise.write:
-        for start, body_open, end in function_definitions(source, name):
-            solution += source[start:end]
-            todo = (f"{{\n    // TODO: write {name} (the solution, once you are done: kernels/{path.name})\n}}\n")
-            pieces.append((start, comment_above(source, start) + source[start:body_open] + todo))
-    for name in exercise.keep:
-        for start, body_open, end in function_definitions(source, name):
-            pieces.append((start, comment_above(source, start) + source[start:end] + "\n"))
     banner = (textwrap.fill(f"Exercise '{exercise.name}' ({exercise.chapter}): {exercise.summary}", 110,
                             initial_indent="// ", subsequent_indent="// ") + "\n"
               f"// Write the bodies marked TODO, then check them on the CPU simulator:\n"
-              f"//     python -m minunet.exercises check {exercise.name}\n"
-              f"// What kernels/{path.name} says about them:\n")
+              f"//     python -m minunet.exercises check {exercise.name}\n")
+    if exercise.is_header:
+        return banner + "//\n" + _header_skeleton(exercise, source, path)
+    pieces = []  # (offset in the source, text), put back in source order
+    solution = ""  # the code of the functions, for the #defines they use
+    for name in exercise.write:
+        for start, body_open, end in definitions_to_write(source, name):
+            solution += source[start:end]
+            pieces.append((start, comment_above(source, start) + source[start:body_open] + _todo(name, path)))
+    for name in exercise.keep:
+        for start, body_open, end in function_definitions(source, name):
+            pieces.append((start, comment_above(source, start) + source[start:end] + "\n"))
+    banner += f"// What kernels/{path.name} says about them:\n"
     body = "\n".join(text for _, text in sorted(pieces))
     return (banner + "//\n" + header_entries(source, exercise.header) + "\n"
             + preprocessor_lines(source, solution + body) + "\n" + body)

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from . import threads
+from .. import threads
+from .training import training_step_minunet, training_step_torch
 
 
 @contextlib.contextmanager
@@ -47,7 +48,6 @@ def thread_counts():
 def step_by_threads(small_unet, quick, log):
     """The small U-Net's training step, numpy device and PyTorch CPU, at each thread count, with 0 and 1
     competing processes: [{threads, competing, impl, seconds, runs, load}], medians over alternating rounds."""
-    from .bench import training_step_minunet, training_step_torch
     rng = np.random.default_rng(0)
     steps = {"minunet numpy": training_step_minunet("numpy", rng=rng, **small_unet)[0]}
     with contextlib.suppress(ImportError):

@@ -1,0 +1,97 @@
+"""On a GPU: every kernel version and PyTorch (cuDNN) on the U-Net's layers, each checked before it is timed,
+and one training step of both networks."""
+import numpy as np
+
+from .check_then_time import Candidate, check_then_time
+from .layers import DIRECTIONS, arrays, kernel_versions, minunet_call, spread_to_layers, unique_shapes
+from .timing import cupy_timer, median_time, torch_timer
+from .training import training_step_minunet, training_step_torch
+
+
+def bench_kernels_cuda(layers, quick, log):
+    """Rows of every (layer shape, direction, implementation): every kernel version, and PyTorch with TF32 off
+    and on, checked against the float64 reference before any is timed (check_then_time)."""
+    import cupy
+
+    from ..backends import get_backend
+    backend = get_backend("cuda")
+    rows, rng, failed = [], np.random.default_rng(0), {}
+    torch = torch_cuda()
+    runs = dict(min_runs=3, max_runs=10, budget_s=0.05) if quick else dict(min_runs=5, max_runs=50, budget_s=0.2)
+    minunet_timer = cupy_timer()
+    if torch:
+        from ..torch_twin import op_call
+        peer_timer = torch_timer()
+    for layer in unique_shapes(layers):
+        host = arrays(layer, rng)
+        dev = {k: cupy.asarray(v) for k, v in host.items()}
+        tdev = {k: torch.from_numpy(v).cuda() for k, v in host.items()} if torch else None
+        for direction in DIRECTIONS:
+            candidates = [Candidate(f"v{v}" + (" tf32" if tf32 else ""), tf32,
+                                    minunet_call(backend, layer, direction, dev, v), minunet_timer)
+                          for v, tf32 in kernel_versions(layer, direction)]
+            if torch:
+                candidates += [Candidate(f"torch {'tf32' if tf32 else 'fp32'}", tf32, op_call(layer, direction, tdev),
+                                         peer_timer, _tf32_switch(torch, tf32)) for tf32 in (False, True)]
+            rows += check_then_time(layer, direction, host, candidates, runs, failed, log)
+        del dev, tdev
+        cupy.get_default_memory_pool().free_all_blocks()
+    return spread_to_layers(rows, layers)
+
+
+def _tf32_switch(torch, tf32):
+    """PyTorch's TF32 switches are global flags: set them before each of its calls."""
+    def setup():
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+    return setup
+
+
+def torch_cuda():
+    """torch where PyTorch with CUDA works, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithm per shape (in the warm-up)
+    return torch
+
+
+def bench_training_cuda(quick, log):
+    """One SGD step of the paper's U-Net (572x572, batch 1, float32): minunet, then PyTorch fp32 and tf32."""
+    import cupy
+    rng = np.random.default_rng(0)
+    runs = dict(min_runs=3, max_runs=5, budget_s=1.0) if quick else dict(min_runs=5, max_runs=20, budget_s=5.0)
+    results = {}
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    step, model = training_step_minunet("cuda", 572, 1, 5, 64, rng)
+    seconds, n = median_time(step, cupy_timer(), **runs)
+    # CuPy's pool keeps every block it ever allocated until freed, so its total after the steps is the
+    # peak of memory reserved; used_bytes is what live arrays hold at the end.
+    results["minunet"] = dict(seconds=seconds, runs=n, peak_reserved_bytes=pool.total_bytes(),
+                              parameters=int(model.n_parameters()))
+    log(f"training step minunet: {seconds * 1e3:.1f} ms, pool {pool.total_bytes() / 2**20:.0f} MiB")
+    del step, model
+    pool.free_all_blocks()
+    torch = torch_cuda()
+    if torch is None:
+        results["torch"] = dict(skipped="PyTorch with CUDA is not installed")
+        return results
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            step = training_step_torch("cuda", 572, 1, 5, 64, rng)
+            seconds, n = median_time(step, torch_timer(), **runs)
+            results["torch tf32" if tf32 else "torch fp32"] = dict(
+                seconds=seconds, runs=n, peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+                peak_reserved_bytes=torch.cuda.max_memory_reserved())
+            log(f"training step torch (tf32={tf32}): {seconds * 1e3:.1f} ms")
+            del step
+        except Exception as e:
+            results["torch tf32" if tf32 else "torch fp32"] = dict(error=repr(e))
+    return results

@@ -1,0 +1,100 @@
+"""max_pool2x2: 2x2 max pooling, stride 2, with the argmax its backward needs; every Python part of it.
+
+In order: the argument checks; the user function max_pool2x2 and its autograd Function; the numpy device
+(vectorised, written to be read next to kernels/max_pool2x2.cu); the launches of kernels/max_pool2x2.cu for
+cuda and sim, whose rows are in launch_table.py. argmax (uint8) = 2*dy + dx of the window's maximum, the first
+one on a tie; a NaN in the window is the maximum.
+"""
+import numpy as np
+
+from ..tensor import Function
+from .checks import check_real, check_tensor
+from .elementwise import keep_where
+from .launch_table import check_int32_size, launch_per_element, pick
+
+
+# -- argument checks of the backend ops --------------------------------------------------------------------
+def check_pool_input(x):
+    check_real("x", x, ndim=4)
+    if x.shape[2] % 2 or x.shape[3] % 2:
+        raise ValueError(f"max_pool2x2 needs an even height and width, got x of shape {x.shape}")
+
+
+def check_pool_grad(gy, argmax):
+    check_real("gy", gy, ndim=4)
+    if argmax.dtype != np.uint8 or argmax.shape != gy.shape:
+        raise ValueError(f"argmax must be uint8 of shape {gy.shape}, got {argmax.dtype} {argmax.shape}")
+
+
+# -- the user function and its autograd Function ---------------------------------------------------------
+class _MaxPool2x2(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y, argmax = ctx.backend.max_pool2x2(x)
+        ctx.save_for_backward(argmax)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (argmax,) = ctx.saved_tensors
+        return ctx.backend.max_pool2x2_grad(gy, argmax)
+
+
+def max_pool2x2(x):
+    """2x2 max pooling, stride 2. H and W must be even: the paper chooses tiles so that no pixel is dropped."""
+    check_tensor("max_pool2x2", "x", x, 4, "(N, C, H, W)")
+    h, w = x.shape[2:]
+    if h % 2 or w % 2 or h == 0 or w == 0:
+        raise ValueError(f"max_pool2x2: H and W must be even and > 0, got {h}x{w} (x shape {x.shape}); "
+                         f"choose the tile size with minunet.unet.valid_input_sizes")
+    return _MaxPool2x2.apply(x)
+
+
+# -- the numpy device: the window's 4 corners are strided views, so nothing is copied or transposed ----------
+def _window_corners(a):
+    """The 4 pixels of every 2x2 window as strided views (N, C, H/2, W/2), in the kernels' order k = 2*dy + dx."""
+    return [a[:, :, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+
+
+def numpy_max_pool2x2(x):
+    check_pool_input(x)
+    c = _window_corners(x)
+    # np.maximum returns NaN if either side is NaN, so y is NaN iff the window holds one, as in the kernel.
+    # (Where +0.0 and -0.0 tie, np.maximum may return either zero, the kernel the first one; they compare equal.)
+    y = np.maximum(np.maximum(c[0], c[1]), np.maximum(c[2], c[3]))
+    # argmax: the first corner equal to y (or the first NaN), found without a branch per element: with
+    # not_k = "corner k is neither y nor NaN" (0 or 1), argmax = not_0 * (1 + not_1 * (1 + not_2)).
+    not_it = [((ck != y) & (ck == ck)).view(np.uint8) for ck in c[:3]]
+    argmax = not_it[0] * (1 + not_it[1] * (1 + not_it[2]))
+    return y, argmax
+
+
+def numpy_max_pool2x2_grad(gy, argmax):
+    check_pool_grad(gy, argmax)
+    N, C, h, w = gy.shape
+    gx = np.empty((N, C, 2 * h, 2 * w), gy.dtype)
+    for k, corner in enumerate(_window_corners(gx)):  # the 4 views cover gx exactly once
+        corner[...] = keep_where(argmax == k, gy)
+    return gx
+
+
+# -- the kernel devices (cuda, sim): kernels/max_pool2x2.cu, each launch as its row in launch_table.py says --
+def kernel_max_pool2x2(be, x, version=None):
+    check_pool_input(x)
+    row = pick("max_pool2x2", "forward", version, x.dtype, be)
+    N, C, H, W = x.shape
+    check_int32_size("max_pool2x2", x.shape)
+    y = be.empty((N, C, H // 2, W // 2), x.dtype)
+    argmax = be.empty((N, C, H // 2, W // 2), np.uint8)
+    launch_per_element(be, row, x.dtype, y.size, (x, y, argmax, np.int32(N), np.int32(C), np.int32(H), np.int32(W)))
+    return y, argmax
+
+
+def kernel_max_pool2x2_grad(be, gy, argmax, version=None):
+    check_pool_grad(gy, argmax)
+    row = pick("max_pool2x2", "backward", version, gy.dtype, be)
+    N, C, h, w = gy.shape
+    gx = be.empty((N, C, 2 * h, 2 * w), gy.dtype)
+    launch_per_element(be, row, gy.dtype, gx.size,
+                       (gy, argmax, gx, np.int32(N), np.int32(C), np.int32(2 * h), np.int32(2 * w)))
+    return gx

@@ -1,0 +1,155 @@
+"""conv3x3, forward and backward (conv3x3_grad_input, conv3x3_grad_weight), against minunet/reference.py.
+
+1. The reference itself, checked independently: against scipy.signal.correlate2d / convolve2d, and its
+   gradients as the exact transposes of its forward (adjoint tests).
+2. The numpy device's fast path against the reference (float64, tiny sizes) and as the transpose of itself.
+3. The kernels on the kernel devices against the reference (in float64): every forward version, the default
+   backward versions, both dtypes, both paddings, with and without bias, odd shapes that are not multiples of
+   any tile, outputs fully written (the sim poisons outputs with NaN). Every version of the three ops, the
+   fused ReLU, the gradient checks and TF32: tests/test_conv3x3_versions.py.
+"""
+import numpy as np
+import pytest
+import scipy.signal
+
+from conftest import (DTYPES, as_float64, assert_adjoint, assert_close, assert_close_dtype, assert_outputs_keep, randn,
+                      run, terms_scale)
+from minunet import reference
+from minunet.backends import get_backend
+from minunet.ops.launch_table import VERSIONS
+
+NP = get_backend("numpy")
+EXACT = dict(atol=1e-12, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- 1. the reference, checked independently
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_reference_conv3x3_matches_scipy_correlate2d(rng, pad):
+    x, w, b = randn(rng, 2, 3, 5, 6), randn(rng, 4, 3, 3, 3), randn(rng, 4)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ref = np.array([[sum(scipy.signal.correlate2d(xp[n, c], w[o, c], mode="valid") for c in range(3)) + b[o]
+                     for o in range(4)] for n in range(2)])
+    assert_close(reference.conv3x3(x, w, b, pad), ref, **EXACT)
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_reference_conv3x3_grads_match_scipy(rng, pad):
+    # gx: gy convolved ("full", the kernel flipped) with w, cropped by the padding; gw: xp correlated with gy.
+    x, w = randn(rng, 2, 3, 5, 6), randn(rng, 4, 3, 3, 3)
+    gy = randn(rng, 2, 4, 3 + 2 * pad, 4 + 2 * pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    gxp = np.array([[sum(scipy.signal.convolve2d(gy[n, o], w[o, c], mode="full") for o in range(4))
+                     for c in range(3)] for n in range(2)])
+    gw = np.array([[sum(scipy.signal.correlate2d(xp[n, c], gy[n, o], mode="valid") for n in range(2))
+                    for c in range(3)] for o in range(4)])
+    assert_close(reference.conv3x3_grad_input(gy, w, pad, x.shape), gxp[:, :, pad:pad + 5, pad:pad + 6], **EXACT)
+    assert_close(reference.conv3x3_grad_weight(x, gy, pad), gw, **EXACT)
+
+
+def test_reference_conv3x3_on_a_delta_image_copies_the_flipped_kernel():
+    # Correlation with a single 1 at (2, 2) of a 5x5 image: y[i, j] = w[2-i, 2-j] for i, j in 0..2 (pad 0).
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 1.0
+    w = np.arange(9.0).reshape(1, 1, 3, 3)
+    assert_close(reference.conv3x3(x, w, None, 0)[0, 0], w[0, 0, ::-1, ::-1], **EXACT)
+
+
+# ---------------------------------------------------------------- 2. the numpy fast path against the reference
+
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_numpy_conv3x3_matches_the_reference(rng, pad, with_bias):
+    x, w, gy_shape = randn(rng, 2, 3, 5, 6), randn(rng, 4, 3, 3, 3), (2, 4, 3 + 2 * pad, 4 + 2 * pad)
+    b = randn(rng, 4) if with_bias else None
+    gy = randn(rng, *gy_shape)
+    assert_close(NP.conv3x3(x, w, b, pad), reference.conv3x3(x, w, b, pad), **EXACT, name="y")
+    assert_close(NP.conv3x3_grad_input(gy, w, pad, x.shape), reference.conv3x3_grad_input(gy, w, pad, x.shape),
+                 **EXACT, name="gx")
+    assert_close(NP.conv3x3_grad_weight(x, gy, pad), reference.conv3x3_grad_weight(x, gy, pad), **EXACT, name="gw")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_conv3x3_keeps_the_dtype(rng, dtype):
+    x, w, b, gy = (randn(rng, *s, dtype=dtype) for s in [(1, 2, 5, 5), (3, 2, 3, 3), (3,), (1, 3, 3, 3)])
+    outs = {"conv3x3": NP.conv3x3(x, w, b, 0), "conv3x3_grad_input": NP.conv3x3_grad_input(gy, w, 0, x.shape),
+            "conv3x3_grad_weight": NP.conv3x3_grad_weight(x, gy, 0)}
+    assert_outputs_keep(dtype, outs)
+
+
+@pytest.mark.parametrize("ops", [NP, reference], ids=["numpy", "reference"])
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 17, 12, 11), (3, 1, 19, 5)])
+def test_conv3x3_backward_is_the_transpose(rng, ops, pad, shape):
+    # <conv(x; w), gy> == <x, grad_input(gy)> == <w, grad_weight(x, gy)>: the backward ops are the exact
+    # transposes of the forward.
+    N, Ci, H, W = shape
+    Co = 5
+    x, w = randn(rng, *shape), randn(rng, Co, Ci, 3, 3)
+    gy = randn(rng, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad)
+    y_dot_gy = np.vdot(ops.conv3x3(x, w, None, pad), gy)
+    assert_adjoint(y_dot_gy, np.vdot(x, ops.conv3x3_grad_input(gy, w, pad, x.shape)), "grad_input")
+    assert_adjoint(y_dot_gy, np.vdot(w, ops.conv3x3_grad_weight(x, gy, pad)), "grad_weight")
+
+
+# ---------------------------------------------------------------- 3. kernels against the reference
+
+# (N, Ci, H, W, Co): channel counts 1, 3, 17; sizes that fill no 16x16 tile evenly, and one (19x37 with
+# pad 1 -> 2 x 3 tiles) that spans several tiles; Co = 9 and 17 leave a partial group of 8 output channels.
+CONV_SHAPES = [(2, 3, 7, 9, 2), (1, 17, 12, 11, 9), (2, 1, 19, 5, 1), (1, 3, 19, 37, 17)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("version", VERSIONS["conv3x3_forward"])
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_kernel_conv3x3_forward(backend, rng, dtype, version, pad, with_bias):
+    for N, Ci, H, W, Co in CONV_SHAPES:
+        x, w = randn(rng, N, Ci, H, W, dtype=dtype), randn(rng, Co, Ci, 3, 3, dtype=dtype)
+        b = randn(rng, Co, dtype=dtype) if with_bias else None
+        y = run(backend, "conv3x3", x, w, b, pad, version=version)
+        assert y.dtype == dtype
+        assert_close_dtype(y, reference.conv3x3(*as_float64(x, w, b), pad), dtype,
+                           name=f"conv3x3 v{version} {x.shape}", scale=terms_scale(9 * Ci))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pad", [0, 1])
+def test_kernel_conv3x3_backward(backend, rng, dtype, pad):
+    for N, Ci, H, W, Co in CONV_SHAPES:
+        x, w = randn(rng, N, Ci, H, W, dtype=dtype), randn(rng, Co, Ci, 3, 3, dtype=dtype)
+        gy = randn(rng, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad, dtype=dtype)
+        gx = run(backend, "conv3x3_grad_input", gy, w, pad, x.shape)
+        gw = run(backend, "conv3x3_grad_weight", x, gy, pad)
+        assert gx.dtype == dtype and gw.dtype == dtype
+        x64, w64, gy64 = as_float64(x, w, gy)
+        assert_close_dtype(gx, reference.conv3x3_grad_input(gy64, w64, pad, x.shape), dtype, name=f"gx {x.shape}",
+                           scale=terms_scale(9 * Co))
+        assert_close_dtype(gw, reference.conv3x3_grad_weight(x64, gy64, pad), dtype, name=f"gw {x.shape}",
+                           scale=terms_scale(gy[:, 0].size))
+
+
+def test_kernel_grad_weight_is_deterministic(backend, rng):
+    # Block reductions, no atomics: the same inputs give bit-identical weight gradients.
+    x = backend.asarray(randn(rng, 2, 3, 12, 11, dtype=np.float32))
+    gy = backend.asarray(randn(rng, 2, 4, 10, 9, dtype=np.float32))
+    first = backend.to_numpy(backend.conv3x3_grad_weight(x, gy, 0))
+    assert np.array_equal(first, backend.to_numpy(backend.conv3x3_grad_weight(x, gy, 0)))
+
+
+@pytest.mark.parametrize("version", VERSIONS["conv3x3_forward"])
+def test_kernel_conv3x3_on_an_image_too_small_for_valid_padding(backend, rng, version):
+    # A 2x2 image with pad 0 has a 0x0 output: nothing to launch, no crash, and the gradients are zeros.
+    x, w = randn(rng, 2, 3, 2, 2), randn(rng, 4, 3, 3, 3)
+    dx, dw = backend.asarray(x), backend.asarray(w)
+    y = backend.conv3x3(dx, dw, backend.asarray(randn(rng, 4)), 0, version=version)
+    assert y.shape == (2, 4, 0, 0)
+    gy = backend.zeros((2, 4, 0, 0), np.float64)
+    assert_close(backend.to_numpy(backend.conv3x3_grad_input(gy, dw, 0, x.shape)), np.zeros(x.shape), **EXACT)
+    assert_close(backend.to_numpy(backend.conv3x3_grad_weight(dx, gy, 0)), np.zeros(w.shape), **EXACT)
+
+
+def test_kernel_conv_rejects_an_unknown_version(backend, rng):
+    x, w = backend.asarray(randn(rng, 1, 1, 4, 4)), backend.asarray(randn(rng, 1, 1, 3, 3))
+    with pytest.raises(ValueError, match="version"):
+        backend.conv3x3(x, w, None, 0, version=99)
