@@ -13,7 +13,7 @@ reads its row and calls the launch helper of the row's grid rule, at the end of 
 """
 import dataclasses
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -102,22 +102,33 @@ class Launch:
         """The op and direction, as VERSIONS and DEFAULT_VERSIONS name them: "conv3x3_forward", "bias_grad"."""
         return f"{self.op}_{self.direction}" if self.direction else self.op
 
+    # The numbers are read from the .cu file once per row (cached_property), not on every launch: a launch is on
+    # the training step's hot path, and each read looks up the kernels folder on disk.
     def value(self, define_name):
         return define(f"{self.file}.cu", define_name)
 
-    @property
+    @cached_property
     def threads(self):
         return tuple(self.value(d) for d in self.block)
 
-    @property
+    @cached_property
     def tile_sizes(self):
         return tuple(self.value(d) for d in self.tile)
+
+    @cached_property
+    def _shared_count(self):
+        return self.value(self.shared[0]) if self.shared else 0
 
     def shared_bytes(self, dtype):
         if not self.shared:
             return 0
-        count, element = self.shared
-        return self.value(count) * (np.dtype(dtype).itemsize if element == "real" else np.dtype(element).itemsize)
+        element = self.shared[1]
+        return self._shared_count * np.dtype(dtype if element == "real" else element).itemsize
+
+    @cached_property
+    def reduce_row(self):
+        """SPLIT_K: the row of the kernel that adds the slices (one thread per element of gw)."""
+        return dataclasses.replace(self, kernel=self.reduce, block=THREADS, grid=PER_ELEMENT, tile=(), reduce="")
 
 
 L = Launch
@@ -322,5 +333,4 @@ def launch_split_k(be, row, x, gw, rows, cols, pixels, args):
     partial = gw if splits == 1 else be.empty((splits,) + gw.shape, x.dtype)
     launch(be, row, x.dtype, (cdiv(cols, BN), cdiv(rows, BM), splits), args(partial) + i32(chunk))
     if splits > 1:
-        reduce = dataclasses.replace(row, kernel=row.reduce, block=THREADS, grid=PER_ELEMENT, tile=(), reduce="")
-        launch_per_element(be, reduce, x.dtype, gw.size, (partial, gw) + i32(gw.size, splits))
+        launch_per_element(be, row.reduce_row, x.dtype, gw.size, (partial, gw) + i32(gw.size, splits))
