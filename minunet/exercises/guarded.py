@@ -113,14 +113,12 @@ class ExerciseLauncher(SimLauncher):
         return self.guards.new(shape, dtype, fill_bytes=0xFF)  # NaN for floats; 0xFF for integers
 
     def module(self, stem, dtype):
-        if self.file.endswith(".cuh"):  # every kernel file, with the learner's header
-            path = kernels_with_header(self.learner_path, self.file) / f"{stem}.cu"
-        elif self.file == f"{stem}.cu":
-            path = self.learner_path
-        else:
+        header = self.file.endswith(".cuh")  # then every kernel file compiles with the learner's header
+        if not header and self.file != f"{stem}.cu":
             return super().module(stem, dtype)
         key = ("learner", stem, np.dtype(dtype))
-        if key not in self._modules:
+        if key not in self._modules:  # the folder of kernels is written once per module, not per call
+            path = kernels_with_header(self.learner_path, self.file) / f"{stem}.cu" if header else self.learner_path
             self._modules[key] = SimModule(path, defines={"MINUNET_REAL": real_name(dtype)},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
                                            racecheck=self.racecheck)
