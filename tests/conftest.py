@@ -114,7 +114,7 @@ def launch_census(dtypes=(np.float32, np.float64)):
     convolution op at every version, and a small U-Net's training step for the other ops, on the sim."""
     import minunet as mu
     import minunet.functional as F
-    from minunet.ops import launch_table
+    from minunet.ops import launching as launch_table
     from minunet.nvrtc import real_name
 
     census = {}

@@ -13,7 +13,7 @@ import pytest
 from minunet import paths
 from minunet.backends import get_backend
 from minunet.backends.kernel_backend import KernelBackend
-from minunet.ops import launch_table as lt
+from minunet.ops import launching as lt
 from minunet.sim.build import find_kernels
 
 TABLE_SOURCE = Path(lt.__file__)

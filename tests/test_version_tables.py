@@ -2,7 +2,7 @@
 and the TF32 versions are selectable after the exact ones."""
 import re
 
-from minunet.ops.launch_table import DEFAULT_VERSIONS, LAUNCHES, TF32_VERSIONS, VERSIONS, all_versions
+from minunet.ops.launching import DEFAULT_VERSIONS, LAUNCHES, TF32_VERSIONS, VERSIONS, all_versions
 from minunet.paths import kernel_path
 
 

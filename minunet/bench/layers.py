@@ -3,7 +3,7 @@ their FLOPs and minimum bytes, random operands, and the call of each op and dire
 import numpy as np
 
 from .. import unet
-from ..ops.launch_table import TF32_VERSIONS, all_versions
+from ..ops.launching import TF32_VERSIONS, all_versions
 
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
 CONV_OPS = ("conv3x3", "up_conv2x2", "conv1x1")

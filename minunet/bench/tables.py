@@ -1,6 +1,6 @@
 """The Markdown tables of a report: per kernel, totals over the U-Net's layers, per op and version, the CPU's
 per-op totals, the training step, and the checks that failed."""
-from ..ops.launch_table import DEFAULT_VERSIONS
+from ..ops.launching import DEFAULT_VERSIONS
 
 
 def _ms(seconds):

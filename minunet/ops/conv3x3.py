@@ -20,7 +20,7 @@ import numpy as np
 
 from ..tensor import Function
 from .checks import add_bias, bias_args, check_tensor, check_weight_bias, flat, grads_for, tensors
-from .launch_table import (PER_ELEMENT, PER_WEIGHT, PER_WEIGHT_GROUP, TILED, check_int32_size, cdiv, i32,
+from .launching import (PER_ELEMENT, PER_WEIGHT, PER_WEIGHT_GROUP, TILED, check_int32_size, cdiv, i32,
                            launch_blocks, launch_gemm, launch_per_element, launch_split_k, launch_tiled, pick)
 
 PADDING = {"valid": 0, "same": 1}

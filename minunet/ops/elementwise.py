@@ -10,7 +10,7 @@ import numpy as np
 
 from ..tensor import Function
 from .checks import check_like, check_real, check_same, check_tensor
-from .launch_table import check_int32_size, launch_blocks, launch_per_element, pick
+from .launching import check_int32_size, launch_blocks, launch_per_element, pick
 
 UINT32_LIMIT = 2**32
 

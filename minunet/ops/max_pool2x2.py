@@ -10,7 +10,7 @@ import numpy as np
 from ..tensor import Function
 from .checks import check_real, check_tensor
 from .elementwise import keep_where
-from .launch_table import check_int32_size, launch_per_element, pick
+from .launching import check_int32_size, launch_per_element, pick
 
 
 # -- argument checks of the backend ops --------------------------------------------------------------------

@@ -7,7 +7,7 @@ The numpy device's step, then the launch of kernels/sgd.cu for cuda and sim (its
 import numpy as np
 
 from .checks import check_real, check_same
-from .launch_table import launch_per_element, pick
+from .launching import launch_per_element, pick
 
 
 def check_sgd(param, grad, velocity):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..tensor import Function, Tensor
 from .checks import check_real, check_same, check_tensor
-from .launch_table import cdiv, check_int32_size, launch_per_element, pick
+from .launching import cdiv, check_int32_size, launch_per_element, pick
 
 
 # -- argument checks of the backend op ---------------------------------------------------------------------

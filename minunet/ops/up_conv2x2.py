@@ -13,7 +13,7 @@ import numpy as np
 
 from ..tensor import Function
 from .checks import add_bias, bias_args, check_tensor, check_weight_bias, flat, grads_for, tensors
-from .launch_table import PER_ELEMENT, PER_WEIGHT, check_int32_size, i32, launch_blocks, launch_gemm, \
+from .launching import PER_ELEMENT, PER_WEIGHT, check_int32_size, i32, launch_blocks, launch_gemm, \
     launch_per_element, launch_split_k, pick
 
 
