@@ -114,7 +114,7 @@ def launch_census(dtypes=(np.float32, np.float64)):
     convolution op at every version, and a small U-Net's training step for the other ops, on the sim."""
     import minunet as mu
     import minunet.functional as F
-    from minunet.ops import launching as launch_table
+    from minunet.ops import launching
     from minunet.nvrtc import real_name
 
     census = {}
@@ -142,8 +142,8 @@ def launch_census(dtypes=(np.float32, np.float64)):
                      "conv1x1_grad_input": lambda v: sim.conv1x1_grad_input(gy, w1, version=v),
                      "conv1x1_grad_weight": lambda v: sim.conv1x1_grad_weight(x, gy, version=v)}
             for op, call in calls.items():
-                for v in launch_table.all_versions(op):
-                    if not (launch_table.TF32_VERSIONS.get(op) == v and dtype != np.float32):
+                for v in launching.all_versions(op):
+                    if not (launching.TF32_VERSIONS.get(op) == v and dtype != np.float32):
                         call(v)
         net = mu.UNet(depth=2, base_channels=4, device="sim", dropout=0.5)
         image = mu.Tensor(rng.random((1, 1, 44, 44)).astype(np.float32), device="sim")

@@ -129,7 +129,7 @@ def test_cpu_totals_give_the_ratio_to_pytorch_and_to_the_roofline():
 def test_keep_freed_memory_takes_on_glibc():
     import platform
 
-    from minunet.backends.numpy_backend import keep_freed_memory
+    from minunet.memory import keep_freed_memory
     assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
 
 

@@ -53,6 +53,9 @@ class CudaLauncher:
     def to_numpy(self, a):
         return cupy.asnumpy(a)
 
+    def compute_capability(self):
+        return int(cupy.cuda.Device().compute_capability)  # "90" on an H100
+
     def empty(self, shape, dtype):
         """cupy.empty; with MINUNET_POISON=1 filled with NaN (integers: their maximum) to expose unwritten outputs."""
         out = cupy.empty(shape, dtype)

@@ -79,7 +79,7 @@ def _run_cuda(env, sections, out, quick, plot, log):
 def _run_cpu(device, env, sections, quick, plot, log, n_threads, default_runs):
     chart = None
     if device == "numpy":
-        from ..backends.numpy_backend import keep_freed_memory
+        from ..memory import keep_freed_memory
         keep_freed_memory()  # as python -m minunet.train does: PyTorch's step runs under it too
         sections["training"] = cpu.bench_training_cpu(quick, log)
         sections["training"]["threads"] = n_threads
