@@ -111,9 +111,9 @@ def test_kernel_file_compiles_cleanly(stem, tmp_path, census):
     check_launch_limits(stem, results, census)
 
 
-# conv3x3.cu emulates the mma instruction with shared scratch declared only under MINUNET_SIM: the mangled
+# gemm_tile.cuh emulates the mma instruction with shared scratch declared only under MINUNET_SIM: the mangled
 # name of the function that declares it.
-SIM_ONLY_SHARED = "conv3x3_mma_tf32"
+SIM_ONLY_SHARED = "minunet_mma_tf32"
 
 
 def check_launch_limits(stem, results, census):
