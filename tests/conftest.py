@@ -1,4 +1,4 @@
-"""Shared test helpers: the closeness check (minunet/exercises/compare.py's, re-exported), device
+"""Shared test helpers: the closeness check (minunet/compare.py's, re-exported), device
 parametrisation, seeded random data, sanitizer runs."""
 import functools
 import os
@@ -13,7 +13,7 @@ import pytest
 from minunet import paths
 from minunet.backends import cuda_available, get_backend
 from minunet.backends.kernel_backend import KernelBackend
-from minunet.exercises.compare import assert_close, assert_close_dtype  # noqa: F401 (the tests import them from here)
+from minunet.compare import assert_close, assert_close_dtype  # noqa: F401 (the tests import them from here)
 from minunet.sim import SimLauncher
 
 # Kernel devices compared against the reference (minunet/reference.py). cuda is always listed and skipped
