@@ -7,7 +7,7 @@
 The second form times one kernel, as llm.c's `./layernorm_forward 4` does: see one_kernel.py.
 
 On cuda, per layer of the paper's U-Net (572x572 tile, batch 1, float32) and per op and direction
-(forward, grad_input, grad_weight), every selectable kernel version (launch_table.all_versions) and PyTorch
+(forward, grad_input, grad_weight), every selectable kernel version (launching.all_versions) and PyTorch
 (cuDNN, when `import torch` works with CUDA; TF32 off, true float32, and on) is, as llm.c's dev/cuda does it,
 1. checked against the reference, the numpy device in float64 on the same operands; an implementation that
    fails is reported (first section of the report, stderr, exit status 1) and never timed, on this layer or

@@ -124,9 +124,10 @@ def _cpu_thread_sections(sections, quick, default_runs, log):
 
 
 def main(argv=None):
-    from . import __doc__ as doc
     parser = argparse.ArgumentParser(
-        prog="python -m minunet.bench", description=doc.split("\n")[0],
+        prog="python -m minunet.bench",
+        description="Benchmarks: every convolution kernel version on the U-Net's own layers, and one training step "
+                    "end to end (minunet/bench/__init__.py says how).",
         epilog="With OP DIRECTION, one kernel, as llm.c's dev/cuda programs: the chosen --version (default: every "
                "version) and PyTorch where installed, checked against the float64 reference on every layer of OP, "
                "then timed (ms, GFLOP/s, % of the roofline floor); a failed check is never timed (exit 1). Layers: "

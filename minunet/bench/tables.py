@@ -81,7 +81,7 @@ def op_totals(rows):
 
 def fastest_exact_versions(rows):
     """{op: version}: per op, the exact (not TF32) version with the least total time over the U-Net's layers:
-    the evidence-based value of DEFAULT_VERSIONS in minunet/ops/launch_table.py."""
+    the evidence-based value of DEFAULT_VERSIONS in minunet/ops/launching.py."""
     best = {}
     for op, by_impl in op_totals(rows).items():
         exact = {impl: t for impl, t in by_impl.items() if impl.startswith("v") and not impl.endswith("tf32")}
