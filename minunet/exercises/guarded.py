@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..nvrtc import real_name
+from ..nvrtc_options import real_name
 from ..sim import SimLauncher, SimModule
 from .compare import index
 
