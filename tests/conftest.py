@@ -115,7 +115,7 @@ def launch_census(dtypes=(np.float32, np.float64)):
     import minunet as mu
     import minunet.functional as F
     from minunet.ops import launching
-    from minunet.nvrtc import real_name
+    from minunet.nvrtc_options import real_name
 
     census = {}
     launch = KernelBackend.launch

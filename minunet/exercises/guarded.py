@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import paths
 from ..compare import index
-from ..nvrtc import real_name
+from ..nvrtc_options import real_name
 from ..sim import SimLauncher, SimModule
 
 GUARD_ELEMENTS = 4096  # more than a block's threads past the end (MINUNET_THREADS = 256) and a few rows of a conv
