@@ -19,7 +19,7 @@ import numpy as np
 
 from minunet import nvrtc
 from minunet.backends import get_backend
-from minunet.ops.launch_table import TF32_VERSIONS, all_versions
+from minunet.ops.launching import TF32_VERSIONS, all_versions
 
 ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90")
 DTYPES = (np.float32, np.float64)

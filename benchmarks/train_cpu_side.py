@@ -12,7 +12,7 @@ import statistics
 import tempfile
 import time
 
-from minunet.backends.numpy_backend import keep_freed_memory
+from minunet.memory import keep_freed_memory
 from minunet.train import Trainer, build_parser, resolve_config
 
 

@@ -12,7 +12,8 @@
 typedef MINUNET_REAL real;
 
 #define MINUNET_THREADS 256  // threads per block of the one-thread-per-element kernels and of the block reductions
-                             // (read by minunet/ops/launch_table.py; a power of two, as the reductions need)
+                             // (read by the launchers through minunet/ops/launching.py; a power of two, as the
+                             // reductions need)
 
 // A counter-based random number: the same (seed, index) gives the same number on every device and in
 // NumPy (dropout's numpy path, minunet/ops/elementwise.py, reproduces it bit for bit), so dropout masks agree

@@ -24,8 +24,9 @@
 //       (deterministic).
 //       Reads x and gy once per 64 channels; v1 reads x Co times and gy Ci times (one block per weight).
 //
-// Launched by minunet/ops/conv1x1.py, with the grid, block and tile sizes of minunet/ops/launch_table.py (which
-// reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_conv1x1.py`.
+// Each kernel is launched by its launcher, the function of the same name in minunet/ops/conv1x1.py, which
+// writes its block, grid and shared memory; the tile sizes are the #defines here and in gemm_tile.cuh, read
+// once through minunet/ops/launching.py. Checked by `pytest tests/test_conv1x1.py`.
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 

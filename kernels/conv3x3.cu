@@ -37,7 +37,7 @@
 //                (o <-> c) and flipped (tap t -> 8-t) and padding 2-pad: k = (o, ky, kx), q a pixel of x;
 //   grad_weight  gw[o, j] = sum_q  gy[o, q] * X[j, q]      j = (c, ky, kx): a product whose REDUCTION runs over
 //                all N*Ho*Wo pixels, so it is split over blocks ("split-K", see below).
-// All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or conv3x3_gemm_tf32): a block
+// All of them use one block-tile routine, minunet_gemm_fma of gemm_tile.cuh (or minunet_gemm_tf32): a block
 // of 256 threads owns a BM x BN tile of the product; per step it stages a 16-deep slice of both operands in
 // shared memory with gemm_tile.cuh's stagers (zeros outside the matrices: that is the padding and the
 // partial tiles), then every thread accumulates a (BM/16) x (BN/16) block of outputs in registers (its rows
@@ -57,7 +57,7 @@
 //   conv3x3_forward_v5: v3 with the block tile multiplied on tensor cores in TF32 (mma.sync.m16n8k8, inputs
 //       rounded to 10 mantissa bits, float accumulation): 8 warps, each a 32 x 16 piece (2 x 2 mma tiles).
 //       Off by default (TF32 changes results at the 1e-3 level); float32 only; sm_80 or newer. The
-//       simulator runs it with an emulation of the documented fragment layout (conv3x3_mma_tf32), so the
+//       simulator runs it with an emulation of the documented fragment layout (minunet_mma_tf32), so the
 //       indexing is checked on the CPU; the PTX itself only on a GPU (tests marked gpu).
 //   conv3x3_grad_input_v3: the forward's implicit GEMM on gy with transposed, flipped weights (no atomics:
 //       every gx element is one thread's sum). v1 reads each gy value 9*Ci times from global memory, v2
@@ -77,16 +77,17 @@
 // GEMM (the default), v4 the same with a bigger register block, v5 TF32 tensor cores (off by default).
 // NVRTC's resource report for all of them (no spills on sm_75..sm_90): `python -m minunet.nvrtc conv3x3`;
 // timings on the U-Net's layers: `python -m minunet.bench` (benchmarks/README.md). Without a GPU the
-// defaults (DEFAULT_VERSIONS in minunet/ops/launch_table.py) were chosen by the traffic arguments above;
+// defaults (DEFAULT_VERSIONS in minunet/ops/launching.py) were chosen by the traffic arguments above;
 // the GPU benchmark decides (v3 or v4).
 //
-// Launched by minunet/ops/conv3x3.py, with the grid, block and tile sizes of minunet/ops/launch_table.py,
-// which reads them from the #defines here and in gemm_tile.cuh (MINUNET_GEMM_*). Checked by
+// Each kernel is launched by its launcher, the function of the same name in minunet/ops/conv3x3.py (e.g.
+// `def conv3x3_forward_v3`), which writes its block, grid and shared memory; the tile sizes are the #defines
+// here and in gemm_tile.cuh (MINUNET_GEMM_*), read once through minunet/ops/launching.py. Checked by
 // `pytest tests/test_conv3x3.py` against the readable loops of minunet/reference.py on the sim device (and
 // cuda with a GPU), both dtypes, both paddings, every version; the GEMM versions also by
 // `pytest tests/test_conv3x3_versions.py` (odd channel counts, gradient checks through each version).
 #include "common.cuh"
-#include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
+#include "gemm_tile.cuh"  // minunet_gemm_fma, minunet_gemm_tf32, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 
 #define CONV3X3_V2_TILE 16     // the v2 kernels: output tile edge; the block is (TILE, TILE, 1) threads
 #define CONV3X3_V2_COUT 8      // forward and grad_input v2: output channels per block (accumulators per thread)
@@ -96,7 +97,7 @@
 #define CONV3X3_V3_BN 64       //   v3 64 x 64,
 #define CONV3X3_V4_BM 128      //   v4 128 x 128,
 #define CONV3X3_V4_BN 128
-#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64: conv3x3_gemm_tf32's 8 warps of 32 x 16 must cover it
+#define CONV3X3_V5_BM 64       //   v5 (TF32) 64 x 64: minunet_gemm_tf32's 8 warps of 32 x 16 must cover it
 #define CONV3X3_V5_BN 64
 
 extern "C" __global__ void conv3x3_forward_v1(const real* x, const real* w, const real* b, real* y,
@@ -285,117 +286,8 @@ extern "C" __global__ void conv3x3_grad_weight_v2(const real* x, const real* gy,
 
 // ================================================================ the implicit-GEMM versions
 
-// The CUDA-core block tile is minunet_gemm_fma of gemm_tile.cuh (shared with conv1x1.cu, up_conv2x2.cu).
-
-// ---- TF32 tensor cores: one warp-wide mma.sync.m16n8k8, D[16 x 8] += A[16 x 8] * B[8 x 8] ----
-// Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32), lane = 4*g + t:
-//   a[0] = A[g][t], a[1] = A[g+8][t], a[2] = A[g][t+4], a[3] = A[g+8][t+4];  b[0] = B[t][g], b[1] = B[t+4][g];
-//   d[0] = D[g][2t], d[1] = D[g][2t+1], d[2] = D[g+8][2t], d[3] = D[g+8][2t+1].
-
-// float -> TF32 (10 mantissa bits), rounded to nearest with ties away from zero, as cvt.rna.tf32.f32.
-__device__ __forceinline__ unsigned int conv3x3_to_tf32(float v) {
-#if defined(MINUNET_SIM)
-    unsigned int u = __float_as_uint(v);
-    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;  // finite: add half a TF32 unit, then truncate
-    return u & 0xffffe000u;
-#elif __CUDA_ARCH__ >= 800
-    unsigned int u;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
-    return u;
-#else
-    return __float_as_uint(v);  // sm_75 has no TF32; conv3x3_mma_tf32 traps, and Python never launches it
-#endif
-}
-
-__device__ __forceinline__ void conv3x3_mma_tf32(float d[4], const unsigned int a[4], const unsigned int b[2]) {
-#if defined(MINUNET_SIM)
-    // The simulator has no tensor cores: each warp lays its fragments out as matrices in shared scratch
-    // (per the layout above), multiplies them, and reads its own 4 outputs. Same fragments in, same out.
-    __shared__ float sa[MINUNET_GEMM_THREADS / 32][16][8];
-    __shared__ float sb[MINUNET_GEMM_THREADS / 32][8][8];
-    const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    sa[warp][g][t] = __uint_as_float(a[0]);
-    sa[warp][g + 8][t] = __uint_as_float(a[1]);
-    sa[warp][g][t + 4] = __uint_as_float(a[2]);
-    sa[warp][g + 8][t + 4] = __uint_as_float(a[3]);
-    sb[warp][t][g] = __uint_as_float(b[0]);
-    sb[warp][t + 4][g] = __uint_as_float(b[1]);
-    __syncwarp();
-    for (int r = 0; r < 4; r++) {
-        int row = g + 8 * (r / 2), col = 2 * t + r % 2;
-        float sum = 0.0f;  // products of TF32 numbers are exact in float
-        for (int k = 0; k < 8; k++) sum += sa[warp][row][k] * sb[warp][k][col];
-        d[r] += sum;
-    }
-    __syncwarp();  // before the next call overwrites the scratch
-#elif __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-    __trap();  // no TF32 tensor cores before sm_80
-#endif
-}
-
-// The block tile of minunet_gemm_fma on tensor cores: the same slices (staged by the caller's load, built on
-// gemm_tile.cuh's stagers), the same store. The THREADS/32 warps form a (BM/32) x (BN/16) grid, warp w owning
-// rows 32*(w % (BM/32)) .. +31 and columns 16*(w / (BM/32)) .. +15, i.e. 2 x 2 mma tiles; each BK-deep slice
-// is BK/8 k-steps of 8. Its k loop repeats minunet_gemm_fma's: a shared loop taking the multiply as a lambda
-// cost up to 4 registers in some kernels (NVRTC), so each keeps its own.
-template <int BM, int BN, class Load, class Store>
-__device__ __forceinline__ void conv3x3_gemm_tf32(Load& load, Store& store, int k_begin, int k_end) {
-    constexpr int WM = 32, WN = 16, WARPS_M = BM / WM;  // a warp's piece of the tile, and the warps along BM
-    constexpr int MI = WM / 16, NJ = WN / 8;            // its mma tiles (16 x 8) along each side
-    static_assert(BM % WM == 0 && BN % WN == 0 && (BM / WM) * (BN / WN) == MINUNET_GEMM_THREADS / 32,
-                  "the warps must cover the block tile, one 32 x 16 piece each");
-    static_assert(MINUNET_GEMM_BK % 8 == 0, "mma.m16n8k8 takes k-steps of 8");
-    __shared__ real As[MINUNET_GEMM_BK][BM + MINUNET_GEMM_PAD];
-    __shared__ real Bs[MINUNET_GEMM_BK][BN + MINUNET_GEMM_PAD];
-    const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    const int wm = WM * (warp % WARPS_M), wn = WN * (warp / WARPS_M);
-    float acc[MI][NJ][4];
-#pragma unroll
-    for (int i = 0; i < MI; i++)
-#pragma unroll
-        for (int j = 0; j < NJ; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
-    for (int k0 = k_begin; k0 < k_end; k0 += MINUNET_GEMM_BK) {
-        load(As, Bs, k0);
-        __syncthreads();
-#pragma unroll
-        for (int ks = 0; ks < MINUNET_GEMM_BK; ks += 8) {
-            unsigned int a[MI][4], b[NJ][2];
-#pragma unroll
-            for (int i = 0; i < MI; i++) {
-                int row = wm + 16 * i + g;
-                a[i][0] = conv3x3_to_tf32((float)As[ks + t][row]);
-                a[i][1] = conv3x3_to_tf32((float)As[ks + t][row + 8]);
-                a[i][2] = conv3x3_to_tf32((float)As[ks + t + 4][row]);
-                a[i][3] = conv3x3_to_tf32((float)As[ks + t + 4][row + 8]);
-            }
-#pragma unroll
-            for (int j = 0; j < NJ; j++) {
-                int col = wn + 8 * j + g;
-                b[j][0] = conv3x3_to_tf32((float)Bs[ks + t][col]);
-                b[j][1] = conv3x3_to_tf32((float)Bs[ks + t + 4][col]);
-            }
-#pragma unroll
-            for (int i = 0; i < MI; i++)
-#pragma unroll
-                for (int j = 0; j < NJ; j++) conv3x3_mma_tf32(acc[i][j], a[i], b[j]);
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < MI; i++)
-#pragma unroll
-        for (int j = 0; j < NJ; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-                store(wm + 16 * i + g + 8 * (r / 2), wn + 8 * j + 2 * t + r % 2, (real)acc[i][j][r]);
-}
+// The block tiles are gemm_tile.cuh's: minunet_gemm_fma on CUDA cores (shared with conv1x1.cu and
+// up_conv2x2.cu), minunet_gemm_tf32 on TF32 tensor cores (v5).
 
 // out (N, Cout, Ho, Wo) = conv3x3 of img (N, Cimg, H, W), as an implicit GEMM with a BM x BN block tile
 // (grid: ceil(N*Ho*Wo / BN), ceil(Cout / BM)). kGradInput = false: the forward, A[o, k] = w[o, k], w (Cout, Cimg, 3, 3).
@@ -446,7 +338,7 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
         const int n = qq / P;
         out[(n * Cout + m) * P + (qq - n * P)] = v;
     };
-    if constexpr (kTensorCores) conv3x3_gemm_tf32<BM, BN>(load, store, 0, K);
+    if constexpr (kTensorCores) minunet_gemm_tf32<BM, BN>(load, store, 0, K);
     else minunet_gemm_fma<BM, BN>(load, store, 0, K);
 }
 
@@ -495,7 +387,7 @@ __device__ __forceinline__ void conv3x3_grad_weight_gemm(const real* x, const re
         const int m = m0 + row, j = j0 + col;
         if (m < Co && j < J) partial[((long long)blockIdx.z * Co + m) * J + j] = v;
     };
-    if constexpr (kTensorCores) conv3x3_gemm_tf32<BM, BN>(load, store, k_begin, k_end);
+    if constexpr (kTensorCores) minunet_gemm_tf32<BM, BN>(load, store, k_begin, k_end);
     else minunet_gemm_fma<BM, BN>(load, store, k_begin, k_end);
 }
 

@@ -23,8 +23,9 @@
 //       same summation order on every run, no atomics. grid (C), block MINUNET_THREADS, dynamic shared
 //       memory MINUNET_THREADS reals.
 //
-// Launched by minunet/ops/elementwise.py (the one-thread-per-element kernels: blocks of MINUNET_THREADS),
-// with the kernel names of minunet/ops/launch_table.py. Checked by tests/test_elementwise.py against the
+// Each kernel is launched by its launcher, the function of the same name in minunet/ops/elementwise.py, which
+// writes its block, grid and shared memory (the one-thread-per-element kernels: blocks of MINUNET_THREADS,
+// read once through minunet/ops/launching.py). Checked by tests/test_elementwise.py against the
 // NumPy reference on the sim and cuda devices, in float and double; dropout masks must match NumPy bit
 // for bit.
 #include "common.cuh"

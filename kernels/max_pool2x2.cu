@@ -14,10 +14,10 @@
 //       A gather rather than a scatter: every element of gx is written exactly once (no zero-fill pass,
 //       no atomics, nothing left unwritten).
 //
-// Launched by minunet/ops/max_pool2x2.py (blocks of MINUNET_THREADS), with the kernel names of
-// minunet/ops/launch_table.py. Checked by tests/test_max_pool2x2.py against the NumPy reference on the sim (and
-// cuda) devices, with
-// tie-free inputs (a shuffled arange) plus an explicit test of the tie and NaN rules.
+// Each kernel is launched by its launcher, the function of the same name in minunet/ops/max_pool2x2.py, which
+// writes its block (MINUNET_THREADS, read once through minunet/ops/launching.py) and grid. Checked by
+// tests/test_max_pool2x2.py against the NumPy reference on the sim (and cuda) devices, with tie-free inputs
+// (a shuffled arange) plus an explicit test of the tie and NaN rules.
 #include "common.cuh"
 
 extern "C" __global__ void max_pool2x2_forward_v1(const real* x, real* y, unsigned char* argmax,

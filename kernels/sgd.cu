@@ -10,9 +10,9 @@
 //   sgd_step_v1: one thread per parameter element; reads param, grad and velocity once, writes param and
 //       velocity once (memory-bound; one launch per parameter tensor).
 //
-// Launched by minunet/ops/sgd.py (blocks of MINUNET_THREADS), with the kernel name of
-// minunet/ops/launch_table.py. Checked by tests/test_sgd.py: several steps on the sim and cuda devices
-// against the NumPy reference.
+// Launched by its launcher, the function of the same name in minunet/ops/sgd.py, which writes its block
+// (MINUNET_THREADS, read once through minunet/ops/launching.py) and grid. Checked by tests/test_sgd.py:
+// several steps on the sim and cuda devices against the NumPy reference.
 #include "common.cuh"
 
 extern "C" __global__ void sgd_step_v1(real* param, const real* grad, real* velocity, int n,

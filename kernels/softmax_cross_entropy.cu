@@ -21,7 +21,8 @@
 //       total as exact as the per-pixel float losses themselves (tutorials/06 measures it).
 //
 // grid (ceil(N*H*W / MINUNET_THREADS)), block MINUNET_THREADS, dynamic shared memory MINUNET_THREADS doubles.
-// Launched by minunet/ops/softmax_cross_entropy.py, with the kernel name of minunet/ops/launch_table.py.
+// Launched by its launcher, the function of the same name in minunet/ops/softmax_cross_entropy.py, which
+// writes that block, grid and shared memory (MINUNET_THREADS read once through minunet/ops/launching.py).
 // Checked by tests/test_softmax_cross_entropy.py: against the NumPy reference (with and without weights and ignored
 // pixels), on the sim and cuda devices, in float and double.
 #include "common.cuh"

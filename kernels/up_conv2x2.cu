@@ -26,8 +26,9 @@
 //       writes its slice's partial product, gemm_split_k_reduce (gemm_tile.cuh) adds them in order
 //       (deterministic, no atomics).
 //
-// Launched by minunet/ops/up_conv2x2.py, with the grid, block and tile sizes of minunet/ops/launch_table.py
-// (which reads the #defines here and in gemm_tile.cuh). Checked by `pytest tests/test_up_conv2x2.py`.
+// Each kernel is launched by its launcher, the function of the same name in minunet/ops/up_conv2x2.py, which
+// writes its block, grid and shared memory; the tile sizes are the #defines here and in gemm_tile.cuh, read
+// once through minunet/ops/launching.py. Checked by `pytest tests/test_up_conv2x2.py`.
 #include "common.cuh"
 #include "gemm_tile.cuh"  // minunet_gemm_fma, the MINUNET_GEMM_* tile sizes, gemm_split_k_reduce
 

@@ -4,9 +4,11 @@ Layout: "model/<parameter name>" and "optim/<key>" arrays, plus "meta", a JSON s
 configuration, the step, the random generators' states and anything else the trainer wants back.
 Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over the old file:
 an interrupt at any moment leaves either the previous checkpoint or the new one, never half of one.
+Reading gives today's parameter names, also for a checkpoint written before they changed (current_name).
 """
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -45,7 +47,8 @@ def _umask():
 
 
 def load(path):
-    """(meta dict, model state, optimizer state); a clear ValueError for a missing or corrupt file."""
+    """(meta dict, model state under today's names, optimizer state); a clear ValueError for a missing or
+    corrupt file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -60,9 +63,20 @@ def load(path):
         raise ValueError(f"checkpoint {path} is not a readable minunet checkpoint ({type(e).__name__}: {e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
-    model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    model = {current_name(k[len("model/"):]): v for k, v in arrays.items() if k.startswith("model/")}
     optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     return meta, model, optim
+
+
+def current_name(name):
+    """A parameter's name today, for a name in a checkpoint written before issue #15, when `up.N` held the
+    up-convolutions and `up_convs.N` the expanding path's double convolutions (the reverse of the paper's
+    words). Today's names pass unchanged: the two patterns below match none of them."""
+    old_up_conv = re.fullmatch(r"up\.(\d+)\.([wb])", name)
+    if old_up_conv:
+        return f"up_convs.{old_up_conv[1]}.{old_up_conv[2]}"
+    old_level = re.fullmatch(r"up_convs\.(\d+)\.(conv[12]\.[wb])", name)
+    return f"up.{old_level[1]}.{old_level[2]}" if old_level else name
 
 
 def load_model(path, device="auto"):

@@ -4,13 +4,13 @@ Why: CI has no GPU, yet a kernel that does not compile, warns, or spills registe
 should fail there, not on a borrowed GPU. NVRTC itself needs no GPU, but CuPy's public compile path asks
 the driver for the architecture even when one is given. This file is the ONE place that works around it:
 inside `_arch_from_argument()` the private `cupy.cuda.compiler._get_arch_for_options_for_nvrtc` answers
-from its argument. With the options below, the cubin is byte-identical to the one CuPy's RawModule caches
-(tests/test_nvrtc.py checks it). The private name is why CuPy is pinned (pyproject.toml).
+from its argument. With minunet's options (nvrtc_options.py, which the cuda launcher compiles with at run
+time), the cubin is byte-identical to the one CuPy's RawModule caches (tests/test_nvrtc.py checks it). The
+private name is why CuPy is pinned (pyproject.toml).
 
     python -m minunet.nvrtc [--arch sm_75 sm_80 ...] [--dtype float double] [--block 256]
 """
 import argparse
-import hashlib
 import io
 import os
 import re
@@ -21,13 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from . import paths
+from .nvrtc_options import compile_options, real_name
 
 CUPY_PIN = "14.2.0"  # keep equal to the pin of cupy-cuda13x in pyproject.toml
 DEFAULT_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90")
-DTYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
 class NvrtcError(RuntimeError):
@@ -50,51 +48,6 @@ class CompileResult:
     log: str                         # NVRTC's program log: diagnostics, then the ptxas report
     kernels: dict                    # kernel name -> Resources (empty when compiled with report=False)
     options: tuple                   # minunet's options (compile_options), before CuPy adds its own
-
-
-# ---- the options, shared with the cuda launcher so both compile the same thing ----
-
-def real_name(dtype) -> str:
-    """'float' or 'double' from a NumPy float32/float64 dtype or from the C name itself."""
-    if isinstance(dtype, str) and dtype in ("float", "double"):
-        return dtype  # checked first: np.dtype("float") would be float64
-    try:
-        return DTYPE_NAMES[np.dtype(dtype)]
-    except (TypeError, KeyError):
-        raise ValueError(f"dtype must be float32/float64 (or 'float'/'double'), got {dtype!r}") from None
-
-
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
-
-
-def source_hash(cu_path) -> str:
-    """Hash of a .cu file and of the headers it includes (recursively) from its own folder.
-
-    CuPy's kernel cache is keyed by the source text and the options; the headers are not in the source
-    text, so their hash goes into the options, or an edit of common.cuh would reuse a stale cubin.
-    """
-    cu_path = Path(cu_path)
-    digest = hashlib.sha256()
-    seen, todo = set(), [cu_path]
-    while todo:
-        path = todo.pop(0)
-        if path in seen or not path.is_file():
-            continue  # a header from elsewhere (CUDA's, CuPy's) is not ours to hash
-        seen.add(path)
-        text = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + text + b"\0")
-        todo += [cu_path.parent / name for name in _INCLUDE.findall(text.decode("utf-8", "replace"))]
-    return digest.hexdigest()[:16]
-
-
-def compile_options(cu_path, dtype, include_dirs=()) -> tuple:
-    """minunet's NVRTC options for one kernel file and element type (the cuda launcher uses these too).
-    include_dirs: more -I folders after the file's own (an exercise's file includes kernels/common.cuh)."""
-    cu_path = Path(cu_path)
-    return (f"-DMINUNET_REAL={real_name(dtype)}",
-            f"-I{cu_path.parent}",
-            *(f"-I{folder}" for folder in include_dirs),
-            f"-DMINUNET_SOURCE_HASH={source_hash(cu_path)}")
 
 
 def arch_number(arch) -> str:
@@ -242,6 +195,7 @@ _SM_LIMITS = {
 
 
 REGISTERS_PER_BLOCK = 64 * 1024  # sm_75 to sm_90: more in one block is cudaErrorLaunchOutOfResources
+MAX_THREADS_PER_BLOCK = 1024
 
 
 def registers_per_block(resources: Resources, threads_per_block: int) -> int:
@@ -255,8 +209,8 @@ def occupancy(resources: Resources, arch, threads_per_block: int, dynamic_shared
     limits = _SM_LIMITS.get(arch_number(arch).rstrip("a"))
     if limits is None:
         raise ValueError(f"no occupancy limits known for arch {arch!r}; known: {sorted(_SM_LIMITS)}")
-    if not 1 <= threads_per_block <= 1024:
-        raise ValueError(f"threads_per_block must be in 1..1024, got {threads_per_block}")
+    if not 1 <= threads_per_block <= MAX_THREADS_PER_BLOCK:
+        raise ValueError(f"threads_per_block must be in 1..{MAX_THREADS_PER_BLOCK}, got {threads_per_block}")
     warps = -(-threads_per_block // 32)
     regs_per_warp = registers_per_block(resources, 32)
     by_registers = (16384 // regs_per_warp) * 4 // warps  # 4 sub-partitions of 16384 registers each
@@ -333,6 +287,9 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 2), help="parallel compilations")
     parser.add_argument("files", nargs="*", help="kernel file stems (default: every kernels/*.cu)")
     args = parser.parse_args(argv)
+    if not 1 <= args.block <= MAX_THREADS_PER_BLOCK:  # before compiling: the table needs it only at the end
+        print(f"error: --block must be 1..{MAX_THREADS_PER_BLOCK} threads per block, got {args.block}", file=sys.stderr)
+        return 2
     from tqdm import tqdm
     sources = args.files or kernel_files()
     try:

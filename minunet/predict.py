@@ -157,7 +157,7 @@ def main(argv=None):
     parser.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips")
     threads.add_threads_option(parser)
     args = parser.parse_args(argv)
-    from .backends.numpy_backend import keep_freed_memory
+    from .memory import keep_freed_memory
     from .checkpoint import load_model
     keep_freed_memory()
     written, files = [], []

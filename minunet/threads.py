@@ -51,8 +51,8 @@ def processes_on_this_machine():
 
 def default_threads():
     """A BLAS count of the environment; else, for K data-parallel processes on one machine, 1/K of its cores
-    each (2 processes on 2 cores, 20 steps: 150 s with 2 BLAS threads each, 13 s with 1; README); else the
-    usable cores minus one."""
+    each (2 processes on 2 cores, 20 steps: 150 s with 2 BLAS threads each, 13 s with 1; benchmarks/README.md);
+    else the usable cores minus one."""
     found = _from_environment()
     if found:
         return found[1]

@@ -1,9 +1,9 @@
 """The U-Net in PyTorch: the same network as mu.UNet, for the bench to time against and the tests to check with.
 
-TorchUNet makes its parts in PyTorch (nn.Conv2d, nn.ConvTranspose2d) and runs the walk of minunet/unet.py
-(UNetWalk.forward), so the two networks cannot differ in their structure; parameters have the same names
-(`down.0.conv1.weight` for minunet's `down.0.conv1.w`), and twin_of(model) copies a minunet model's weights.
-op_call gives the PyTorch call (cuDNN on a GPU) of each op and direction the bench times.
+TorchUNet is mu.UNet (minunet/unet.py) written with PyTorch's parts (nn.Conv2d, nn.ConvTranspose2d) and ops;
+its parameters have the same names (`down.0.conv1.weight` for minunet's `down.0.conv1.w`), and twin_of(model)
+copies a minunet model's weights. tests/test_torch_twin.py checks that the two give the same output and
+gradients. op_call gives the PyTorch call (cuDNN on a GPU) of each op and direction the bench times.
 
 PyTorch is not a dependency of minunet: import this module only where `import torch` works.
 """
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as TF
 from torch import nn
 
-from .unet import UNetWalk
+from .unet import check_input_size
 
 
 class DoubleConv(nn.Module):
@@ -26,32 +26,35 @@ class DoubleConv(nn.Module):
         return TF.relu(self.conv2(TF.relu(self.conv1(x))))
 
 
-class TorchUNet(UNetWalk, nn.Module):
+class TorchUNet(nn.Module):
     """mu.UNet's network in PyTorch (PyTorch's default initialisation; twin_of copies minunet's weights)."""
 
-    parts = nn.ModuleList
-
     def __init__(self, in_channels=1, n_classes=2, depth=5, base_channels=64, padding="valid", dropout=0.5):
-        nn.Module.__init__(self)
+        super().__init__()
         self.drop = nn.Dropout(dropout)
-        self.build(in_channels, n_classes, depth, base_channels, padding,
-                   double_conv=lambda cin, cout, name: DoubleConv(cin, cout, padding),
-                   up_conv=lambda cin, cout, name: nn.ConvTranspose2d(cin, cout, 2, stride=2),
-                   conv1x1=lambda cin, cout, name: nn.Conv2d(cin, cout, 1))
+        ch = [base_channels * 2**i for i in range(depth)]
+        self.depth, self.padding = depth, padding
+        self.down = nn.ModuleList([DoubleConv(cin, c, padding) for cin, c in zip([in_channels] + ch[:-1], ch)])
+        self.up_convs = nn.ModuleList([nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2)
+                                       for i in reversed(range(depth - 1))])
+        self.up = nn.ModuleList([DoubleConv(2 * ch[i], ch[i], padding) for i in reversed(range(depth - 1))])
+        self.head = nn.Conv2d(ch[0], n_classes, 1)
 
-    # The walk's ops between the parts, in PyTorch.
-    def max_pool2x2(self, x):
-        return TF.max_pool2d(x, 2)
-
-    def dropout(self, x):
-        return self.drop(x)
-
-    def center_crop(self, x, h, w):
-        top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
-        return x[:, :, top:top + h, left:left + w]
-
-    def concat(self, a, b):
-        return torch.cat([a, b], dim=1)
+    def forward(self, x):
+        for s in set(x.shape[2:]):
+            check_input_size(s, self.depth, self.padding)
+        skips = []
+        for i, level in enumerate(self.down):
+            x = level(x)
+            if i < self.depth - 1:
+                skips.append(x)
+                x = TF.max_pool2d(x, 2)
+        x = self.drop(x)
+        for up_conv, level, skip in zip(self.up_convs, self.up, reversed(skips)):
+            x = up_conv(x)
+            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+            x = level(torch.cat([skip[:, :, top:top + x.shape[2], left:left + x.shape[3]], x], dim=1))
+        return self.head(x)
 
 
 def torch_name(name):

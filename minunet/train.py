@@ -26,7 +26,7 @@ from tqdm import tqdm
 from . import checkpoint, distributed, threads
 from . import functional as F
 from .backends import resolve_device
-from .backends.numpy_backend import keep_freed_memory
+from .memory import keep_freed_memory
 from .data.tiles import random_augmented_tile, random_tile
 from .data.training import DATA_DIR_LAYOUT, prepare_training_data
 from .metrics import foreground_iou

@@ -1,4 +1,4 @@
-"""Shared test helpers: the closeness check (minunet/exercises/compare.py's, re-exported), device
+"""Shared test helpers: the closeness check (minunet/compare.py's, re-exported), device
 parametrisation, seeded random data, sanitizer runs."""
 import functools
 import os
@@ -13,7 +13,7 @@ import pytest
 from minunet import paths
 from minunet.backends import cuda_available, get_backend
 from minunet.backends.kernel_backend import KernelBackend
-from minunet.exercises.compare import assert_close, assert_close_dtype  # noqa: F401 (the tests import them from here)
+from minunet.compare import assert_close, assert_close_dtype  # noqa: F401 (the tests import them from here)
 from minunet.sim import SimLauncher
 
 # Kernel devices compared against the reference (minunet/reference.py). cuda is always listed and skipped
@@ -114,8 +114,8 @@ def launch_census(dtypes=(np.float32, np.float64)):
     convolution op at every version, and a small U-Net's training step for the other ops, on the sim."""
     import minunet as mu
     import minunet.functional as F
-    from minunet.ops import launch_table
-    from minunet.nvrtc import real_name
+    from minunet.ops import launching
+    from minunet.nvrtc_options import real_name
 
     census = {}
     launch = KernelBackend.launch
@@ -142,8 +142,8 @@ def launch_census(dtypes=(np.float32, np.float64)):
                      "conv1x1_grad_input": lambda v: sim.conv1x1_grad_input(gy, w1, version=v),
                      "conv1x1_grad_weight": lambda v: sim.conv1x1_grad_weight(x, gy, version=v)}
             for op, call in calls.items():
-                for v in launch_table.all_versions(op):
-                    if not (launch_table.TF32_VERSIONS.get(op) == v and dtype != np.float32):
+                for v in launching.all_versions(op):
+                    if not (launching.TF32_VERSIONS.get(op) == v and dtype != np.float32):
                         call(v)
         net = mu.UNet(depth=2, base_channels=4, device="sim", dropout=0.5)
         image = mu.Tensor(rng.random((1, 1, 44, 44)).astype(np.float32), device="sim")

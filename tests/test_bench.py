@@ -129,7 +129,7 @@ def test_cpu_totals_give_the_ratio_to_pytorch_and_to_the_roofline():
 def test_keep_freed_memory_takes_on_glibc():
     import platform
 
-    from minunet.backends.numpy_backend import keep_freed_memory
+    from minunet.memory import keep_freed_memory
     assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
 
 
@@ -307,13 +307,14 @@ def test_a_wrong_implementation_is_reported_and_never_timed():
 
 
 def test_the_check_fails_on_nan_and_names_the_worst_element():
-    from minunet.bench.validate import check
+    from minunet.bench.check_then_time import check
     ref = np.array([[1.0, -2.0], [0.5, 4.0]])
     assert check(ref.astype(np.float32), ref)["check"] == "ok"
     out = ref.copy()
     out[1, 0] = np.nan  # an element never written
     result = check(out, ref)
-    assert result["check"] == "MISMATCH" and "worst at (1, 0): got nan" in result["mismatch"]
+    assert result["check"] == "MISMATCH" and "NaN, never written" in result["mismatch"]
+    assert "the first at index (1, 0)" in result["mismatch"]  # the only wrong element, so the worst
     off = ref + np.array([[0, 0], [0, 4e-3]])  # 1e-3 of max|ref|: only TF32's tolerance takes it
     assert check(off, ref)["check"] == "MISMATCH" and check(off, ref, tf32=True)["check"] == "ok"
 
@@ -361,3 +362,91 @@ def test_a_failed_check_fails_the_run_and_comes_first_in_the_report(tmp_path, mo
     text = md.read_text()
     assert text.index("## CHECKS THAT FAILED (not timed)") < text.index("## The sim device")
     assert "| tiny | conv3x3 | forward | v4 | 3 of 4 elements off" in text
+
+
+# python -m minunet.bench OP DIRECTION: one kernel, checked on every layer of the op, then timed.
+
+def test_one_kernel_on_sim_checks_every_version_then_times_it(capsys):
+    assert bench.main(["conv1x1", "forward", "--device", "sim", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "on 1 layer(s) of the small U-Net of the CPU bench" in out and "load averages" in out
+    for version in ("v1", "v2"):  # the small U-Net's head: 16 -> 2 channels on 84x84, batch 2
+        assert f"| head | conv1x1 | forward | 2,16,84,84,2 | {version} | " in out
+    assert "no roofline" in out and "total over the 1 layer(s): " in out
+    assert bench.main(["conv3x3", "grad_weight", "--version", "3", "--layer", "down2.conv1", "--device", "sim",
+                       "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| down2.conv1 | conv3x3 | grad_weight | 2,32,28,28,64 | v3 | " in out and "| v1 |" not in out
+
+
+def test_one_kernel_on_numpy_gives_the_fraction_of_the_measured_roofline(capsys):
+    assert bench.main(["conv1x1", "grad_weight", "--layer", "head", "--device", "numpy", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "of the paper's U-Net" in out and "roofline measured now: " in out
+    [line] = [line for line in out.splitlines() if line.startswith("| head | conv1x1 | grad_weight | 1,64,388,388,2 | numpy |")]
+    ms, gflops, _, floor_ms, of_roofline, check = [cell.strip() for cell in line.split("|")[6:12]]
+    assert float(ms) > 0 and float(gflops) > 0 and float(floor_ms) > 0 and of_roofline.endswith("%")
+    assert check == "ok"
+    assert "PyTorch is not installed" in out or "| torch cpu |" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["conv5x5", "forward"], "unknown op 'conv5x5': one of conv3x3, up_conv2x2, conv1x1"),
+    (["conv3x3", "fwd"], "unknown direction 'fwd' of conv3x3: one of forward, grad_input, grad_weight"),
+    (["conv3x3"], "give a direction after the op: one of forward, grad_input, grad_weight"),
+    (["conv3x3", "forward", "--version", "9", "--device", "sim"], "has no version '9': one of 1, 2, 3, 4, 5 (tf32)"),
+    (["conv3x3", "forward", "--version", "2", "--device", "numpy"], "the numpy device has one implementation"),
+    (["conv3x3", "forward", "--layer", "head", "--device", "sim"], "the conv3x3 layers of the small U-Net of the CPU "
+                                                                   "bench (tile 124, batch 2, depth 3, base 16) are "
+                                                                   "down0.conv1, down0.conv2, down1.conv1,"),
+    (["conv1x1", "forward", "--layer", "down0.conv1", "--device", "numpy"], "the conv1x1 layers of the paper's U-Net "
+                                                                            "(572x572 tile, batch 1) are head"),
+    (["conv3x3", "forward", "--plot"], "--plot: for the whole bench"),
+    (["--version", "3"], "--version and --layer go with OP DIRECTION"),
+])
+def test_one_kernel_bad_names_get_one_line_listing_the_valid_ones(argv, words, capsys):
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_one_kernel_never_times_a_version_that_fails_on_any_layer(monkeypatch, capsys):
+    # v2 of the up-convolution is made wrong on the second layer only: it must not be timed on the first either.
+    from minunet.bench import one_kernel
+    calls = {}
+
+    def counted(backend, layer, direction, a, version=None):
+        run = bench.minunet_call(backend, layer, direction, a, version)
+
+        def call():
+            calls[layer["name"], version] = calls.get((layer["name"], version), 0) + 1
+            out = run()
+            return out * np.float32(1.001) if (layer["name"], version) == ("up0.upconv", 2) else out
+        return call
+
+    monkeypatch.setattr(one_kernel, "minunet_call", counted)
+    assert bench.main(["up_conv2x2", "forward", "--device", "sim", "--quick"]) == 1
+    out = capsys.readouterr().out
+    assert calls["up1.upconv", 2] == calls["up0.upconv", 2] == 1  # checked once on each layer, never timed
+    assert calls["up1.upconv", 1] > 1 and calls["up0.upconv", 1] > 1  # v1 passed: checked, then timed
+    [mismatch] = [line for line in out.splitlines() if line.startswith("MISMATCH up_conv2x2_forward v2 on up0.upconv")]
+    assert "elements wrong" in mismatch and "the worst at (" in mismatch
+    assert "| up0.upconv | up_conv2x2 | forward | 2,32,44,44,16 | v1 | " in out and "| v2 |" not in out
+    assert "FAILED: v2 failed the check against the float64 reference and was not timed" in out
+
+
+def test_one_kernel_reports_a_version_that_raises_and_fails_the_run(monkeypatch, capsys):
+    from minunet.bench import one_kernel
+
+    def v2_raises(backend, layer, direction, a, version=None):
+        if version == 2:
+            def launch():
+                raise RuntimeError("too many resources requested for launch")
+            return launch
+        return bench.minunet_call(backend, layer, direction, a, version)
+
+    monkeypatch.setattr(one_kernel, "minunet_call", v2_raises)
+    assert bench.main(["conv1x1", "grad_input", "--device", "sim", "--quick"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR conv1x1_grad_input v2 on head: RuntimeError('too many resources requested for launch'); never timed" in out
+    assert "| head | conv1x1 | grad_input | 2,16,84,84,2 | v1 | " in out and "| v2 |" not in out

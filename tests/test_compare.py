@@ -1,8 +1,8 @@
-"""The one closeness check (minunet/exercises/compare.py) that the tests and the exercises use."""
+"""The one closeness check (minunet/compare.py) that the tests, the exercises and the bench use."""
 import numpy as np
 import pytest
 
-from minunet.exercises.compare import assert_close, assert_close_dtype, mismatch
+from minunet.compare import assert_close, assert_close_dtype, mismatch
 
 
 def test_an_element_never_written_is_named():
@@ -35,3 +35,13 @@ def test_assert_close_raises_the_message():
     assert_close_dtype(np.float32(1.0 + 1e-6), 1.0, np.float32)
     with pytest.raises(AssertionError, match="tolerance"):
         assert_close_dtype(1.0 + 1e-9, 1.0, np.float64)
+
+
+def test_scale_max_bounds_the_error_by_the_largest_reference_as_the_bench_does():
+    expected = [0.001, -100.0, 5.0]
+    assert mismatch("y", [0.005, -100.0, 5.0], expected, atol=1e-4, rtol=0, scale="max") is None  # 0.004 <= 1e-4*100
+    assert "1 of 3 elements wrong" in mismatch("y", [0.005, -100.0, 5.0], expected, atol=1e-4, rtol=0)
+    message = mismatch("y", [0.02, -100.0, 5.03], expected, atol=1e-4, rtol=0, scale="max")
+    assert "2 of 3 elements wrong" in message and "the worst at (2,): got 5.03, expected 5.0" in message
+    assert "(tolerance |got - expected| <= 0.0001*max|expected| = 0.01," in message
+    assert "1 of 2 elements wrong" in mismatch("y", [np.inf, 1.001], [np.inf, 1.0], atol=1e-4, rtol=0, scale="max")

@@ -19,7 +19,7 @@ import minunet.functional as F
 from conftest import as_float64, assert_close, assert_close_dtype, randn, run, terms_scale
 from minunet import Tensor, reference
 from minunet.backends import get_backend
-from minunet.ops.launch_table import DEFAULT_VERSIONS, TF32_VERSIONS, VERSIONS, all_versions
+from minunet.ops.launching import DEFAULT_VERSIONS, TF32_VERSIONS, VERSIONS, all_versions
 from minunet.gradcheck import check_backward
 
 # (N, Ci, H, W, Co): no size a multiple of 4, 16 or 64 except by accident of the partial tiles it makes;

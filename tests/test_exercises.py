@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from minunet import paths
+from minunet.compare import mismatch
 from minunet.exercises import __main__ as cli
 from minunet.exercises.catalog import EXERCISES
 from minunet.exercises.checker import check_file
-from minunet.exercises.compare import mismatch
 from minunet.exercises.skeleton import definitions_to_write, make_skeleton
 from minunet.sim import SimError
 from minunet.sim.preload import racecheck_env

@@ -59,7 +59,7 @@ TILE = dict(MINUNET_GEMM_BM=64, MINUNET_GEMM_BN=64, MINUNET_GEMM_BK=16, MINUNET_
 @pytest.mark.parametrize("change, conv3x3_stops_at", [
     ({"MINUNET_GEMM_BM": 128}, None),
     ({"MINUNET_GEMM_BN": 32, "MINUNET_GEMM_BK": 32}, None),
-    ({"MINUNET_GEMM_THREADS": 128}, "the warps must cover the block tile"),  # conv3x3's TF32 tile is 8 warps
+    ({"MINUNET_GEMM_THREADS": 128}, "the warps must cover the block tile"),  # the TF32 tile (conv3x3's v5): 8 warps
 ], ids=["BM128", "BN32-BK32", "THREADS128"])
 def test_another_gemm_tile_size_works_or_stops_the_compile(tmp_path, change, conv3x3_stops_at):
     folder = kernels_with_tile(tmp_path, change)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import launch_census
-from minunet import nvrtc, paths
+from minunet import nvrtc, nvrtc_options, paths
 from minunet.sim.build import build_library, included_files
 
 
@@ -111,9 +111,9 @@ def test_kernel_file_compiles_cleanly(stem, tmp_path, census):
     check_launch_limits(stem, results, census)
 
 
-# conv3x3.cu emulates the mma instruction with shared scratch declared only under MINUNET_SIM: the mangled
+# gemm_tile.cuh emulates the mma instruction with shared scratch declared only under MINUNET_SIM: the mangled
 # name of the function that declares it.
-SIM_ONLY_SHARED = "conv3x3_mma_tf32"
+SIM_ONLY_SHARED = "minunet_mma_tf32"
 
 
 def check_launch_limits(stem, results, census):
@@ -255,18 +255,18 @@ def test_source_hash_follows_the_included_headers(tmp_path):
     folder = kernel_dir_with(tmp_path, scale__cu=including_extra,
                              extra__cuh='#include "nested.cuh"\n', nested__cuh="// v1\n", other__cu="// unrelated\n")
     path = folder / "scale.cu"
-    first = nvrtc.compile_options(path, np.float32)
+    first = nvrtc_options.compile_options(path, np.float32)
     assert first[:2] == ("-DMINUNET_REAL=float", f"-I{folder}")
     assert re.fullmatch(r"-DMINUNET_SOURCE_HASH=[0-9a-f]{16}", first[2])
     (folder / "other.cu").write_text("// changed, but scale.cu does not include it\n")
-    assert nvrtc.compile_options(path, np.float32) == first
+    assert nvrtc_options.compile_options(path, np.float32) == first
     seen = {first[2]}
     for name, text in [("common.cuh", "// edited\n"), ("nested.cuh", "// v2\n"), ("scale.cu", SCALE_KERNEL + "\n")]:
         (folder / name).write_text((folder / name).read_text() + text)
-        changed = nvrtc.compile_options(path, np.float32)[2]
+        changed = nvrtc_options.compile_options(path, np.float32)[2]
         assert changed not in seen, f"editing {name} did not change the source hash"
         seen.add(changed)
-    assert nvrtc.compile_options(path, np.float64)[0] == "-DMINUNET_REAL=double"
+    assert nvrtc_options.compile_options(path, np.float64)[0] == "-DMINUNET_REAL=double"
 
 
 def test_cuda_launcher_compiles_with_the_same_options(tmp_path, monkeypatch):
@@ -312,8 +312,8 @@ def test_bad_arguments_are_named():
         nvrtc.arch_number("compute_80")
     assert nvrtc.arch_number(80) == nvrtc.arch_number("sm_80") == "80"
     with pytest.raises(ValueError, match="dtype"):
-        nvrtc.real_name(np.float16)
-    assert nvrtc.real_name("float") == "float" and nvrtc.real_name(np.float32) == "float"
+        nvrtc_options.real_name(np.float16)
+    assert nvrtc_options.real_name("float") == "float" and nvrtc_options.real_name(np.float32) == "float"
     with pytest.raises(TypeError, match="source"):
         nvrtc.compile_file(3, "sm_80", "float")
     with pytest.raises(FileNotFoundError, match="no_such_kernel"):
@@ -343,3 +343,10 @@ def test_command_line_prints_the_table(tmp_path, monkeypatch, capsys):
     assert nvrtc.main(["--arch", "sm_90", "--dtype", "float"]) == 1   # every file: broken.cu fails
     captured = capsys.readouterr()
     assert "COMPILE ERROR" in captured.out and "broken.cu (float, sm_90) failed" in captured.err
+
+
+@pytest.mark.parametrize("block", ["0", "2000"])
+def test_a_block_size_out_of_range_is_one_line_before_anything_compiles(block, monkeypatch, capsys):
+    monkeypatch.setattr(nvrtc, "compile_matrix", lambda *args: pytest.fail("compiled before checking --block"))
+    assert nvrtc.main(["--block", block]) == 2
+    assert capsys.readouterr().err == f"error: --block must be 1..1024 threads per block, got {block}\n"

@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_close_dtype
 from minunet import paths
 from minunet.backends import get_backend
-from minunet.ops.launch_table import TF32_VERSIONS, all_versions
+from minunet.ops.launching import TF32_VERSIONS, all_versions
 from minunet.sim import SimError, SimModule
 from minunet.sim.build import find_kernels
 from minunet.sim.launch import SimKernel

@@ -4,7 +4,7 @@ import numpy as np
 
 from conftest import as_float64, assert_close_dtype, randn, run, terms_scale
 from minunet import reference
-from minunet.ops.launch_table import TF32_VERSIONS, all_versions, split_k
+from minunet.ops.launching import TF32_VERSIONS, all_versions, split_k
 
 
 def test_split_k_covers_every_pixel_in_slices_of_16():

@@ -12,7 +12,7 @@ from conftest import (DTYPES, as_float64, assert_adjoint, assert_close, assert_c
                       run, terms_scale)
 from minunet import reference
 from minunet.backends import get_backend
-from minunet.ops.launch_table import VERSIONS
+from minunet.ops.launching import VERSIONS
 
 NP = get_backend("numpy")
 EXACT = dict(atol=1e-12, rtol=1e-12)

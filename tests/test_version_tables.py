@@ -2,15 +2,16 @@
 and the TF32 versions are selectable after the exact ones."""
 import re
 
-from minunet.ops.launch_table import DEFAULT_VERSIONS, LAUNCHES, TF32_VERSIONS, VERSIONS, all_versions
-from minunet.paths import kernel_path
+from minunet.ops.launching import DEFAULT_VERSIONS, LAUNCHERS, TF32_VERSIONS, VERSIONS, all_versions
+from minunet.paths import kernels_dir
 
 
 def test_default_kernel_versions_exist():
+    source = "\n".join(f.read_text() for f in kernels_dir().glob("*.cu"))
     for name, version in DEFAULT_VERSIONS.items():
-        (row,) = [r for r in LAUNCHES if r.name == name and r.version == version]
-        source = kernel_path(row.file).read_text()
-        assert re.search(rf'extern "C" __global__ void (__launch_bounds__\([^)]*\)\s*)?{row.kernel}\(', source), name
+        kernel = LAUNCHERS[name][version].__name__
+        assert kernel == f"{name}_v{version}"
+        assert re.search(rf'extern "C" __global__ void (__launch_bounds__\([^)]*\)\s*)?{kernel}\(', source), name
 
 
 def test_defaults_are_exact_versions_and_tf32_ones_are_selectable():

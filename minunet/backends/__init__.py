@@ -1,4 +1,5 @@
-"""Devices. One Backend object per device; each implements every op name of ARCHITECTURE.md once.
+"""Devices. One Backend object per device; each has every backend op of ARCHITECTURE.md, registered by
+minunet/ops/<op>.py (registry.py). This layer imports no op and no autograd: the ops import it.
 
 - "numpy": vectorised NumPy, the reference and the fast CPU path.
 - "sim":   kernels/*.cu run on the CPU by minunet's simulator (slow, exact, debuggable).
@@ -6,6 +7,9 @@
 - "auto":  cuda when a GPU is usable, else numpy.
 """
 from functools import lru_cache
+
+from .kernel_backend import KernelBackend
+from .numpy_backend import NumpyBackend
 
 DEVICES = ("numpy", "sim", "cuda")
 
@@ -34,10 +38,8 @@ def resolve_device(name) -> str:
 def get_backend(name="auto"):
     name = resolve_device(name)
     if name == "numpy":
-        from .numpy_backend import NumpyBackend
         return NumpyBackend()
-    from .kernel_backend import KernelBackend
-    if name == "sim":
+    if name == "sim":  # the simulator compiles with the host's C++ compiler, CuPy needs a GPU: load on demand
         from ..sim import SimLauncher
         return KernelBackend(SimLauncher())
     from .cuda_launcher import CudaLauncher

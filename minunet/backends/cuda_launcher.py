@@ -1,7 +1,7 @@
 """The cuda launcher: kernels/*.cu compiled by CuPy's RawModule and launched on the GPU.
 
-The options come from minunet.nvrtc.compile_options, the same function the GPU-less NVRTC check uses, so
-what CI compiles is what runs here. Their MINUNET_SOURCE_HASH covers the headers the file includes, which
+The options come from minunet/nvrtc_options.py, as for the GPU-less NVRTC check (nvrtc.py), so what CI
+compiles is what runs here. Their MINUNET_SOURCE_HASH covers the headers the file includes, which
 makes CuPy's on-disk kernel cache (keyed by source text + options) notice an edit of common.cuh.
 Each launch configuration is checked against the compiled function's and the device's limits
 (launch_limits.py) before its first launch, so a too-large block or too much shared memory is a one-line
@@ -12,7 +12,7 @@ import os
 import cupy
 import numpy as np
 
-from ..nvrtc import compile_options, real_name
+from ..nvrtc_options import compile_options, real_name
 from ..paths import kernel_path
 from .launch_limits import block_dims, check_launch, check_opt_in
 
@@ -52,6 +52,9 @@ class CudaLauncher:
 
     def to_numpy(self, a):
         return cupy.asnumpy(a)
+
+    def compute_capability(self):
+        return int(cupy.cuda.Device().compute_capability)  # "90" on an H100
 
     def empty(self, shape, dtype):
         """cupy.empty; with MINUNET_POISON=1 filled with NaN (integers: their maximum) to expose unwritten outputs."""

@@ -2,13 +2,16 @@
 
     python -m minunet.bench [--device auto|cuda|numpy|sim] [--out DIR] [--quick] [--plot] [--threads N]
                             [--default-runs]
+    python -m minunet.bench OP DIRECTION [--version V] [--layer NAME] [--device ...] [--quick] [--threads N]
+
+The second form times one kernel, as llm.c's `./layernorm_forward 4` does: see one_kernel.py.
 
 On cuda, per layer of the paper's U-Net (572x572 tile, batch 1, float32) and per op and direction
-(forward, grad_input, grad_weight), every selectable kernel version (launch_table.all_versions) and PyTorch
+(forward, grad_input, grad_weight), every selectable kernel version (launching.all_versions) and PyTorch
 (cuDNN, when `import torch` works with CUDA; TF32 off, true float32, and on) is, as llm.c's dev/cuda does it,
 1. checked against the reference, the numpy device in float64 on the same operands; an implementation that
    fails is reported (first section of the report, stderr, exit status 1) and never timed, on this layer or
-   any later one (check_then_time.py, validate.py);
+   any later one (check_then_time.py, with minunet/compare.py);
 2. timed with CUDA events: the median of many launches after warm-up (compilation happens in the warm-up),
    the L2 cache flushed before each launch, outside the timed interval (timing.py);
 3. set against its roofline floor, max(FLOPs / peak FLOP/s, bytes / peak bandwidth), from the FLOPs and the
@@ -28,7 +31,8 @@ competing CPU-bound process added (blas_threads.py), and with --default-runs the
 `python -m minunet.train` timed the same ways. Every figure carries the machine's load averages.
 
 Results: results-<device>-<date>.md (tables.py) and .json (all numbers, device name, versions, date) in --out
-(report.py); --plot adds a roofline chart (PNG, roofline_chart.py). driver.py runs it all.
+(report.py); --plot adds a roofline chart (PNG, roofline_chart.py). driver.py runs it all; one_kernel.py one
+kernel.
 """
 from .driver import main, run
 from .layers import DIRECTIONS, cost, kernel_versions, minunet_call, output_hw, unet_layers

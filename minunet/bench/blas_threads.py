@@ -109,7 +109,7 @@ def step_table(rows):
 def default_runs(thread_settings, log, extra_args=(), timeout_s=300):
     """`python -m minunet.train` (the default CPU run) timed end to end, each thread count with 0 and 1
     competing processes, alternating: [{threads, competing, seconds, iou, load}]. A run still going after
-    timeout_s (5x the README's 60 s) is stopped and reported as such: seconds None."""
+    timeout_s (5x the 60 s that benchmarks/README.md measures) is stopped and reported as such: seconds None."""
     rows = []
     for competing in (0, 1):
         for n in thread_settings:

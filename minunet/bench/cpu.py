@@ -15,7 +15,7 @@ def bench_kernels_cpu(layers, quick, log):
     arrays, each checked against the float64 reference before it is timed."""
     from ..backends import get_backend
     backend = get_backend("numpy")
-    torch = _torch()
+    torch = torch_cpu()
     if torch:
         from ..torch_twin import op_call
     rows, rng, failed = [], np.random.default_rng(0), {}
@@ -40,7 +40,7 @@ def bench_training_cpu(quick, log):
     seconds, n = median_time(step, cpu_timer, **runs)
     results["minunet numpy"] = dict(seconds=seconds, runs=n)
     log(f"training step minunet numpy {SMALL_UNET}: {seconds * 1e3:.0f} ms")
-    torch = _torch()
+    torch = torch_cpu()
     if torch is None:
         results["torch cpu"] = dict(skipped="PyTorch is not installed")
         log("training step torch cpu: skipped (PyTorch is not installed)")
@@ -52,7 +52,7 @@ def bench_training_cpu(quick, log):
     return results
 
 
-def _torch():
+def torch_cpu():
     try:
         import torch
     except ImportError:

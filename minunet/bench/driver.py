@@ -4,9 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import blas_threads, cpu, gpu, report, roofline, roofline_chart, sim_speed, tables
+from . import blas_threads, cpu, gpu, one_kernel, report, roofline, roofline_chart, sim_speed, tables
 from .check_then_time import mismatches
-from .layers import unet_layers
+from .layers import CONV_OPS, DIRECTIONS, unet_layers
 
 
 def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=print, n_threads=None,
@@ -79,7 +79,7 @@ def _run_cuda(env, sections, out, quick, plot, log):
 def _run_cpu(device, env, sections, quick, plot, log, n_threads, default_runs):
     chart = None
     if device == "numpy":
-        from ..backends.numpy_backend import keep_freed_memory
+        from ..memory import keep_freed_memory
         keep_freed_memory()  # as python -m minunet.train does: PyTorch's step runs under it too
         sections["training"] = cpu.bench_training_cpu(quick, log)
         sections["training"]["threads"] = n_threads
@@ -124,10 +124,22 @@ def _cpu_thread_sections(sections, quick, default_runs, log):
 
 
 def main(argv=None):
-    from . import __doc__ as doc
-    parser = argparse.ArgumentParser(prog="python -m minunet.bench", description=doc.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m minunet.bench",
+        description="Benchmarks: every convolution kernel version on the U-Net's own layers, and one training step "
+                    "end to end (minunet/bench/__init__.py says how).",
+        epilog="With OP DIRECTION, one kernel, as llm.c's dev/cuda programs: the chosen --version (default: every "
+               "version) and PyTorch where installed, checked against the float64 reference on every layer of OP, "
+               "then timed (ms, GFLOP/s, % of the roofline floor); a failed check is never timed (exit 1). Layers: "
+               f"the paper's U-Net on cuda and numpy; on sim {one_kernel.LAYER_SETS['sim'][0]}, as the paper's "
+               "layers would take the simulator hours. E.g. python -m minunet.bench conv3x3 forward "
+               "--version 3 --device sim --layer down1.conv1")
+    parser.add_argument("op", nargs="?", help=f"one kernel: {', '.join(CONV_OPS)}")
+    parser.add_argument("direction", nargs="?", help=f"with OP: {', '.join(DIRECTIONS)}")
+    parser.add_argument("--version", help="with OP: this version only (default: every version)")
+    parser.add_argument("--layer", help="with OP: this layer only (down0.conv1, up3.upconv, head, ...)")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "numpy", "sim"])
-    parser.add_argument("--out", default="benchmarks/results", help="folder for results-<device>-<date>.md/.json")
+    parser.add_argument("--out", help="folder for results-<device>-<date>.md/.json (default: benchmarks/results)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (the CPU run takes well under a minute)")
     parser.add_argument("--plot", action="store_true", help="also write a roofline chart")
     parser.add_argument("--default-runs", action="store_true",
@@ -137,8 +149,13 @@ def main(argv=None):
     add_threads_option(parser)
     args = parser.parse_args(argv)
     try:
-        md, _, failed = run(args.device, args.out, args.quick, args.plot, n_threads=args.threads,
-                            default_runs=args.default_runs)
+        if args.op is not None:
+            return _one_kernel(args)
+        if args.version is not None or args.layer is not None:
+            raise ValueError("--version and --layer go with OP DIRECTION (python -m minunet.bench conv3x3 forward "
+                             "--version 3)")
+        md, _, failed = run(args.device, args.out or "benchmarks/results", args.quick, args.plot,
+                            n_threads=args.threads, default_runs=args.default_runs)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -148,3 +165,19 @@ def main(argv=None):
               f"(the first section of {md} names the worst element of each)", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_kernel(args):
+    """python -m minunet.bench OP DIRECTION ...: the options checked, then one_kernel.run_one."""
+    from ..backends import resolve_device
+    unused = [name for name, given in (("--out", args.out), ("--plot", args.plot),
+                                       ("--default-runs", args.default_runs)) if given]
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: for the whole bench; one kernel (OP DIRECTION) prints its results")
+    if args.direction is None:
+        raise ValueError(f"{args.op}: give a direction after the op: one of {', '.join(DIRECTIONS)}")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as e:  # cuda asked for without a GPU
+        raise ValueError(str(e)) from None
+    return one_kernel.run_one(args.op, args.direction, args.version, args.layer, device, args.quick, args.threads)

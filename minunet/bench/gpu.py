@@ -32,14 +32,14 @@ def bench_kernels_cuda(layers, quick, log):
                           for v, tf32 in kernel_versions(layer, direction)]
             if torch:
                 candidates += [Candidate(f"torch {'tf32' if tf32 else 'fp32'}", tf32, op_call(layer, direction, tdev),
-                                         peer_timer, _tf32_switch(torch, tf32)) for tf32 in (False, True)]
+                                         peer_timer, tf32_switch(torch, tf32)) for tf32 in (False, True)]
             rows += check_then_time(layer, direction, host, candidates, runs, failed, log)
         del dev, tdev
         cupy.get_default_memory_pool().free_all_blocks()
     return spread_to_layers(rows, layers)
 
 
-def _tf32_switch(torch, tf32):
+def tf32_switch(torch, tf32):
     """PyTorch's TF32 switches are global flags: set them before each of its calls."""
     def setup():
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32

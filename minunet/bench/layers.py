@@ -1,9 +1,9 @@
-"""The layers the bench runs and what each op costs: the U-Net's convolutions (from minunet/unet.py's walk),
+"""The layers the bench runs and what each op costs: the U-Net's convolutions (from minunet/unet_shapes.py),
 their FLOPs and minimum bytes, random operands, and the call of each op and direction on a minunet device."""
 import numpy as np
 
-from .. import unet
-from ..ops.launch_table import TF32_VERSIONS, all_versions
+from .. import unet_shapes
+from ..ops.launching import TF32_VERSIONS, all_versions
 
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
 CONV_OPS = ("conv3x3", "up_conv2x2", "conv1x1")
@@ -17,7 +17,8 @@ def unet_layers(tile=572, batch=1, depth=5, base=64, in_channels=1, n_classes=2)
     network: ValueError.
     """
     return [{k: layer[k] for k in ("name",) + SHAPE_KEYS}
-            for layer in unet.layers(tile, batch, depth, base, in_channels, n_classes) if layer["op"] in CONV_OPS]
+            for layer in unet_shapes.layers(tile, batch, depth, base, in_channels, n_classes)
+            if layer["op"] in CONV_OPS]
 
 
 def output_hw(layer, pad=0):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ops.launch_table import DEFAULT_VERSIONS
+from ..ops.launching import DEFAULT_VERSIONS
 
 
 def environment(device):

@@ -1,6 +1,6 @@
 """The Markdown tables of a report: per kernel, totals over the U-Net's layers, per op and version, the CPU's
 per-op totals, the training step, and the checks that failed."""
-from ..ops.launch_table import DEFAULT_VERSIONS
+from ..ops.launching import DEFAULT_VERSIONS
 
 
 def _ms(seconds):
@@ -81,7 +81,7 @@ def op_totals(rows):
 
 def fastest_exact_versions(rows):
     """{op: version}: per op, the exact (not TF32) version with the least total time over the U-Net's layers:
-    the evidence-based value of DEFAULT_VERSIONS in minunet/ops/launch_table.py."""
+    the evidence-based value of DEFAULT_VERSIONS in minunet/ops/launching.py."""
     best = {}
     for op, by_impl in op_totals(rows).items():
         exact = {impl: t for impl, t in by_impl.items() if impl.startswith("v") and not impl.endswith("tf32")}

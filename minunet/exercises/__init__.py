@@ -8,6 +8,6 @@ skeleton.py   the learner's starting file, derived from kernels/<file> (the solu
 guarded.py    the sim device with the learner's file swapped in (a header: under the kernels that include it);
               guard zones around every array
 checker.py    the trials: random odd sizes, shuffled thread order, NaN poisoning, against the NumPy reference
-compare.py    |got - expected| <= atol + rtol*|expected|, and a message naming the first and worst element
+              (minunet/compare.py: the worst element named)
 __main__.py   the command line; the check runs in a child process with a time limit
 """

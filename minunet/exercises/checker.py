@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends.kernel_backend import KernelBackend
+from ..compare import TOLERANCE, mismatch
 from ..sim import SimCompileError, SimError
 from .catalog import EXERCISES
-from .compare import TOLERANCE, mismatch
 from .guarded import ExerciseLauncher, GuardedArrays
 
 # (element type, shuffle seed or None for in order) of each trial; the last one checks `real` = double
@@ -51,7 +51,7 @@ class Trial:
     def compare(self, name, got, expected, scale=1.0):
         self.guards.name(got, name)
         atol, rtol = TOLERANCE[np.dtype(self.dtype)] if np.asarray(expected).dtype.kind == "f" else (0, 0)
-        message = mismatch(name, got, expected, atol * scale, rtol)
+        message = mismatch(name, got, expected, atol, rtol, scale)
         if message:
             self.problems.append(message)
 

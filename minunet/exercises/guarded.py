@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..nvrtc import real_name
+from ..compare import index
+from ..nvrtc_options import real_name
 from ..sim import SimLauncher, SimModule
-from .compare import index
 
 GUARD_ELEMENTS = 4096  # more than a block's threads past the end (MINUNET_THREADS = 256) and a few rows of a conv
 

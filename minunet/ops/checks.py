@@ -1,8 +1,10 @@
 """Argument checks, and the few small helpers, that several ops share.
 
 Two levels. The user functions (F.conv3x3, ...) check Tensors: kind, dtype, device, shape, naming the argument
-and what was expected; nothing is cast silently. The backend ops check arrays again (check_real, check_same),
-because tests, exercises and the bench call them directly.
+and what was expected; nothing is cast silently. The backend ops of relu, crop, concat, dropout, bias_grad,
+max pooling, the loss and SGD check their arrays again (check_real, check_same), because tests, exercises and
+the bench call them directly; the convolutions' backend ops check only the version and the int32 sizes
+(their arrays come from the user functions, or from tests and the bench that build them right).
 """
 import numpy as np
 

@@ -4,7 +4,7 @@
 
 In order: the user function conv3x3 (its argument checks) and its autograd Function; the numpy device's fast
 path (numpy_conv3x3, ..._grad_input, ..._grad_weight); the launches of kernels/conv3x3.cu for cuda and sim
-(kernel_conv3x3, ...), whose rows (block, grid rule, tile) are in launch_table.py.
+(kernel_conv3x3, ...) and one launcher per kernel version, named as its kernel (conv3x3_forward_v3).
 
 The numpy path is a handful of matrix products so BLAS does the work: the sum over the 9 taps of one product
 each, with the input window the tap sees. The windows are not copied: on the flattened image (Ci, H*W) output
@@ -18,10 +18,10 @@ with K = Ci, which BLAS does badly. The backward ops are the exact transposes of
 """
 import numpy as np
 
+from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from .checks import add_bias, bias_args, check_tensor, check_weight_bias, flat, grads_for, tensors
-from .launch_table import (PER_ELEMENT, PER_WEIGHT, PER_WEIGHT_GROUP, TILED, check_int32_size, cdiv, i32,
-                           launch_blocks, launch_gemm, launch_per_element, launch_split_k, launch_tiled, pick)
+from .launching import KernelDefines, cdiv, check_grid_yz, check_int32_size, i32, launch_split_k, launcher, pick
 
 PADDING = {"valid": 0, "same": 1}
 
@@ -82,6 +82,7 @@ def _to_wide(gy, W):
     return wide.reshape(N, Co, Ho * W)[:, :, :_wide_length(W, Ho, Wo)]
 
 
+@numpy_op
 def numpy_conv3x3(x, w, b, pad, relu=False):
     """relu=True returns max(conv3x3(x, w, b), 0): the fused bias + ReLU of the kernels' epilogue."""
     xp = _pad(x, pad)
@@ -100,6 +101,7 @@ def numpy_conv3x3(x, w, b, pad, relu=False):
     return np.maximum(y, 0, out=y) if relu else y
 
 
+@numpy_op
 def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
     # Each tap's window received w[:, :, ky, kx] @ window: send gy back through the transpose.
     N, Ci, H, W = x_shape
@@ -114,6 +116,7 @@ def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
     return np.ascontiguousarray(gxp[:, :, pad:pad + H, pad:pad + W]) if pad else gxp
 
 
+@numpy_op
 def numpy_conv3x3_grad_weight(x, gy, pad):
     xp = _pad(x, pad)
     Ci, W = xp.shape[1], xp.shape[3]
@@ -126,11 +129,17 @@ def numpy_conv3x3_grad_weight(x, gy, pad):
     return gw
 
 
-# -- the kernel devices (cuda, sim): kernels/conv3x3.cu, each launch as its row in launch_table.py says -----
+# -- the kernel devices (cuda, sim): kernels/conv3x3.cu -----------------------------------------------------
+# kernel_conv3x3 & co. check the sizes, allocate the output and pick a launcher; each launcher below is named as
+# its kernel and holds its launch. The tile sizes are the .cu file's #defines, read once.
+CONV3X3 = KernelDefines("conv3x3.cu")
+
+
+@kernel_op
 def kernel_conv3x3(be, x, w, b, pad, *, version=None, relu=False):
-    """relu=True returns max(conv3x3(x, w, b), 0): fused into the kernel's epilogue for the GEMM versions
-    (FUSED_RELU_VERSIONS), a separate relu launch for the others."""
-    row = pick("conv3x3", "forward", version, x.dtype, be)
+    """relu=True returns max(conv3x3(x, w, b), 0): fused into the epilogue of the GEMM versions (v3-v5), a
+    separate relu launch for the others."""
+    launch = pick("conv3x3_forward", version, x.dtype, be)
     N, Ci, H, W = x.shape
     Co = w.shape[0]
     Ho, Wo = max(H - 2 + 2 * pad, 0), max(W - 2 + 2 * pad, 0)
@@ -139,46 +148,148 @@ def kernel_conv3x3(be, x, w, b, pad, *, version=None, relu=False):
     if y.size == 0:
         return y
     bias, has_bias = bias_args(w, b)
-    args = (x, w, bias, y) + i32(N, Ci, H, W, Co, pad) + (has_bias,)
-    if row.grid == PER_ELEMENT:
-        launch_per_element(be, row, x.dtype, y.size, args)
-    elif row.grid == TILED:
-        launch_tiled(be, row, x.dtype, N, Co, Ho, Wo, args)
-    else:  # GEMM: bias and ReLU fused into the epilogue
-        launch_gemm(be, row, x.dtype, Co, N * Ho * Wo, args + i32(int(bool(relu))))
-    return be.relu(y) if relu and not row.fused_relu else y
+    return launch(be, (x, w, bias, y) + i32(N, Ci, H, W, Co, pad) + (has_bias,), y, relu)
 
 
+@launcher
+def conv3x3_forward_v1(be, args, y, relu):
+    """One thread per output element."""
+    threads = CONV3X3.MINUNET_THREADS
+    be.launch("conv3x3", "conv3x3_forward_v1", y.dtype, (cdiv(y.size, threads),), (threads,), args)
+    return be.relu(y) if relu else y
+
+
+@launcher
+def conv3x3_forward_v2(be, args, y, relu):
+    """A TILE x TILE block per output tile and group of COUT channels."""
+    T, COUT = CONV3X3.CONV3X3_V2_TILE, CONV3X3.CONV3X3_V2_COUT
+    N, Co, Ho, Wo = y.shape
+    grid = (cdiv(Wo, T), cdiv(Ho, T), N * cdiv(Co, COUT))
+    check_grid_yz("conv3x3_forward_v2", grid)
+    be.launch("conv3x3", "conv3x3_forward_v2", y.dtype, grid, (T, T), args)
+    return be.relu(y) if relu else y
+
+
+# v3-v5: the implicit GEMM y (Co x N*Ho*Wo) = w (Co x 9*Ci) . im2col(x), a BM x BN block tile each (columns in
+# grid x), bias and ReLU in the epilogue.
+@launcher
+def conv3x3_forward_v3(be, args, y, relu):
+    BM, BN = CONV3X3.CONV3X3_V3_BM, CONV3X3.CONV3X3_V3_BN
+    grid = (cdiv(y[:, 0].size, BN), cdiv(y.shape[1], BM))
+    be.launch("conv3x3", "conv3x3_forward_v3", y.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args + i32(relu))
+    return y
+
+
+@launcher
+def conv3x3_forward_v4(be, args, y, relu):
+    BM, BN = CONV3X3.CONV3X3_V4_BM, CONV3X3.CONV3X3_V4_BN
+    grid = (cdiv(y[:, 0].size, BN), cdiv(y.shape[1], BM))
+    be.launch("conv3x3", "conv3x3_forward_v4", y.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args + i32(relu))
+    return y
+
+
+@launcher(tf32=True)
+def conv3x3_forward_v5(be, args, y, relu):
+    BM, BN = CONV3X3.CONV3X3_V5_BM, CONV3X3.CONV3X3_V5_BN
+    grid = (cdiv(y[:, 0].size, BN), cdiv(y.shape[1], BM))
+    be.launch("conv3x3", "conv3x3_forward_v5", y.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args + i32(relu))
+    return y
+
+
+@kernel_op
 def kernel_conv3x3_grad_input(be, gy, w, pad, x_shape, *, version=None):
-    row = pick("conv3x3", "grad_input", version, gy.dtype, be)
+    launch = pick("conv3x3_grad_input", version, gy.dtype, be)
     N, Ci, H, W = x_shape
-    Co = w.shape[0]
     check_int32_size("conv3x3_grad_input", x_shape, gy.shape)
     gx = be.empty(tuple(x_shape), gy.dtype)
-    args = (gy, w, gx) + i32(N, Ci, H, W, Co, pad)
-    if row.grid == PER_ELEMENT:
-        launch_per_element(be, row, gy.dtype, gx.size, args)
-    elif row.grid == TILED:
-        launch_tiled(be, row, gy.dtype, N, Ci, H, W, args)
-    else:
-        launch_gemm(be, row, gy.dtype, Ci, N * H * W, args)
+    launch(be, (gy, w, gx) + i32(N, Ci, H, W, w.shape[0], pad), gx)
     return gx
 
 
+@launcher
+def conv3x3_grad_input_v1(be, args, gx):
+    """One thread per element of gx."""
+    threads = CONV3X3.MINUNET_THREADS
+    be.launch("conv3x3", "conv3x3_grad_input_v1", gx.dtype, (cdiv(gx.size, threads),), (threads,), args)
+
+
+@launcher
+def conv3x3_grad_input_v2(be, args, gx):
+    """A TILE x TILE block per tile of gx and group of COUT input channels."""
+    T, COUT = CONV3X3.CONV3X3_V2_TILE, CONV3X3.CONV3X3_V2_COUT
+    N, Ci, H, W = gx.shape
+    grid = (cdiv(W, T), cdiv(H, T), N * cdiv(Ci, COUT))
+    check_grid_yz("conv3x3_grad_input_v2", grid)
+    be.launch("conv3x3", "conv3x3_grad_input_v2", gx.dtype, grid, (T, T), args)
+
+
+# v3-v5: gx (Ci x N*H*W) = flipped, transposed w . gy's windows, a BM x BN block tile each
+@launcher
+def conv3x3_grad_input_v3(be, args, gx):
+    BM, BN = CONV3X3.CONV3X3_V3_BM, CONV3X3.CONV3X3_V3_BN
+    grid = (cdiv(gx[:, 0].size, BN), cdiv(gx.shape[1], BM))
+    be.launch("conv3x3", "conv3x3_grad_input_v3", gx.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args)
+
+
+@launcher
+def conv3x3_grad_input_v4(be, args, gx):
+    BM, BN = CONV3X3.CONV3X3_V4_BM, CONV3X3.CONV3X3_V4_BN
+    grid = (cdiv(gx[:, 0].size, BN), cdiv(gx.shape[1], BM))
+    be.launch("conv3x3", "conv3x3_grad_input_v4", gx.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args)
+
+
+@launcher(tf32=True)
+def conv3x3_grad_input_v5(be, args, gx):
+    BM, BN = CONV3X3.CONV3X3_V5_BM, CONV3X3.CONV3X3_V5_BN
+    grid = (cdiv(gx[:, 0].size, BN), cdiv(gx.shape[1], BM))
+    be.launch("conv3x3", "conv3x3_grad_input_v5", gx.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args)
+
+
+@kernel_op
 def kernel_conv3x3_grad_weight(be, x, gy, pad, *, version=None):
-    row = pick("conv3x3", "grad_weight", version, x.dtype, be)
+    launch = pick("conv3x3_grad_weight", version, x.dtype, be)
     N, Ci, H, W = x.shape
     Co = gy.shape[1]
     check_int32_size("conv3x3_grad_weight", x.shape, gy.shape)
     gw = be.empty((Co, Ci, 3, 3), x.dtype)
-    if not gw.size:
-        return gw
-    args = (x, gy, gw) + i32(N, Ci, H, W, Co, pad)
-    if row.grid == PER_WEIGHT:  # an empty gy still gives a block that writes zeros
-        launch_blocks(be, row, x.dtype, Co * Ci, args)
-    elif row.grid == PER_WEIGHT_GROUP:
-        launch_blocks(be, row, x.dtype, Co * cdiv(Ci, row.tile_sizes[0]), args)
-    else:
-        launch_split_k(be, row, x, gw, Co, Ci * 9, gy[:, 0].size,
-                       lambda out: (x, gy, out) + i32(N, Ci, H, W, Co, pad))
+    if gw.size:  # an empty gy still launches: its blocks write zeros
+        launch(be, x, gy, gw, i32(N, Ci, H, W, Co, pad))
     return gw
+
+
+@launcher
+def conv3x3_grad_weight_v1(be, x, gy, gw, dims):
+    """One block per (out, in) channel pair: it sums over every pixel."""
+    Co, Ci = gw.shape[:2]
+    threads = CONV3X3.CONV3X3_GW_THREADS
+    be.launch("conv3x3", "conv3x3_grad_weight_v1", x.dtype, (Co * Ci,), (threads,), (x, gy, gw) + dims)
+
+
+@launcher
+def conv3x3_grad_weight_v2(be, x, gy, gw, dims):
+    """One block per out channel and group of CIN in channels."""
+    Co, Ci = gw.shape[:2]
+    T, CIN = CONV3X3.CONV3X3_V2_TILE, CONV3X3.CONV3X3_GW_V2_CIN
+    be.launch("conv3x3", "conv3x3_grad_weight_v2", x.dtype, (Co * cdiv(Ci, CIN),), (T, T), (x, gy, gw) + dims)
+
+
+# v3-v5: gw (Co x 9*Ci) = gy . im2col(x)^T, a sum over every pixel: split-K (launching.launch_split_k)
+@launcher
+def conv3x3_grad_weight_v3(be, x, gy, gw, dims):
+    Co, Ci = gw.shape[:2]
+    launch_split_k(be, "conv3x3", "conv3x3_grad_weight_v3", (x, gy), gw, dims, Co, Ci * 9, gy[:, 0].size,
+                   CONV3X3.CONV3X3_V3_BM, CONV3X3.CONV3X3_V3_BN)
+
+
+@launcher
+def conv3x3_grad_weight_v4(be, x, gy, gw, dims):
+    Co, Ci = gw.shape[:2]
+    launch_split_k(be, "conv3x3", "conv3x3_grad_weight_v4", (x, gy), gw, dims, Co, Ci * 9, gy[:, 0].size,
+                   CONV3X3.CONV3X3_V4_BM, CONV3X3.CONV3X3_V4_BN)
+
+
+@launcher(tf32=True)
+def conv3x3_grad_weight_v5(be, x, gy, gw, dims):
+    Co, Ci = gw.shape[:2]
+    launch_split_k(be, "conv3x3", "conv3x3_grad_weight_v5", (x, gy), gw, dims, Co, Ci * 9, gy[:, 0].size,
+                   CONV3X3.CONV3X3_V5_BM, CONV3X3.CONV3X3_V5_BN)

@@ -3,14 +3,15 @@
 In order: the argument checks; the user functions (relu, center_crop, concat, dropout) and their autograd
 Functions; the numpy device (vectorised, written to be read next to kernels/elementwise.cu: the kernels are
 checked against it; each op keeps its input's dtype); the launches of kernels/elementwise.cu for cuda and sim,
-whose rows are in launch_table.py. crop, concat and their gradients are all one kernel, copy_window.
+one launcher per kernel, named as its kernel. crop, concat and their gradients are all one kernel, copy_window.
 bias_grad is every convolution's third gradient (one reduction per channel).
 """
 import numpy as np
 
+from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from .checks import check_like, check_real, check_same, check_tensor
-from .launch_table import check_int32_size, launch_blocks, launch_per_element, pick
+from .launching import KernelDefines, cdiv, check_int32_size, i32, launcher, pick
 
 UINT32_LIMIT = 2**32
 
@@ -188,17 +189,20 @@ def keep_where(mask, a):
 
 
 # -- the numpy device: the ops ---------------------------------------------------------------------------
+@numpy_op
 def numpy_bias_grad(gy):
     check_real("gy", gy, ndim=4)
     return gy.sum(axis=(0, 2, 3))
 
 
 # relu: NaN propagates (x < 0 is false for NaN), as in the kernel
+@numpy_op
 def numpy_relu(x):
     check_real("x", x)
     return keep_where(~(x < 0), x)
 
 
+@numpy_op
 def numpy_relu_grad(gy, y):
     check_real("gy", gy)
     check_same("gy", gy, "y", y)
@@ -206,12 +210,14 @@ def numpy_relu_grad(gy, y):
 
 
 # crop and concat: window copies
+@numpy_op
 def numpy_crop(x, top, left, h, w):
     check_real("x", x, ndim=4)
     check_window(x.shape, top, left, h, w)
     return x[:, :, top:top + h, left:left + w].copy()
 
 
+@numpy_op
 def numpy_crop_grad(gy, x_shape, top, left):
     x_shape = tuple(x_shape)
     check_crop_grad(gy, x_shape, top, left)
@@ -220,17 +226,20 @@ def numpy_crop_grad(gy, x_shape, top, left):
     return gx
 
 
+@numpy_op
 def numpy_concat(a, b):
     check_concat(a, b)
     return np.concatenate([a, b], axis=1)
 
 
+@numpy_op
 def numpy_concat_grad(gy, ca):
     check_concat_grad(gy, ca)
     return gy[:, :ca].copy(), gy[:, ca:].copy()
 
 
 # dropout: element i (flat index) is kept iff hash_uniform(seed, i) >= p (compared in float32)
+@numpy_op
 def numpy_dropout(x, p, seed, offset=0):
     check_dropout(x, p, seed, offset)
     u = hash_uniform(seed, np.arange(offset, offset + x.size, dtype=np.uint32)).reshape(x.shape)
@@ -238,58 +247,96 @@ def numpy_dropout(x, p, seed, offset=0):
     return x * mask, mask
 
 
+@numpy_op
 def numpy_dropout_grad(gy, mask):
     check_real("gy", gy)
     check_same("gy", gy, "mask", mask)
     return gy * mask
 
 
-# -- the kernel devices (cuda, sim): kernels/elementwise.cu, each launch as its row in launch_table.py says ---
+# -- the kernel devices (cuda, sim): kernels/elementwise.cu, one launcher per kernel, named as its kernel -------
+ELEMENTWISE = KernelDefines("elementwise.cu")
+THREADS = ELEMENTWISE.MINUNET_THREADS  # one thread per element, and the block of bias_grad's reduction
+
+
+@kernel_op
 def kernel_bias_grad(be, gy, version=None):
-    """One block per channel, a shared-memory reduction over N, H, W."""
     check_real("gy", gy, ndim=4)
-    row = pick("bias_grad", "", version, gy.dtype, be)
-    N, C, H, W = gy.shape
+    launch = pick("bias_grad", version, gy.dtype, be)
     check_int32_size("bias_grad", gy.shape)
-    gb = be.empty((C,), gy.dtype)
-    if C > 0:
-        launch_blocks(be, row, gy.dtype, C, (gy, gb, np.int32(N), np.int32(C), np.int32(H * W)))
+    gb = be.empty((gy.shape[1],), gy.dtype)
+    launch(be, gy, gb)
     return gb
 
 
+@launcher
+def bias_grad_v1(be, gy, gb):
+    """One block per channel, a shared-memory reduction over N, H, W (one partial sum per thread)."""
+    N, C, H, W = gy.shape
+    be.launch("elementwise", "bias_grad_v1", gy.dtype, (C,), (THREADS,), (gy, gb) + i32(N, C, H * W),
+              shared_mem=THREADS * gy.dtype.itemsize)
+
+
+@kernel_op
 def kernel_relu(be, x, version=None):
     check_real("x", x)
-    row = pick("relu", "forward", version, x.dtype, be)
+    launch = pick("relu_forward", version, x.dtype, be)
+    check_int32_size("relu", x.shape)
     y = be.empty(x.shape, x.dtype)
-    launch_per_element(be, row, x.dtype, x.size, (x, y, np.int32(x.size)))
+    launch(be, x, y)
     return y
 
 
+@launcher
+def relu_forward_v1(be, x, y):
+    be.launch("elementwise", "relu_forward_v1", x.dtype, (cdiv(x.size, THREADS),), (THREADS,), (x, y) + i32(x.size))
+
+
+@kernel_op
 def kernel_relu_grad(be, gy, y, version=None):
     check_real("gy", gy)
     check_same("gy", gy, "y", y)
-    row = pick("relu", "backward", version, gy.dtype, be)
+    launch = pick("relu_backward", version, gy.dtype, be)
+    check_int32_size("relu_grad", gy.shape)
     gx = be.empty(gy.shape, gy.dtype)
-    launch_per_element(be, row, gy.dtype, gy.size, (gy, y, gx, np.int32(gy.size)))
+    launch(be, gy, y, gx)
     return gx
 
 
-# crop and concat: all four are copies of an (N, C, h, w) window between NCHW arrays
+@launcher
+def relu_backward_v1(be, gy, y, gx):
+    be.launch("elementwise", "relu_backward_v1", gy.dtype, (cdiv(gy.size, THREADS),), (THREADS,),
+              (gy, y, gx) + i32(gy.size))
+
+
+# crop, concat and their gradients: copies of an (N, C, h, w) window between NCHW arrays; their version= is
+# copy_window's. crop_grad's zeros come from fill (one version).
 def _copy_window(be, src, src_at, dst, dst_at, window, version=None):
     """dst[n, dc+c, dy+i, dx+j] = src[n, sc+c, sy+i, sx+j] for (n, c, i, j) in window = (N, C, h, w)."""
-    row = pick("copy_window", "", version, src.dtype, be)
-    n = int(np.prod(window))
-    args = (src, *map(np.int32, src.shape[1:]), *map(np.int32, src_at),
-            dst, *map(np.int32, dst.shape[1:]), *map(np.int32, dst_at), *map(np.int32, window))
-    launch_per_element(be, row, src.dtype, n, args)
+    pick("copy_window", version, src.dtype, be)(be, src, src_at, dst, dst_at, window)
+
+
+@launcher
+def copy_window_v1(be, src, src_at, dst, dst_at, window):
+    """One thread per element of the window."""
+    count = int(np.prod(window))
+    args = (src,) + i32(*src.shape[1:], *src_at) + (dst,) + i32(*dst.shape[1:], *dst_at, *window)
+    be.launch("elementwise", "copy_window_v1", src.dtype, (cdiv(count, THREADS),), (THREADS,), args)
 
 
 def _fill(be, shape, dtype, value):
     y = be.empty(shape, dtype)
-    launch_per_element(be, pick("fill", "", None, dtype), dtype, y.size, (y, be.real(dtype, value), np.int32(y.size)))
+    pick("fill", None, dtype, be)(be, y, value)
     return y
 
 
+@launcher
+def fill_v1(be, y, value):
+    be.launch("elementwise", "fill_v1", y.dtype, (cdiv(y.size, THREADS),), (THREADS,),
+              (y, be.real(y.dtype, value)) + i32(y.size))
+
+
+@kernel_op
 def kernel_crop(be, x, top, left, h, w, version=None):
     check_real("x", x, ndim=4)
     check_window(x.shape, top, left, h, w)
@@ -300,6 +347,7 @@ def kernel_crop(be, x, top, left, h, w, version=None):
     return y
 
 
+@kernel_op
 def kernel_crop_grad(be, gy, x_shape, top, left, version=None):
     x_shape = tuple(int(s) for s in x_shape)
     check_crop_grad(gy, x_shape, top, left)
@@ -309,6 +357,7 @@ def kernel_crop_grad(be, gy, x_shape, top, left, version=None):
     return gx
 
 
+@kernel_op
 def kernel_concat(be, a, b, version=None):
     check_concat(a, b)
     N, ca, H, W = a.shape
@@ -320,6 +369,7 @@ def kernel_concat(be, a, b, version=None):
     return y
 
 
+@kernel_op
 def kernel_concat_grad(be, gy, ca, version=None):
     check_concat_grad(gy, ca)
     check_int32_size("concat_grad", gy.shape)
@@ -332,20 +382,34 @@ def kernel_concat_grad(be, gy, ca, version=None):
 
 
 # dropout: the mask comes from the counter hash of (seed, flat index), as in NumPy
+@kernel_op
 def kernel_dropout(be, x, p, seed, offset=0, version=None):
     check_dropout(x, p, seed, offset)
-    row = pick("dropout", "forward", version, x.dtype, be)
+    launch = pick("dropout_forward", version, x.dtype, be)
+    check_int32_size("dropout", x.shape)
     y = be.empty(x.shape, x.dtype)
     mask = be.empty(x.shape, x.dtype)
-    launch_per_element(be, row, x.dtype, x.size, (x, y, mask, np.int32(x.size), np.uint32(seed), np.uint32(offset),
-                                                  np.float32(p), dropout_scale(p, x.dtype)))
+    launch(be, x, y, mask, p, seed, offset)
     return y, mask
 
 
+@launcher
+def dropout_forward_v1(be, x, y, mask, p, seed, offset):
+    args = (x, y, mask, np.int32(x.size), np.uint32(seed), np.uint32(offset), np.float32(p), dropout_scale(p, x.dtype))
+    be.launch("elementwise", "dropout_forward_v1", x.dtype, (cdiv(x.size, THREADS),), (THREADS,), args)
+
+
+@kernel_op
 def kernel_dropout_grad(be, gy, mask, version=None):
     check_real("gy", gy)
     check_same("gy", gy, "mask", mask)
-    row = pick("multiply", "", version, gy.dtype, be)
+    launch = pick("multiply", version, gy.dtype, be)
+    check_int32_size("dropout_grad", gy.shape)
     gx = be.empty(gy.shape, gy.dtype)
-    launch_per_element(be, row, gy.dtype, gy.size, (gy, mask, gx, np.int32(gy.size)))
+    launch(be, gy, mask, gx)
     return gx
+
+
+@launcher
+def multiply_v1(be, a, b, out):
+    be.launch("elementwise", "multiply_v1", a.dtype, (cdiv(a.size, THREADS),), (THREADS,), (a, b, out) + i32(a.size))

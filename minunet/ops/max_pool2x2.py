@@ -2,15 +2,16 @@
 
 In order: the argument checks; the user function max_pool2x2 and its autograd Function; the numpy device
 (vectorised, written to be read next to kernels/max_pool2x2.cu); the launches of kernels/max_pool2x2.cu for
-cuda and sim, whose rows are in launch_table.py. argmax (uint8) = 2*dy + dx of the window's maximum, the first
+cuda and sim, one launcher per kernel, named as its kernel. argmax (uint8) = 2*dy + dx of the window's maximum, the first
 one on a tie; a NaN in the window is the maximum.
 """
 import numpy as np
 
+from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from .checks import check_real, check_tensor
 from .elementwise import keep_where
-from .launch_table import check_int32_size, launch_per_element, pick
+from .launching import KernelDefines, cdiv, check_int32_size, i32, launcher, pick
 
 
 # -- argument checks of the backend ops --------------------------------------------------------------------
@@ -56,6 +57,7 @@ def _window_corners(a):
     return [a[:, :, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
 
 
+@numpy_op
 def numpy_max_pool2x2(x):
     check_pool_input(x)
     c = _window_corners(x)
@@ -69,6 +71,7 @@ def numpy_max_pool2x2(x):
     return y, argmax
 
 
+@numpy_op
 def numpy_max_pool2x2_grad(gy, argmax):
     check_pool_grad(gy, argmax)
     N, C, h, w = gy.shape
@@ -78,23 +81,41 @@ def numpy_max_pool2x2_grad(gy, argmax):
     return gx
 
 
-# -- the kernel devices (cuda, sim): kernels/max_pool2x2.cu, each launch as its row in launch_table.py says --
+# -- the kernel devices (cuda, sim): kernels/max_pool2x2.cu, one launcher per kernel, named as its kernel -----
+THREADS = KernelDefines("max_pool2x2.cu").MINUNET_THREADS  # one thread per output element
+
+
+@kernel_op
 def kernel_max_pool2x2(be, x, version=None):
     check_pool_input(x)
-    row = pick("max_pool2x2", "forward", version, x.dtype, be)
+    launch = pick("max_pool2x2_forward", version, x.dtype, be)
     N, C, H, W = x.shape
     check_int32_size("max_pool2x2", x.shape)
     y = be.empty((N, C, H // 2, W // 2), x.dtype)
     argmax = be.empty((N, C, H // 2, W // 2), np.uint8)
-    launch_per_element(be, row, x.dtype, y.size, (x, y, argmax, np.int32(N), np.int32(C), np.int32(H), np.int32(W)))
+    launch(be, x, y, argmax)
     return y, argmax
 
 
+@launcher
+def max_pool2x2_forward_v1(be, x, y, argmax):
+    be.launch("max_pool2x2", "max_pool2x2_forward_v1", x.dtype, (cdiv(y.size, THREADS),), (THREADS,),
+              (x, y, argmax) + i32(*x.shape))
+
+
+@kernel_op
 def kernel_max_pool2x2_grad(be, gy, argmax, version=None):
     check_pool_grad(gy, argmax)
-    row = pick("max_pool2x2", "backward", version, gy.dtype, be)
+    launch = pick("max_pool2x2_backward", version, gy.dtype, be)
     N, C, h, w = gy.shape
+    check_int32_size("max_pool2x2_grad", (N, C, 2 * h, 2 * w))
     gx = be.empty((N, C, 2 * h, 2 * w), gy.dtype)
-    launch_per_element(be, row, gy.dtype, gx.size,
-                       (gy, argmax, gx, np.int32(N), np.int32(C), np.int32(2 * h), np.int32(2 * w)))
+    launch(be, gy, argmax, gx)
     return gx
+
+
+@launcher
+def max_pool2x2_backward_v1(be, gy, argmax, gx):
+    """One thread per element of gx: it reads its window's argmax."""
+    be.launch("max_pool2x2", "max_pool2x2_backward_v1", gy.dtype, (cdiv(gx.size, THREADS),), (THREADS,),
+              (gy, argmax, gx) + i32(*gx.shape))

@@ -3,14 +3,15 @@
     loss = mean over counted pixels of w(x) * -log softmax(logits)(x)[label(x)]
 
 In order: the argument checks; the user function and its autograd Function; the numpy device; the launch of
-kernels/softmax_cross_entropy.cu for cuda and sim (its row is in launch_table.py). The backend op returns
+kernels/softmax_cross_entropy.cu for cuda and sim (its launcher, named as its kernel). The backend op returns
 (loss_sum, grad) in one pass: grad = scale * w * (softmax - onehot(label)), 0 at ignored pixels.
 """
 import numpy as np
 
+from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function, Tensor
 from .checks import check_real, check_same, check_tensor
-from .launch_table import cdiv, check_int32_size, launch_per_element, pick
+from .launching import KernelDefines, cdiv, check_int32_size, i32, launcher, pick
 
 
 # -- argument checks of the backend op ---------------------------------------------------------------------
@@ -106,6 +107,7 @@ def weighted_softmax_cross_entropy(logits, labels, weights=None, ignore_index=No
 
 
 # -- the numpy device: softmax cross-entropy over the class axis, with per-pixel weights and an ignored label --
+@numpy_op
 def numpy_softmax_cross_entropy(logits, labels, weights, ignore_index, scale):
     check_loss(logits, labels, weights, ignore_index)
     dtype = logits.dtype.type
@@ -129,20 +131,31 @@ def numpy_softmax_cross_entropy(logits, labels, weights, ignore_index, scale):
 
 
 # -- the kernel devices (cuda, sim): one fused kernel; it writes per-block loss sums, added here ------------
+THREADS = KernelDefines("softmax_cross_entropy.cu").MINUNET_THREADS
+
+
+@kernel_op
 def kernel_softmax_cross_entropy(be, logits, labels, weights, ignore_index, scale, version=None):
     check_loss(logits, labels, weights, ignore_index)
-    row = pick("softmax_cross_entropy", "", version, logits.dtype, be)
-    N, K, H, W = logits.shape
+    launch = pick("softmax_cross_entropy", version, logits.dtype, be)
     check_int32_size("softmax_cross_entropy", logits.shape)
     grad = be.empty(logits.shape, logits.dtype)
-    pixels = N * H * W
-    if pixels == 0:
-        return 0.0, grad
-    # one thread per pixel; double partial sums even for float logits: see the kernel's header
-    partials = be.empty((cdiv(pixels, row.threads[0]),), np.float64)
+    return launch(be, logits, labels, weights, ignore_index, scale, grad), grad
+
+
+@launcher
+def softmax_cross_entropy_v1(be, logits, labels, weights, ignore_index, scale, grad):
+    """One thread per pixel; each block's loss sum goes to partials[block] (double even for float logits: see
+    the kernel's header), their sum is the loss."""
+    N, K, H, W = logits.shape
+    blocks = cdiv(N * H * W, THREADS)
+    if blocks == 0:
+        return 0.0
+    partials = be.empty((blocks,), np.float64)
     has_weights = weights is not None
-    launch_per_element(be, row, logits.dtype, pixels,
-                       (logits, labels, weights if has_weights else logits,  # any real* when unused
-                        np.int32(has_weights), np.int32(ignore_index), be.real(logits.dtype, scale),
-                        np.int32(N), np.int32(K), np.int32(H * W), grad, partials))
-    return float(be.xp.sum(partials)), grad
+    args = (logits, labels, weights if has_weights else logits,  # any real* when unused
+            np.int32(has_weights), np.int32(ignore_index), be.real(logits.dtype, scale)) + i32(N, K, H * W) + (
+            grad, partials)
+    be.launch("softmax_cross_entropy", "softmax_cross_entropy_v1", logits.dtype, (blocks,), (THREADS,), args,
+              shared_mem=THREADS * 8)
+    return float(be.xp.sum(partials))

@@ -3,7 +3,7 @@
     y[n,o,2i+a,2j+c] = sum_ci x[n,ci,i,j] w[ci,o,a,c] + b[o]          w: (Ci, Co, 2, 2), PyTorch's layout
 
 In order: the user function up_conv2x2 and its autograd Function; the numpy device; the launches of
-kernels/up_conv2x2.cu for cuda and sim, whose rows are in launch_table.py.
+kernels/up_conv2x2.cu for cuda and sim, one launcher per kernel version, named as its kernel.
 
 The numpy path: each input pixel writes 4 disjoint output pixels, so the op is one product
 (Co*2*2, Ci) @ (Ci, H*W) followed by a reshape/transpose that interleaves the 2x2 blocks; the backward ops are
@@ -11,10 +11,10 @@ its transposes.
 """
 import numpy as np
 
+from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from .checks import add_bias, bias_args, check_tensor, check_weight_bias, flat, grads_for, tensors
-from .launch_table import PER_ELEMENT, PER_WEIGHT, check_int32_size, i32, launch_blocks, launch_gemm, \
-    launch_per_element, launch_split_k, pick
+from .launching import KernelDefines, cdiv, check_int32_size, i32, launch_split_k, launcher, pick
 
 
 # -- the user function and its autograd Function ---------------------------------------------------------
@@ -40,6 +40,7 @@ def up_conv2x2(x, w, b=None):
 
 
 # -- the numpy device ------------------------------------------------------------------------------------
+@numpy_op
 def numpy_up_conv2x2(x, w, b):
     N, Ci, H, W = x.shape
     Co = w.shape[1]
@@ -56,6 +57,7 @@ def _split_2x2_blocks(gy):
     return gy.reshape(N, Co, H, 2, W, 2).transpose(0, 1, 3, 5, 2, 4).reshape(N, Co * 4, H * W)
 
 
+@numpy_op
 def numpy_up_conv2x2_grad_input(gy, w):
     N, _, H2, W2 = gy.shape
     Ci = w.shape[0]
@@ -63,52 +65,93 @@ def numpy_up_conv2x2_grad_input(gy, w):
     return gx.reshape(N, Ci, H2 // 2, W2 // 2)
 
 
+@numpy_op
 def numpy_up_conv2x2_grad_weight(x, gy):
     Ci, Co = x.shape[1], gy.shape[1]
     gw = (flat(x) @ _split_2x2_blocks(gy).transpose(0, 2, 1)).sum(axis=0)
     return gw.reshape(Ci, Co, 2, 2)
 
 
-# -- the kernel devices (cuda, sim): kernels/up_conv2x2.cu, each launch as its row in launch_table.py says --
+# -- the kernel devices (cuda, sim): kernels/up_conv2x2.cu, one launcher per kernel version, named as its kernel
+UP_CONV2X2 = KernelDefines("up_conv2x2.cu")
+
+
+@kernel_op
 def kernel_up_conv2x2(be, x, w, b, *, version=None):
-    row = pick("up_conv2x2", "forward", version, x.dtype, be)
+    launch = pick("up_conv2x2_forward", version, x.dtype, be)
     N, Ci, H, W = x.shape
     Co = w.shape[1]
     check_int32_size("up_conv2x2", (N, Co, 2 * H, 2 * W))
     y = be.empty((N, Co, 2 * H, 2 * W), x.dtype)
     bias, has_bias = bias_args(w, b)
-    args = (x, w, bias, y) + i32(N, Ci, H, W, Co) + (has_bias,)
-    if row.grid == PER_ELEMENT:
-        launch_per_element(be, row, x.dtype, y.size, args)
-    else:
-        launch_gemm(be, row, x.dtype, 4 * Co, N * H * W, args)
+    launch(be, (x, w, bias, y) + i32(N, Ci, H, W, Co) + (has_bias,), y)
     return y
 
 
+@launcher
+def up_conv2x2_forward_v1(be, args, y):
+    """One thread per output element."""
+    threads = UP_CONV2X2.MINUNET_THREADS
+    be.launch("up_conv2x2", "up_conv2x2_forward_v1", y.dtype, (cdiv(y.size, threads),), (threads,), args)
+
+
+@launcher
+def up_conv2x2_forward_v2(be, args, y):
+    """GEMM: (Co*2*2 x N*H*W) = w^T . x, a BM x BN block tile each (columns in grid x)."""
+    BM, BN = UP_CONV2X2.MINUNET_GEMM_BM, UP_CONV2X2.MINUNET_GEMM_BN
+    grid = (cdiv(y[:, 0].size // 4, BN), cdiv(4 * y.shape[1], BM))
+    be.launch("up_conv2x2", "up_conv2x2_forward_v2", y.dtype, grid, (UP_CONV2X2.MINUNET_GEMM_THREADS,), args)
+
+
+@kernel_op
 def kernel_up_conv2x2_grad_input(be, gy, w, *, version=None):
-    row = pick("up_conv2x2", "grad_input", version, gy.dtype, be)
+    launch = pick("up_conv2x2_grad_input", version, gy.dtype, be)
     N, Co, H2, W2 = gy.shape
     Ci = w.shape[0]
     check_int32_size("up_conv2x2_grad_input", gy.shape)
     gx = be.empty((N, Ci, H2 // 2, W2 // 2), gy.dtype)
-    args = (gy, w, gx) + i32(N, Ci, H2 // 2, W2 // 2, Co)
-    if row.grid == PER_ELEMENT:
-        launch_per_element(be, row, gy.dtype, gx.size, args)
-    else:
-        launch_gemm(be, row, gy.dtype, Ci, gx[:, 0].size, args)
+    launch(be, (gy, w, gx) + i32(N, Ci, H2 // 2, W2 // 2, Co), gx)
     return gx
 
 
+@launcher
+def up_conv2x2_grad_input_v1(be, args, gx):
+    """One thread per element of gx."""
+    threads = UP_CONV2X2.MINUNET_THREADS
+    be.launch("up_conv2x2", "up_conv2x2_grad_input_v1", gx.dtype, (cdiv(gx.size, threads),), (threads,), args)
+
+
+@launcher
+def up_conv2x2_grad_input_v2(be, args, gx):
+    """GEMM: gx (Ci x N*H*W) = w . gy's 2x2 blocks, a BM x BN block tile each."""
+    BM, BN = UP_CONV2X2.MINUNET_GEMM_BM, UP_CONV2X2.MINUNET_GEMM_BN
+    grid = (cdiv(gx[:, 0].size, BN), cdiv(gx.shape[1], BM))
+    be.launch("up_conv2x2", "up_conv2x2_grad_input_v2", gx.dtype, grid, (UP_CONV2X2.MINUNET_GEMM_THREADS,), args)
+
+
+@kernel_op
 def kernel_up_conv2x2_grad_weight(be, x, gy, *, version=None):
-    row = pick("up_conv2x2", "grad_weight", version, x.dtype, be)
+    launch = pick("up_conv2x2_grad_weight", version, x.dtype, be)
     N, Ci, H, W = x.shape
     Co = gy.shape[1]
     check_int32_size("up_conv2x2_grad_weight", gy.shape)
     gw = be.empty((Ci, Co, 2, 2), x.dtype)
-    if not gw.size:
-        return gw
-    if row.grid == PER_WEIGHT:
-        launch_blocks(be, row, x.dtype, Ci * Co, (x, gy, gw) + i32(N, Ci, H, W, Co))
-    else:
-        launch_split_k(be, row, x, gw, Ci, 4 * Co, N * H * W, lambda out: (x, gy, out) + i32(N, Ci, H, W, Co))
+    if gw.size:  # an empty x still launches: its blocks write zeros
+        launch(be, x, gy, gw, i32(N, Ci, H, W, Co))
     return gw
+
+
+@launcher
+def up_conv2x2_grad_weight_v1(be, x, gy, gw, dims):
+    """One block per (in, out) channel pair: it sums over every pixel."""
+    Ci, Co = gw.shape[:2]
+    threads = UP_CONV2X2.UP_CONV2X2_GW_THREADS
+    be.launch("up_conv2x2", "up_conv2x2_grad_weight_v1", x.dtype, (Ci * Co,), (threads,), (x, gy, gw) + dims)
+
+
+@launcher
+def up_conv2x2_grad_weight_v2(be, x, gy, gw, dims):
+    """gw (Ci x Co*2*2) = x . gy's 2x2 blocks^T, a sum over every input pixel: split-K (launching.launch_split_k)."""
+    Ci, Co = gw.shape[:2]
+    launch_split_k(be, "up_conv2x2", "up_conv2x2_grad_weight_v2", (x, gy), gw, dims, Ci, 4 * Co, x[:, 0].size,
+                   UP_CONV2X2.MINUNET_GEMM_BM, UP_CONV2X2.MINUNET_GEMM_BN)

@@ -57,12 +57,11 @@ each mode catches and misses.
 import numpy as np
 
 from .. import paths
+from ..nvrtc_options import real_name
 from .build import SimCompileError, SimError
 from .launch import SimKernel, SimModule
 
 __all__ = ["SimLauncher", "SimModule", "SimKernel", "SimError", "SimCompileError"]
-
-_REAL_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
 class SimLauncher:
@@ -76,6 +75,9 @@ class SimLauncher:
         self.gpu_math = gpu_math
         self._modules = {}
         self._functions = {}
+
+    def compute_capability(self):
+        return None  # the sim emulates every feature a kernel uses (the TF32 mma.sync too)
 
     def asarray(self, a):
         return np.array(a, order="C", copy=True)
@@ -92,16 +94,11 @@ class SimLauncher:
         out.view(np.uint8).fill(0xFF)
         return out
 
-    def zeros(self, shape, dtype):
-        return np.zeros(shape, dtype)
-
     def module(self, stem, dtype):
         dtype = np.dtype(dtype)
-        if dtype not in _REAL_TYPES:
-            raise ValueError(f"kernel element type must be float32 or float64, got {dtype}")
         key = (stem, dtype)
         if key not in self._modules:
-            self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": _REAL_TYPES[dtype]},
+            self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": real_name(dtype)},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
                                            racecheck=self.racecheck, gpu_math=self.gpu_math)
         return self._modules[key]

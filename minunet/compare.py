@@ -1,8 +1,9 @@
-"""Outputs against the reference: |got - expected| <= atol + rtol*|expected|, and the message when not.
+"""Outputs against a reference: |got - expected| <= atol + rtol*|expected|, and the message when not.
 
-The one closeness check of the project: the exercises' checker reports mismatch()'s message, the tests call
-assert_close(). A NaN where a number was expected is an element never written (the sim and the checker
-start every output as NaN); a NaN or an infinity expected must be matched exactly.
+The one closeness check of the project: the tests call assert_close(), the exercises' checker reports
+mismatch()'s message, and the bench checks every kernel with it before timing it (scale="max"). A NaN where a
+number was expected is an element never written (the sim and the checker start every output as NaN); a NaN or
+an infinity expected must be matched exactly.
 """
 import numpy as np
 
@@ -16,20 +17,30 @@ def index(flat, shape):
     return tuple(int(i) for i in np.unravel_index(flat, shape))
 
 
-def mismatch(name, got, expected, atol, rtol):
-    """None if got matches expected elementwise, else a message naming the first and the worst wrong element."""
+def mismatch(name, got, expected, atol, rtol, scale=1.0):
+    """None if got matches expected elementwise, else a message naming the first and the worst wrong element.
+
+    scale multiplies atol: a number (sums of many terms), or "max", the largest finite |expected|: the bench's
+    bound, since a float32 sum of many terms errs in proportion to the size of its terms, which the largest
+    output measures (an output near 0 from cancelling terms errs as much)."""
     got, expected = np.asarray(got), np.asarray(expected)
     if got.shape != expected.shape:
         return f"{name}: shape {got.shape}, expected {expected.shape}"
     got64, expected64 = got.astype(np.float64), expected.astype(np.float64)
+    if scale == "max":
+        largest = float(np.max(np.abs(expected64), initial=0.0, where=np.isfinite(expected64)))
+        bound = atol * largest
+        tolerance = f"(tolerance |got - expected| <= {atol:g}*max|expected| = {bound:.3g}, + {rtol:g}*|expected|)"
+    else:
+        bound = atol * scale
+        tolerance = f"(tolerance |got - expected| <= {bound:g} + {rtol:g}*|expected|)"
     unwritten = np.isnan(got64) & ~np.isnan(expected64)
     with np.errstate(invalid="ignore"):  # inf - inf
-        excess = np.abs(got64 - expected64) - (atol + rtol * np.abs(expected64))
+        excess = np.abs(got64 - expected64) - (bound + rtol * np.abs(expected64))
     same = (got64 == expected64) | (np.isnan(got64) & np.isnan(expected64))
     wrong = ~(same | (excess <= 0))
     if not wrong.any():
         return None
-    tolerance = f"(tolerance |got - expected| <= {atol:g} + {rtol:g}*|expected|)"
     if got.ndim == 0:
         written = "NaN, never written (the outputs start as NaN)" if unwritten else repr(got.item())
         return f"{name}: got {written}, expected {expected.item()!r} {tolerance}"
@@ -44,9 +55,9 @@ def mismatch(name, got, expected, atol, rtol):
             f"{got[worst].item()!r}, expected {expected[worst].item()!r} {tolerance}")
 
 
-def assert_close(got, expected, atol, rtol, name="output"):
+def assert_close(got, expected, atol, rtol, name="output", scale=1.0):
     """mismatch() as an assertion: raises AssertionError with its message."""
-    message = mismatch(name, got, expected, atol, rtol)
+    message = mismatch(name, got, expected, atol, rtol, scale)
     if message:
         raise AssertionError(message)
 
@@ -54,4 +65,4 @@ def assert_close(got, expected, atol, rtol, name="output"):
 def assert_close_dtype(got, expected, dtype, name="output", scale=1.0):
     """assert_close with the TOLERANCE of dtype; scale widens atol for sums over many terms."""
     atol, rtol = TOLERANCE[np.dtype(dtype)]
-    assert_close(got, expected, atol * scale, rtol, name)
+    assert_close(got, expected, atol, rtol, name, scale)
