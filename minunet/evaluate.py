@@ -3,7 +3,7 @@
     python -m minunet.evaluate --pred runs/pred --truth data/isbi2012/label --json scores.json
 
 Always: pixel error, per-class IoU and Dice, foreground IoU (at the decision probability > 0.5, or the
-label image as given). With --n-classes 2 also the ISBI 2012 protocol (minunet.metrics.isbi_scores):
+label image as given). With --n-classes 2 also the ISBI 2012 protocol (minunet.metrics.per_image_sweep):
 a threshold sweep, cells as 4-connected components of class 1, best Rand error / VI / pixel error.
 """
 import argparse
@@ -203,7 +203,7 @@ def score_image(pred_classes, foreground_probability, truth_classes, n_classes, 
     }
     if n_classes == 2:
         # class 0 (membrane, background) separates the objects; the sweep runs on its probability
-        isbi = metrics.isbi_scores(1.0 - foreground_probability, truth_classes == 0, thresholds)
+        isbi = metrics.per_image_sweep(1.0 - foreground_probability, truth_classes == 0, thresholds)
         scores["isbi"] = isbi.to_dict()
     return scores
 
