@@ -250,8 +250,21 @@ def test_cli_end_to_end_on_a_png_folder(tmp_path):
     result = _run_cli("--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--json", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:5]] == ["a", "b", "c", "mean"]
+    assert lines[0].startswith("ISBI 2012 challenge scores of these 3 images as one stack")
+    assert [line.split()[0] for line in lines[1:4]] == ["warping", "Rand", "pixel"] and "0.0382" in lines[2]
+    header = next(k for k, line in enumerate(lines) if line.startswith("image"))
+    assert [line.split()[0] for line in lines[header + 1:header + 5]] == ["a", "b", "c", "mean"]
     summary = json.loads(out.read_text())
+    # the challenge's scores: the three images as one stack, exactly as metrics.isbi2012_challenge scores it
+    challenge = summary["isbi2012_challenge"]
+    probs = [np.asarray(Image.open(tmp_path / "pred" / "a.png")) / 255, np.asarray(Image.open(tmp_path / "pred" / "b.tif")),
+             (truth // 255).astype(np.float64)]
+    direct = metrics.isbi2012_challenge(probs, [truth == 255] * 3)
+    for name in ("rand_error", "pixel_error", "warping_error", "variation_of_information"):
+        assert challenge[name] == direct[name].error and challenge[f"{name}_threshold"] == direct[name].threshold
+        assert challenge["curves"][name]["errors"] == direct[name].errors.tolist()
+    assert challenge["curves"]["rand_error"]["thresholds"] == list(metrics.CHALLENGE_THRESHOLDS)
+    assert challenge["unet_paper_table1"] == {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
     a, b, c = summary["images"]
     assert [a["name"], b["name"], c["name"]] == ["a", "b", "c"]
     # c is the truth itself as a label image
@@ -265,6 +278,19 @@ def test_cli_end_to_end_on_a_png_folder(tmp_path):
     assert b["pixel_error"] > a["pixel_error"]  # the flipped float TIFF was read and scored as worse
     assert summary["mean"]["pixel_error"] == pytest.approx((a["pixel_error"] + b["pixel_error"]) / 3)
     assert summary["thresholds"] == pytest.approx([0.1 * k for k in range(1, 10)])
+
+
+def test_cli_challenge_options(tmp_path, capsys):
+    truth = _write_dataset(tmp_path)
+    out = tmp_path / "o.json"
+    assert evaluate.main(["--pred", str(tmp_path / "pred" / "a.png"), "--truth", str(tmp_path / "truth" / "a.png"),
+                          "--rand-form", "pairs", "--no-warping", "--json", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "2012-2014 pair form" in report and "warping" not in report.splitlines()[1]
+    challenge = json.loads(out.read_text())["isbi2012_challenge"]
+    assert "warping_error" not in challenge and challenge["rand_form"] == "pairs"
+    prob = np.asarray(Image.open(tmp_path / "pred" / "a.png")) / 255
+    assert challenge["rand_error"] == metrics.challenge_rand_error(prob, truth == 255, form="pairs").error
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
