@@ -362,8 +362,9 @@ class ChallengeScore:
 
 def _challenge_stack(cell_probability, truth_cells):
     """[(float32 cell probability, bool truth cells)] per slice, from 2D arrays, (S, H, W) stacks or lists."""
-    probs = [cell_probability] if np.ndim(cell_probability) == 2 else list(cell_probability)
-    truths = [truth_cells] if np.ndim(truth_cells) == 2 else list(truth_cells)
+    def slices(x):  # a list may hold slices of different sizes: never make one array of it
+        return list(x) if isinstance(x, (list, tuple)) or np.ndim(x) != 2 else [x]
+    probs, truths = slices(cell_probability), slices(truth_cells)
     if len(probs) != len(truths) or not probs:
         raise ValueError(f"cell_probability has {len(probs)} slices but truth_cells has {len(truths)}; "
                          "give one 2D image each or two stacks of the same length")

@@ -129,6 +129,12 @@ def test_counts_are_pooled_over_slices_at_one_threshold():
     assert score.error == pytest.approx(1 - _f(4 * c, 2 * c, 0)) and score.threshold == 0.0
     # pooled counts, not the mean of the slices' errors (1/3 and 0)
     assert score.error == pytest.approx(0.2) != pytest.approx(np.mean([1 / 3, 0]))
+    # slices of different sizes pool the same way
+    smaller = [prob[0], prob[1][:, :7]]
+    per_slice = [M.rand_counts(M.segment_cells(~(p > 0.0)), M.segment_cells(~t)) for p, t in
+                 zip(smaller, [truth[0], truth[1][:, :7]])]
+    assert M.challenge_rand_error(smaller, [truth[0], truth[1][:, :7]]).errors[0] == pytest.approx(
+        1 - _f(*np.sum(per_slice, axis=0)[:3]))
 
 
 # ---------------------------------------------------------------------------------------------------
