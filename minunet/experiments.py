@@ -139,7 +139,11 @@ def _loop(trainer, step, current_model, progress):
     config, log, seconds = trainer.config, [], 0.0
     while trainer.step < config["steps"]:
         start = time.perf_counter()
-        loss = step()
+        try:
+            loss = step()
+        except KeyboardInterrupt:  # keep what was trained: it is scored and written like a finished run
+            progress(f"interrupted at step {trainer.step}: scoring the network as it is (Ctrl-C again to quit)")
+            break
         seconds += time.perf_counter() - start
         if not np.isfinite(loss):
             raise RuntimeError(f"the loss became {loss} at step {trainer.step + 1}; lower the learning rate")
@@ -202,7 +206,8 @@ def format_markdown(record, png_name):
              "|" + "---|" * (6 + len(SCORES) + 3)]
     for run in record["runs"]:
         plain, tta = run["scores"], run.get("scores_tta")
-        lines.append(f"| {run['name']} | {run['seed']} | {run['steps']} | {run['train_seconds']:.0f} s | "
+        steps = f"{run['steps']} (interrupted)" if run.get("interrupted") else run["steps"]
+        lines.append(f"| {run['name']} | {run['seed']} | {steps} | {run['train_seconds']:.0f} s | "
                      f"{run['train_seconds'] / max(run['steps'], 1):.3f} | {run['load_start']}; {run['load_end']} | "
                      + " | ".join(_score_cells(plain)) + " | "
                      + (" | ".join(_score_cells(tta)[:3]) if tta else "- | - | -") + " |")
@@ -271,7 +276,8 @@ def run_isbi(args, progress=print):
                 trainer.run_dir.mkdir(parents=True, exist_ok=True)
                 trainer.save()  # the trained weights, for python -m minunet.predict
                 model = trainer.model
-                run = dict(name=name, seed=seed, steps=trainer.step, train_seconds=round(seconds, 1),
+                run = dict(name=name, seed=seed, steps=trainer.step, interrupted=trainer.step < config["steps"],
+                           train_seconds=round(seconds, 1),
                            load_start=load_start, load_end=_load(), log=log,
                            scores=challenge_scores(model, trainer.data.val_images, trainer.data.val_labels))
                 if not args.no_tta:
@@ -319,7 +325,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        record, paths = run_isbi(args)
+        record, paths = run_isbi(args, progress=lambda line: print(line, flush=True))
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"minunet.experiments: error: {error}", file=sys.stderr)
         return 2

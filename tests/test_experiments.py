@@ -56,8 +56,23 @@ def test_the_experiment_trains_scores_and_writes_its_report(volume, tmp_path, ca
     assert "| minunet | 1 | 3 |" in text and "0.000353" in text and png.stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
     # a second run the same day does not overwrite the first
-    _run(volume, tmp_path, "--no-tta", "--steps", "1")
-    assert len(list(out.glob("isbi-numpy-*.md"))) == 2
+    again = experiments.write_results(out, record)
+    assert again[0].name == md.name.replace(".md", "-2.md") and len(list(out.glob("isbi-numpy-*.md"))) == 2
+
+
+def test_ctrl_c_scores_and_writes_what_was_trained(volume, tmp_path, monkeypatch):
+    from minunet.train import Trainer
+    real_step = Trainer.train_step
+
+    def interrupted_at_the_second(self):
+        if self.step == 1:
+            raise KeyboardInterrupt
+        return real_step(self)
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_the_second)
+    out = _run(volume, tmp_path, "--no-tta")
+    (run,) = json.loads(next(out.glob("*.json")).read_text())["runs"]
+    assert run["steps"] == 1 and run["interrupted"] and "rand_error" in run["scores"]
+    assert "| 1 (interrupted) |" in next(out.glob("*.md")).read_text()
 
 
 def test_bad_data_is_one_clear_error(tmp_path, capsys):
