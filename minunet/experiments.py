@@ -251,7 +251,6 @@ def plot_curves(record, path):
 
 def run_isbi(args, progress=print):
     """The experiment; returns the record written and the paths of the files."""
-    from .bench.report import environment
     if args.twin:
         try:
             import torch
@@ -288,9 +287,29 @@ def run_isbi(args, progress=print):
             runs.append(run)
     from .metrics import UNET_PAPER_TABLE1
     record = dict(command="python -m minunet.experiments " + " ".join(args.argv), preset=args.preset,
-                  config=config, threads=blas_threads, environment=environment(config["device"]),
+                  config=config, threads=blas_threads, environment=machine(config["device"]),
                   unet_paper_table1=UNET_PAPER_TABLE1, runs=runs)
     return record, write_results(args.out_dir, record)
+
+
+def machine(device):
+    """The device, its name, the date and the versions, as the bench reports them (package versions read
+    from their metadata: importing torch and CuPy only to ask would cost seconds)."""
+    import datetime
+    import platform
+    from importlib import metadata
+
+    from .bench.report import _cpu_name, environment
+    if device == "cuda":
+        return environment(device)
+    versions = {"python": platform.python_version()}
+    for name in ("minunet", "numpy", "scipy", "torch"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return dict(device=device, device_name=_cpu_name(), date=datetime.datetime.now().isoformat(timespec="seconds"),
+                versions=versions, platform=platform.platform())
 
 
 def _load():
