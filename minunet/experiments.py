@@ -154,6 +154,7 @@ def _loop(trainer, step, current_model, progress):
             progress(f"step {trainer.step}: loss {loss:.4f}, validation (slices 25-29) challenge Rand error "
                      f"{log[-1]['val_rand_error']:.4f}, pixel error {log[-1]['val_pixel_error']:.4f}, "
                      f"{seconds / trainer.step:.2f} s a step")
+    current_model()  # after a Ctrl-C, the twin's weights too are those scored and saved
     return log, seconds
 
 
