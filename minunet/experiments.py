@@ -251,46 +251,54 @@ def plot_curves(record, path):
 
 
 def run_isbi(args, progress=print):
-    """The experiment; returns the record written and the paths of the files."""
+    """The experiment; returns the record written and the paths of the files. Ctrl-C while a network trains
+    scores it as it is; Ctrl-C while one is scored writes the runs scored before it."""
     if args.twin:
         try:
-            import torch
+            import torch  # noqa: F401
         except ImportError:
             raise ValueError("--twin needs PyTorch (pip install torch); the minunet run alone needs nothing more") \
                 from None
     blas_threads = threads.resolve_threads(args.threads)
     work = Path(args.work_dir)
     train_dir, test_dir = split_isbi(args.data_dir, work)
-    runs, config = [], None
-    for seed in args.seeds:
-        config = make_config(args, seed, train_dir, test_dir)
-        kinds = [("minunet", train_minunet)] + ([("PyTorch twin", train_twin)] if args.twin else [])
-        for name, train in kinds:
-            progress(f"{name}, seed {seed}: {config['steps']} steps, preset {args.preset}, device "
-                     f"{config['device']}, {blas_threads} thread(s)")
-            load_start = _load()
-            with threads.blas_threads(blas_threads):
-                if name != "minunet":
-                    torch.set_num_threads(blas_threads)
-                trainer, log, seconds = train(config, work / f"{name.split()[-1]}-seed{seed}", progress)
-                trainer.run_dir.mkdir(parents=True, exist_ok=True)
-                trainer.save()  # the trained weights, for python -m minunet.predict
-                model = trainer.model
-                run = dict(name=name, seed=seed, steps=trainer.step, interrupted=trainer.step < config["steps"],
-                           train_seconds=round(seconds, 1),
-                           load_start=load_start, load_end=_load(), log=log,
-                           scores=challenge_scores(model, trainer.data.val_images, trainer.data.val_labels))
-                if not args.no_tta:
-                    run["scores_tta"] = challenge_scores(model, trainer.data.val_images, trainer.data.val_labels,
-                                                         tta=True)
-            progress(f"{name}, seed {seed}: " + ", ".join(f"{title} {value}" for title, value in
-                                                         zip((t for _, t, _ in SCORES), _score_cells(run["scores"]))))
-            runs.append(run)
+    runs, kinds = [], [("minunet", train_minunet)] + ([("PyTorch twin", train_twin)] if args.twin else [])
+    try:
+        for seed in args.seeds:
+            config = make_config(args, seed, train_dir, test_dir)
+            for name, train in kinds:
+                runs.append(_one_run(name, train, config, work, blas_threads, not args.no_tta, progress))
+    except KeyboardInterrupt:
+        if not runs:
+            raise
+        progress(f"interrupted: writing the {len(runs)} run(s) scored before")
     from .metrics import UNET_PAPER_TABLE1
     record = dict(command="python -m minunet.experiments " + " ".join(args.argv), preset=args.preset,
                   config=config, threads=blas_threads, environment=machine(config["device"]),
                   unet_paper_table1=UNET_PAPER_TABLE1, runs=runs)
     return record, write_results(args.out_dir, record)
+
+
+def _one_run(name, train, config, work, blas_threads, tta, progress):
+    seed = config["seed"]
+    progress(f"{name}, seed {seed}: {config['steps']} steps, device {config['device']}, {blas_threads} thread(s)")
+    load_start = _load()
+    with threads.blas_threads(blas_threads):
+        if name != "minunet":
+            import torch
+            torch.set_num_threads(blas_threads)
+        trainer, log, seconds = train(config, work / f"{name.split()[-1]}-seed{seed}", progress)
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        trainer.save()  # the trained weights, for python -m minunet.predict
+        data = trainer.data
+        run = dict(name=name, seed=seed, steps=trainer.step, interrupted=trainer.step < config["steps"],
+                   train_seconds=round(seconds, 1), load_start=load_start, load_end=_load(), log=log,
+                   scores=challenge_scores(trainer.model, data.val_images, data.val_labels))
+        if tta:
+            run["scores_tta"] = challenge_scores(trainer.model, data.val_images, data.val_labels, tta=True)
+    progress(f"{name}, seed {seed}: " + ", ".join(f"{title} {value}" for title, value in
+                                                 zip((t for _, t, _ in SCORES), _score_cells(run["scores"]))))
+    return run
 
 
 def machine(device):
@@ -349,6 +357,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"minunet.experiments: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted before any run was scored; the checkpoints are in {args.work_dir}", file=sys.stderr)
+        return 130
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 

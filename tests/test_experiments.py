@@ -73,6 +73,18 @@ def test_ctrl_c_scores_and_writes_what_was_trained(volume, tmp_path, monkeypatch
     (run,) = json.loads(next(out.glob("*.json")).read_text())["runs"]
     assert run["steps"] == 1 and run["interrupted"] and "rand_error" in run["scores"]
     assert "| 1 (interrupted) |" in next(out.glob("*.md")).read_text()
+    # Ctrl-C while the second seed's network is scored (its first validation): the first seed's run is written
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    real_scores, calls = experiments.challenge_scores, []
+
+    def interrupted_on_seed_2(model, images, labels, **options):
+        calls.append(1)
+        if len(calls) > 3:  # seed 1: validations at steps 2 and 3, then its final scores
+            raise KeyboardInterrupt
+        return real_scores(model, images, labels, **options)
+    monkeypatch.setattr(experiments, "challenge_scores", interrupted_on_seed_2)
+    out = _run(volume, tmp_path / "seeds", "--no-tta", "--seeds", "1", "2")
+    assert [run["seed"] for run in json.loads(next(out.glob("*.json")).read_text())["runs"]] == [1]
 
 
 def test_bad_data_is_one_clear_error(tmp_path, capsys):
