@@ -2,9 +2,11 @@
 
     python -m minunet.evaluate --pred runs/pred --truth data/isbi2012/label --json scores.json
 
-Always: pixel error, per-class IoU and Dice, foreground IoU (at the decision probability > 0.5, or the
-label image as given). With --n-classes 2 also the ISBI 2012 protocol (minunet.metrics.isbi_scores):
-a threshold sweep, cells as 4-connected components of class 1, best Rand error / VI / pixel error.
+With --n-classes 2 (the default) the report leads with the ISBI 2012 challenge's scores of all the images as
+one stack (minunet.metrics.isbi2012_challenge: warping, Rand and pixel error as Fiji's Trainable Segmentation
+computes them, the U-Net paper's Table 1 beside them). Then, per image: pixel error, per-class IoU and Dice,
+foreground IoU (at the decision probability > 0.5, or the label image as given) and scikit-image's adapted
+Rand error, VI and pixel error, each at the image's own best threshold (minunet.metrics.per_image_sweep).
 """
 import argparse
 import json
@@ -203,7 +205,7 @@ def score_image(pred_classes, foreground_probability, truth_classes, n_classes, 
     }
     if n_classes == 2:
         # class 0 (membrane, background) separates the objects; the sweep runs on its probability
-        isbi = metrics.isbi_scores(1.0 - foreground_probability, truth_classes == 0, thresholds)
+        isbi = metrics.per_image_sweep(1.0 - foreground_probability, truth_classes == 0, thresholds)
         scores["isbi"] = isbi.to_dict()
     return scores
 
@@ -213,9 +215,10 @@ def _nanmean(values):
     return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
-def evaluate(pairs, n_classes, thresholds):
-    """{'images': [{'name', 'pred', 'truth', scores...}], 'mean': {...}, 'stack': {...} (2 classes)}."""
-    images = []
+def evaluate(pairs, n_classes, thresholds, rand_form="n2", warping=True):
+    """{'images': [{'name', 'pred', 'truth', scores...}], 'mean': {...}} and, for 2 classes,
+    'isbi2012_challenge': the challenge's scores of all images as one stack (challenge_summary)."""
+    images, stack = [], ([], [])
     for pred_path, truth_path in pairs:
         pred_frames, truth_frames = read_frames(pred_path), read_frames(truth_path)
         if len(pred_frames) != len(truth_frames):
@@ -231,11 +234,26 @@ def evaluate(pairs, n_classes, thresholds):
                                  "(a valid-convolution U-Net needs tiling with mirrored borders)")
             scores = score_image(pred_classes, foreground, truth_classes, n_classes, thresholds)
             images.append({"name": name, "pred": str(pred_path), "truth": str(truth_path), **scores})
+            if n_classes == 2:
+                stack[0].append(foreground)
+                stack[1].append(truth_classes == 1)
     summary = {"n_classes": n_classes, "images": images, "mean": _means(images, n_classes)}
     if n_classes == 2:
         summary["thresholds"] = [float(t) for t in thresholds]
-        summary["stack"] = _one_threshold_for_all(images)
+        summary = {"isbi2012_challenge": challenge_summary(*stack, rand_form, warping), **summary}
     return summary
+
+
+def challenge_summary(cell_probabilities, truth_cells, rand_form="n2", warping=True):
+    """The challenge's scores of a stack as plain JSON-ready values: each score, its threshold, the curves."""
+    scores = metrics.isbi2012_challenge(cell_probabilities, truth_cells, rand_form, warping)
+    out = {"images": len(truth_cells), "rand_form": rand_form}
+    for name, score in scores.items():
+        out[name], out[f"{name}_threshold"] = score.error, score.threshold
+    out["curves"] = {name: {"thresholds": list(score.thresholds), "errors": score.errors.tolist()}
+                     for name, score in scores.items()}
+    out["unet_paper_table1"] = dict(metrics.UNET_PAPER_TABLE1)
+    return out
 
 
 def _means(images, n_classes):
@@ -248,21 +266,6 @@ def _means(images, n_classes):
     return mean
 
 
-def _one_threshold_for_all(images):
-    """The challenge picks one threshold for a whole stack: min over t of the mean over images."""
-    thresholds = np.asarray(images[0]["isbi"]["thresholds"])
-    stack = {}
-    for per_threshold, key in (("rand_errors", "rand_error"), ("vi", "vi_total"), ("pixel_errors", "pixel_error")):
-        curves = np.array([image["isbi"][per_threshold] for image in images], dtype=np.float64)
-        mean_curve = np.array([_nanmean(column) for column in curves.T])
-        if np.all(np.isnan(mean_curve)):
-            stack[key], stack[f"{key}_threshold"] = float("nan"), float("nan")
-        else:
-            k = int(np.nanargmin(mean_curve))
-            stack[key], stack[f"{key}_threshold"] = float(mean_curve[k]), float(thresholds[k])
-    return stack
-
-
 # ---------------------------------------------------------------------------------------------------
 # output
 
@@ -271,6 +274,28 @@ def _fmt(value, width=8, digits=4):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan".rjust(width)
     return f"{value:{width}.{digits}f}"
+
+
+CHALLENGE_ROWS = (("warping_error", "warping error"), ("rand_error", "Rand error"), ("pixel_error", "pixel error"),
+                  ("variation_of_information", "VI (nats)"))
+
+
+def format_challenge(challenge):
+    """The challenge's scores, the U-Net paper's beside them."""
+    n = challenge["images"]
+    form = "" if challenge["rand_form"] == "n2" else " (Rand: the 2012-2014 pair form)"
+    lines = [f"ISBI 2012 challenge scores of these {n} image{'s' if n > 1 else ''} as one stack (Fiji's Trainable "
+             f"Segmentation: one threshold for the stack, counts pooled){form}:"]
+    for key, title in CHALLENGE_ROWS:
+        if key not in challenge:
+            continue
+        paper = challenge["unet_paper_table1"].get(key)
+        beside = f"U-Net paper, Table 1: {paper}" if paper is not None else "not ranked by the challenge"
+        lines.append(f"  {title:14s} {_fmt(challenge[key], 9, 6)}  at t = {challenge[f'{key}_threshold']:.1f}"
+                     f"   ({beside})")
+    lines.append("  (t: cell where the cell probability > t, t = 0.0, 0.1, ..., 1.0, for the warping error to 0.9; "
+                 "the paper's scores are on the challenge's hidden test slices)")
+    return "\n".join(lines)
 
 
 def format_table(summary):
@@ -287,7 +312,12 @@ def format_table(summary):
                     ("best_pix", lambda s: s["isbi"]["pixel_error"]), ("@t", lambda s: s["isbi"]["pixel_threshold"])]
     name_width = max([len("image")] + [len(image["name"]) for image in summary["images"]])
     widths = [max(8, len(title)) if title != "@t" else 5 for title, _ in columns]
-    lines = ["image".ljust(name_width) + "".join(" " + title.rjust(w) for (title, _), w in zip(columns, widths))]
+    lines = []
+    if "isbi2012_challenge" in summary:
+        lines += [format_challenge(summary["isbi2012_challenge"]), "",
+                  "per image (rand_err, VI, best_pix: scikit-image's adapted Rand error, VI in bits and the fraction "
+                  "of wrong pixels, each at the image's own best threshold t on the membrane probability):"]
+    lines.append("image".ljust(name_width) + "".join(" " + title.rjust(w) for (title, _), w in zip(columns, widths)))
     for image in summary["images"]:
         cells = [_fmt(get(image), w, 2 if title == "@t" else 4) for (title, get), w in zip(columns, widths)]
         lines.append(image["name"].ljust(name_width) + "".join(" " + cell for cell in cells))
@@ -299,15 +329,6 @@ def format_table(summary):
         mean_cells += [mean["best_rand_error"], None, mean["best_vi_total"], None, mean["best_pixel_error"], None]
     cells = [" " * w if value is None else _fmt(value, w) for value, w in zip(mean_cells, widths)]
     lines.append("mean".ljust(name_width) + "".join(" " + cell for cell in cells))
-    if n_classes == 2 and len(summary["images"]) > 1:
-        stack = summary["stack"]
-        lines.append(f"one threshold for all {len(summary['images'])} images (as the challenge scores a stack): "
-                     f"rand_err {_fmt(stack['rand_error'], 0)} @t={_fmt(stack['rand_error_threshold'], 0, 2)}, "
-                     f"VI {_fmt(stack['vi_total'], 0)} @t={_fmt(stack['vi_total_threshold'], 0, 2)}, "
-                     f"pix_err {_fmt(stack['pixel_error'], 0)} @t={_fmt(stack['pixel_error_threshold'], 0, 2)}")
-    if n_classes == 2:
-        lines.append("(thresholds t apply to the class-0 (membrane) probability; best over "
-                     f"{len(summary['thresholds'])} thresholds per image)")
     return "\n".join(lines)
 
 
@@ -348,9 +369,11 @@ def parse_thresholds(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m minunet.evaluate",
-        description="Score predicted segmentations against ground-truth masks: pixel error, per-class IoU and "
-                    "Dice, foreground IoU and, for two classes, the ISBI 2012 protocol (Rand error, VI and "
-                    "pixel error, each the best over a threshold sweep, with cells as 4-connected components).",
+        description="Score predicted segmentations against ground-truth masks. For two classes the report leads "
+                    "with the ISBI 2012 challenge's scores of all images as one stack (warping, Rand and pixel "
+                    "error as Fiji's Trainable Segmentation computes them, as in the U-Net paper's Table 1); then "
+                    "per image: pixel error, per-class IoU and Dice, foreground IoU, and scikit-image's adapted "
+                    "Rand error, VI and pixel error at each image's best threshold.",
         epilog="Files: PNG, TIFF (a multi-page TIFF is a stack, paired page by page) or .npy. Truth masks: 0/255 "
                "(255 -> class 1, two classes only) or class indices 0..n-1; in ISBI 2012, 0 = membrane, "
                "255 = cell. Predictions, by these rules in order: floats in [0, 1] of shape (H, W) = the "
@@ -364,10 +387,17 @@ def build_parser():
     parser.add_argument("--truth", required=True, metavar="PATH", help="ground-truth mask file, or a folder of them")
     parser.add_argument("--n-classes", type=int, default=2, metavar="N", help="number of classes (default: 2)")
     parser.add_argument("--thresholds", type=parse_thresholds, default=None, metavar="T",
-                        help="sweep on the class-0 (membrane) probability: start:stop:step, stop included, or a "
-                             "comma list (two classes only; default: 0.1:0.9:0.1)")
+                        help="the per-image sweep on the class-0 (membrane) probability: start:stop:step, stop "
+                             "included, or a comma list (two classes only; default: 0.1:0.9:0.1; the challenge's "
+                             "scores keep the challenge's thresholds)")
+    parser.add_argument("--rand-form", choices=["n2", "pairs"], default="n2",
+                        help="the challenge's Rand error: Fiji's N^2 form (January 2015 on) or the 2012-2014 "
+                             "pair-count form")
+    parser.add_argument("--no-warping", action="store_true",
+                        help="skip the warping error (the slowest score: about 0.1-0.4 s a 512x512 image)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
-                        help="also write every score, with the per-threshold curves, to this file")
+                        help="also write every score, with the per-threshold curves, to this file (the "
+                             "challenge's under \"isbi2012_challenge\")")
     return parser
 
 
@@ -381,7 +411,8 @@ def main(argv=None):
         if args.json is not None and args.json.is_dir():
             raise InputError(f"--json {args.json}: is a folder; give a file name")
         thresholds = args.thresholds or metrics.DEFAULT_THRESHOLDS
-        summary = evaluate(collect_pairs(args.pred, args.truth), args.n_classes, thresholds)
+        summary = evaluate(collect_pairs(args.pred, args.truth), args.n_classes, thresholds, args.rand_form,
+                           not args.no_warping)
         print(format_table(summary))
         if args.json is not None:
             try:

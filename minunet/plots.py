@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 
 
 def plot_metrics(metrics_path, out_path):
-    steps, losses, val_steps, val_iou = [], [], [], []
+    steps, losses, val_steps, val_iou, challenge = [], [], [], [], {"val_rand_error": [], "val_pixel_error": []}
     for line in open(metrics_path):
         record = json.loads(line)
         if "loss" in record:
@@ -18,6 +18,8 @@ def plot_metrics(metrics_path, out_path):
         if "val_iou" in record:
             val_steps.append(record["step"])
             val_iou.append(record["val_iou"])
+            for key, values in challenge.items():
+                values.append(record.get(key, np.nan))
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     ax[0].plot(steps, losses, lw=0.6, alpha=0.5, label="per step")
     if len(losses) >= 20:
@@ -25,8 +27,12 @@ def plot_metrics(metrics_path, out_path):
         ax[0].plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
     ax[0].set(xlabel="step", ylabel="weighted cross-entropy", yscale="log", title="training loss")
     ax[0].legend()
-    ax[1].plot(val_steps, val_iou, "o-")
-    ax[1].set(xlabel="step", ylabel="foreground IoU", ylim=(0, 1), title="validation")
+    ax[1].plot(val_steps, val_iou, "o-", label="foreground IoU")
+    for (key, values), title in zip(challenge.items(), ("challenge Rand error", "challenge pixel error")):
+        if not np.all(np.isnan(values)):  # the ISBI 2012 challenge's scores (two classes)
+            ax[1].plot(val_steps, values, "s--", label=title)
+    ax[1].set(xlabel="step", ylim=(0, 1), title="validation")
+    ax[1].legend()
     ax[1].grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)

@@ -105,17 +105,41 @@ def _check_tile(model, tile):
 def _predict_files(model, files, out_dir, args, written):
     """Predict and save each file; `written` collects the stems saved (for the message after Ctrl-C)."""
     from tqdm import tqdm
-
-    from .data.loaders import read_image
     for path in files:
-        image = read_image(path)
-        in_tile, out_tile, _ = tile_plan(model, args.tile, image.shape[-2:])
-        tiles = -(-image.shape[-2] // out_tile) * -(-image.shape[-1] // out_tile) * (8 if args.tta else 1)
+        pages = _read_pages(path)
+        h, w = pages[0].shape[-2:]
+        in_tile, out_tile, _ = tile_plan(model, args.tile, (h, w))
+        tiles = len(pages) * -(-h // out_tile) * -(-w // out_tile) * (8 if args.tta else 1)
         with tqdm(total=tiles, desc=f"{path.name}: tiles {in_tile} -> {out_tile} px", unit="tile") as bar:
-            probs = predict_probabilities(model, image, in_tile, args.batch_size, args.tta, bar.update)
+            probs = [predict_probabilities(model, page, in_tile, args.batch_size, args.tta, bar.update)
+                     for page in pages]
         out_dir.mkdir(parents=True, exist_ok=True)  # only now: a failure before the first result leaves no folder
-        _save_outputs(out_dir, path.stem, image, probs)
+        if len(pages) == 1:
+            _save_outputs(out_dir, path.stem, pages[0], probs[0])
+        else:
+            _save_stack(out_dir, path.stem, probs)
         written.append(path.stem)
+
+
+def _read_pages(path):
+    """The image, or each page of a multi-page TIFF (ISBI 2012's test-volume.tif), as float32 in [0, 1]."""
+    from .data.loaders import _to_unit_float, read_image, read_tiff_stack
+    if path.suffix.lower() in (".tif", ".tiff"):
+        frames = read_tiff_stack(path)
+        if len(frames) > 1:
+            return [_to_unit_float(frame, f"{path} page {k}") for k, frame in enumerate(frames)]
+    return [read_image(path)]
+
+
+def _save_stack(out_dir, stem, probs):
+    """A stack's predictions: <stem>_cells.tif, the probability of class 1 (cell) of every page as a
+    multi-page float32 TIFF, white = cell as in the ISBI 2012 labels: the stack the challenge's evaluation
+    thresholds (python -m minunet.evaluate --pred <stem>_cells.tif --truth labels.tif scores it the same way);
+    and <stem>_prob.npy, every class's probabilities, (pages, K, H, W)."""
+    from PIL import Image
+    pages = [Image.fromarray(np.clip(1.0 - p[0], 0, 1).astype(np.float32)) for p in probs]
+    pages[0].save(out_dir / f"{stem}_cells.tif", save_all=True, append_images=pages[1:])
+    np.save(out_dir / f"{stem}_prob.npy", np.stack(probs))
 
 
 def _image_files(path):
@@ -148,7 +172,8 @@ def _save_outputs(out_dir, stem, image, probs):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minunet.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minunet.train")
-    parser.add_argument("--input", required=True, help="an image file (PNG/TIFF) or a folder of them")
+    parser.add_argument("--input", required=True, help="an image file (PNG/TIFF) or a folder of them; a multi-page "
+                                                       "TIFF (ISBI 2012's test-volume.tif) gives <stem>_cells.tif")
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     parser.add_argument("--device", default="auto", choices=["auto", "numpy", "sim", "cuda"])
     parser.add_argument("--tile", type=int, help="input tile size (default: the smallest valid one that covers "
@@ -171,7 +196,8 @@ def main(argv=None):
               f"{threads.describe(blas_threads, given=args.threads is not None)}")
         with threads.blas_threads(blas_threads):
             _predict_files(model, files, Path(args.out), args, written)
-        print(f"wrote {len(files)} prediction(s) to {args.out}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy)")
+        print(f"wrote {len(files)} prediction(s) to {args.out}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy; "
+              "a multi-page TIFF: *_cells.tif and *_prob.npy)")
     except KeyboardInterrupt:
         print(f"\ninterrupted: wrote {len(written)} of {len(files)} prediction(s) to {args.out}/"
               + (f" (the last: {written[-1]})" if written else ""), file=sys.stderr)

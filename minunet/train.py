@@ -29,7 +29,7 @@ from .backends import resolve_device
 from .memory import keep_freed_memory
 from .data.tiles import random_augmented_tile, random_tile
 from .data.training import DATA_DIR_LAYOUT, prepare_training_data
-from .metrics import foreground_iou
+from .metrics import challenge_pixel_error, challenge_rand_error, foreground_iou
 from .optim import SGD
 from .plots import plot_metrics, plot_panel
 from .predict import predict_probabilities
@@ -227,20 +227,29 @@ class Trainer:
 
     # -- validation, checkpoints, plots --------------------------------------------------------------------
     def validate(self):
-        """Mean foreground IoU of the held-out images, predicted whole with overlap-tile."""
+        """Mean foreground IoU of the held-out images, predicted whole with overlap-tile. For two classes also
+        the ISBI 2012 challenge's Rand and pixel error of them as one stack, in self.val_challenge (IoU is a
+        poor guide to the Rand error: it can stop improving long before). Their cost: about 0.1 s a 512 x 512
+        image, a small part of predicting it."""
         self.model.eval()
-        scores, self.predicted_classes = [], set()
+        scores, cells, self.predicted_classes = [], [], set()
         for image, label in zip(self.data.val_images, self.data.val_labels):
             probs = predict_probabilities(self.model, image)
             prediction = probs.argmax(0)
             scores.append(foreground_iou(prediction, label))
+            cells.append(probs[-1])
             self.predicted_classes.update(np.unique(prediction).tolist())
             if len(scores) == 1:  # the first validation image goes into panel.png
                 self.last_prediction = (image, label, prediction)
+        self.val_challenge = {}
+        if self.data.n_classes == 2:
+            truth = [label == 1 for label in self.data.val_labels]
+            self.val_challenge = {"val_rand_error": challenge_rand_error(cells, truth).error,
+                                  "val_pixel_error": challenge_pixel_error(cells, truth).error}
         return float(np.mean(scores))
 
-    def save(self):
-        checkpoint.save(self.run_dir / "checkpoint.npz", self.model, self.optimizer, step=self.step,
+    def save(self, name="checkpoint.npz"):
+        checkpoint.save(self.run_dir / name, self.model, self.optimizer, step=self.step,
                         rng=self.rng.bit_generator.state, dropout_rng=self.model.dropout_rng.bit_generator.state,
                         train_config=self.config)
 
@@ -255,6 +264,14 @@ class Trainer:
 def _log(path, **record):
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _best_logged(path):
+    """The lowest validation challenge Rand error in the log (inf when none)."""
+    if not path.exists():
+        return np.inf
+    values = [r["val_rand_error"] for r in map(json.loads, path.read_text().splitlines()) if "val_rand_error" in r]
+    return min(values, default=np.inf)
 
 
 def _trim_log(path, step):
@@ -288,6 +305,7 @@ def _run(config, run_dir, resumed, quiet):
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         _trim_log(metrics, trainer.step)
+    best = _best_logged(metrics)  # the challenge Rand error of best.npz, the best validation so far
     print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
           f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
           f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
@@ -324,7 +342,10 @@ def _run(config, run_dir, resumed, quiet):
                 _log(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr, time=round(time.time() - start, 3))
                 if trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]:
                     val_iou = trainer.validate()
-                    _log(metrics, step=trainer.step, val_iou=val_iou)
+                    _log(metrics, step=trainer.step, val_iou=val_iou, **trainer.val_challenge)
+                    if trainer.val_challenge.get("val_rand_error", np.inf) < best:
+                        best = trainer.val_challenge["val_rand_error"]
+                        trainer.save("best.npz")
                 if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
                     trainer.save()
                 bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")

@@ -53,8 +53,8 @@ def test_confusion_matrix_matches_a_loop(rng):
     (lambda: metrics.iou(np.full((2, 2), 255), np.zeros((2, 2), int), 2), ValueError, "0/255"),
     (lambda: metrics.iou(np.zeros((2, 2), int), np.full((2, 2), -1), 2), ValueError, ">= 0"),
     (lambda: metrics.dice(np.zeros((2, 2), int), np.zeros((2, 2), int), 0), ValueError, "n_classes"),
-    (lambda: metrics.rand_error(np.zeros((3, 3)), np.zeros((3, 3), int)), TypeError, "pred_segmentation"),
-    (lambda: metrics.rand_error(np.zeros((3, 3), int), np.zeros((3, 4), int)), ValueError, "shape mismatch"),
+    (lambda: metrics.adapted_rand_error(np.zeros((3, 3)), np.zeros((3, 3), int)), TypeError, "pred_segmentation"),
+    (lambda: metrics.adapted_rand_error(np.zeros((3, 3), int), np.zeros((3, 4), int)), ValueError, "shape mismatch"),
 ])
 def test_bad_inputs_raise_clear_errors(call, error, words):
     with pytest.raises(error, match=words):
@@ -100,8 +100,8 @@ def test_merge_of_two_cells():
 def test_prediction_outside_truth_foreground_is_ignored_and_empty_truth_is_nan():
     truth = np.array([[1, 1, 0, 0], [1, 1, 0, 0]])
     pred = np.array([[3, 3, 1, 2], [3, 3, 4, 5]])
-    assert metrics.rand_error(pred, truth) == 0.0
-    assert np.isnan(metrics.rand_error(pred, np.zeros_like(truth)))
+    assert metrics.adapted_rand_error(pred, truth) == 0.0
+    assert np.isnan(metrics.adapted_rand_error(pred, np.zeros_like(truth)))
     assert np.isnan(metrics.variation_of_information(pred, np.zeros_like(truth)).total)
 
 
@@ -134,7 +134,7 @@ def test_huge_ids_are_compacted_not_tabulated(rng):
     truth = rng.integers(0, 5, size=(40, 40))
     pred = rng.integers(0, 7, size=(40, 40))
     huge = pred.astype(np.int64) * (2**40) + 3  # a dense table over these ids would not fit in memory
-    assert metrics.rand_error(huge, truth) == pytest.approx(metrics.rand_error(pred, truth), abs=1e-15)
+    assert metrics.adapted_rand_error(huge, truth) == pytest.approx(metrics.adapted_rand_error(pred, truth), abs=1e-15)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_segment_cells_uses_4_connectivity():
 
 def test_isbi_sweep_picks_the_best_threshold_per_score():
     prob, truth_membrane = _grid_example()
-    scores = metrics.isbi_scores(prob, truth_membrane, thresholds=(0.3, 0.47, 0.6, 0.9))
+    scores = metrics.per_image_sweep(prob, truth_membrane, thresholds=(0.3, 0.47, 0.6, 0.9))
     # t=0.3: cross + gap + 3 noise pixels are membrane. No merge; the noise pixels form pred segment 0.
     # pairs: truth 4*20^2-80 = 1520; pred 3*19^2+20^2+3^2-80 = 1412; both 3*19^2+20^2+3*1-80 = 1406
     assert scores.rand_errors[0] == pytest.approx(1 - 2 * 1406 / (1520 + 1412))
@@ -179,13 +179,13 @@ def test_isbi_sweep_picks_the_best_threshold_per_score():
 def test_isbi_sweep_boundary_and_ties():
     prob, truth_membrane = _grid_example()
     # membrane means probability > t: at t = 0.45 the gap pixel (0.45) is already cell, so the cells merge
-    at_gap = metrics.isbi_scores(prob, truth_membrane, thresholds=(0.45, 0.47))
+    at_gap = metrics.per_image_sweep(prob, truth_membrane, thresholds=(0.45, 0.47))
     assert at_gap.rand_errors[0] == at_gap.rand_errors[1]
     assert at_gap.pixel_errors[0] == pytest.approx(4 / 99)
     # equal scores: the first threshold given wins
-    tie = metrics.isbi_scores(prob, truth_membrane, thresholds=(0.6, 0.25, 0.3))
+    tie = metrics.per_image_sweep(prob, truth_membrane, thresholds=(0.6, 0.25, 0.3))
     assert tie.rand_errors[1] == tie.rand_errors[2] and tie.rand_threshold == 0.25
-    assert metrics.isbi_scores(prob, truth_membrane, thresholds=(0.3, 0.25)).rand_threshold == 0.3
+    assert metrics.per_image_sweep(prob, truth_membrane, thresholds=(0.3, 0.25)).rand_threshold == 0.3
 
 
 def test_isbi_sweep_agrees_with_scikit_image_per_threshold(rng):
@@ -193,7 +193,7 @@ def test_isbi_sweep_agrees_with_scikit_image_per_threshold(rng):
     truth_membrane = ndimage.binary_dilation(rng.random((48, 57)) < 0.04, iterations=2)
     prob = np.clip(ndimage.gaussian_filter(truth_membrane.astype(float), 1.0) + rng.normal(0, 0.15, (48, 57)), 0, 1)
     thresholds = (0.2, 0.35, 0.5, 0.65)
-    scores = metrics.isbi_scores(prob, truth_membrane, thresholds)
+    scores = metrics.per_image_sweep(prob, truth_membrane, thresholds)
     truth_cells = ndimage.label(~truth_membrane)[0]
     for k, t in enumerate(thresholds):
         pred_cells = ndimage.label(prob <= t)[0]  # scipy's default structure in 2D is 4-connectivity
@@ -215,9 +215,9 @@ def test_isbi_sweep_agrees_with_scikit_image_per_threshold(rng):
     (np.zeros((4, 4)), np.zeros((4, 4), bool), (0.5, 1.2), ValueError, "thresholds"),
     (np.zeros((4, 4)), np.zeros((4, 4), bool), (), ValueError, "thresholds"),
 ])
-def test_isbi_scores_validates_inputs(prob, mask, thresholds, error, words):
+def test_per_image_sweep_validates_inputs(prob, mask, thresholds, error, words):
     with pytest.raises(error, match=words):
-        metrics.isbi_scores(prob, mask, thresholds)
+        metrics.per_image_sweep(prob, mask, thresholds)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -250,21 +250,47 @@ def test_cli_end_to_end_on_a_png_folder(tmp_path):
     result = _run_cli("--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--json", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:5]] == ["a", "b", "c", "mean"]
+    assert lines[0].startswith("ISBI 2012 challenge scores of these 3 images as one stack")
+    assert [line.split()[0] for line in lines[1:4]] == ["warping", "Rand", "pixel"] and "0.0382" in lines[2]
+    header = next(k for k, line in enumerate(lines) if line.startswith("image"))
+    assert [line.split()[0] for line in lines[header + 1:header + 5]] == ["a", "b", "c", "mean"]
     summary = json.loads(out.read_text())
+    # the challenge's scores: the three images as one stack, exactly as metrics.isbi2012_challenge scores it
+    challenge = summary["isbi2012_challenge"]
+    probs = [np.asarray(Image.open(tmp_path / "pred" / "a.png")) / 255, np.asarray(Image.open(tmp_path / "pred" / "b.tif")),
+             (truth // 255).astype(np.float64)]
+    direct = metrics.isbi2012_challenge(probs, [truth == 255] * 3)
+    for name in ("rand_error", "pixel_error", "warping_error", "variation_of_information"):
+        assert challenge[name] == direct[name].error and challenge[f"{name}_threshold"] == direct[name].threshold
+        assert challenge["curves"][name]["errors"] == direct[name].errors.tolist()
+    assert challenge["curves"]["rand_error"]["thresholds"] == list(metrics.CHALLENGE_THRESHOLDS)
+    assert challenge["unet_paper_table1"] == {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}
     a, b, c = summary["images"]
     assert [a["name"], b["name"], c["name"]] == ["a", "b", "c"]
     # c is the truth itself as a label image
     assert c["pixel_error"] == 0 and c["iou"] == [1, 1] and c["isbi"]["rand_error"] == 0
-    # a is the 8-bit probability map: the CLI must score exactly what isbi_scores gives on value/255
+    # a is the 8-bit probability map: the CLI must score exactly what per_image_sweep gives on value/255
     cell_probability = np.asarray(Image.open(tmp_path / "pred" / "a.png")) / 255
-    direct = metrics.isbi_scores(1 - cell_probability, truth == 0)
+    direct = metrics.per_image_sweep(1 - cell_probability, truth == 0)
     assert a["isbi"]["rand_errors"] == pytest.approx(direct.rand_errors.tolist(), abs=1e-12)
     assert a["isbi"]["rand_threshold"] == direct.rand_threshold
     assert a["pixel_error"] == pytest.approx(np.mean((cell_probability > 0.5) != (truth == 255)))
     assert b["pixel_error"] > a["pixel_error"]  # the flipped float TIFF was read and scored as worse
     assert summary["mean"]["pixel_error"] == pytest.approx((a["pixel_error"] + b["pixel_error"]) / 3)
     assert summary["thresholds"] == pytest.approx([0.1 * k for k in range(1, 10)])
+
+
+def test_cli_challenge_options(tmp_path, capsys):
+    truth = _write_dataset(tmp_path)
+    out = tmp_path / "o.json"
+    assert evaluate.main(["--pred", str(tmp_path / "pred" / "a.png"), "--truth", str(tmp_path / "truth" / "a.png"),
+                          "--rand-form", "pairs", "--no-warping", "--json", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "2012-2014 pair form" in report and "warping" not in report.splitlines()[1]
+    challenge = json.loads(out.read_text())["isbi2012_challenge"]
+    assert "warping_error" not in challenge and challenge["rand_form"] == "pairs"
+    prob = np.asarray(Image.open(tmp_path / "pred" / "a.png")) / 255
+    assert challenge["rand_error"] == metrics.challenge_rand_error(prob, truth == 255, form="pairs").error
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):

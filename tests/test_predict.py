@@ -4,7 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageSequence
 
 import minunet as mu
 from minunet import checkpoint, evaluate
@@ -104,6 +104,33 @@ def test_evaluate_scores_the_folder_predict_wrote(tmp_path, small_net, capsys):
     Image.fromarray(np.zeros((21, 30), np.uint8)).save(tmp_path / "pred" / "a.tif")
     assert evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]) == 2
     assert "two predictions for 'a'" in capsys.readouterr().err
+
+
+def test_a_multi_page_tiff_gives_a_stack_the_challenge_reads(tmp_path, small_net, capsys):
+    # ISBI 2012's test-volume.tif: predict writes every page's P(cell) as one float32 stack (white = cell)
+    checkpoint.save(tmp_path / "ckpt.npz", small_net, step=0)
+    rng = np.random.default_rng(6)
+    pages = [(rng.random((19, 23)) * 255).astype(np.uint8) for _ in range(3)]
+    truth = [(rng.random((19, 23)) > 0.3).astype(np.uint8) * 255 for _ in range(3)]
+    for name, frames in (("volume.tif", pages), ("labels.tif", truth)):
+        images = [Image.fromarray(frame) for frame in frames]
+        images[0].save(tmp_path / name, save_all=True, append_images=images[1:])
+    assert main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "volume.tif"),
+                 "--out", str(tmp_path / "pred"), "--device", "numpy"]) == 0
+    with Image.open(tmp_path / "pred" / "volume_cells.tif") as stack:
+        written = [np.array(frame) for frame in ImageSequence.Iterator(stack)]
+    probs = np.load(tmp_path / "pred" / "volume_prob.npy")
+    assert len(written) == 3 and probs.shape == (3, 2, 19, 23) and written[0].dtype == np.float32
+    for page, cells, prob in zip(pages, written, probs):
+        expected = predict_probabilities(small_net, page / np.float32(255))
+        np.testing.assert_allclose(prob, expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(cells, 1 - expected[0], rtol=0, atol=1e-6)
+    assert evaluate.main(["--pred", str(tmp_path / "pred" / "volume_cells.tif"), "--truth", str(tmp_path / "labels.tif"),
+                          "--json", str(tmp_path / "scores.json")]) == 0, capsys.readouterr().err
+    challenge = json.loads((tmp_path / "scores.json").read_text())["isbi2012_challenge"]
+    assert challenge["images"] == 3
+    assert challenge["rand_error"] == pytest.approx(
+        mu.metrics.challenge_rand_error(written, [t == 255 for t in truth]).error, abs=1e-12)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -36,6 +36,29 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
         assert (tmp_path / "whole" / name).is_file()
 
 
+def test_validation_logs_the_challenge_scores_and_keeps_the_best_checkpoint(tmp_path):
+    from minunet import metrics
+    from minunet.predict import predict_probabilities
+    trainer, code = run(config_for("--steps", "3", "--device", "numpy", "--val-every", "1", "--lr", "0.05"),
+                        tmp_path, quiet=True)
+    assert code == 0
+    records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "val_iou" in r]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    # the last validation's scores are the challenge's, of the validation images as one stack
+    cells = [predict_probabilities(trainer.model, image)[1] for image in trainer.data.val_images]
+    truth = [label == 1 for label in trainer.data.val_labels]
+    assert records[-1]["val_rand_error"] == metrics.challenge_rand_error(cells, truth).error
+    assert records[-1]["val_pixel_error"] == metrics.challenge_pixel_error(cells, truth).error
+    errors = [r["val_rand_error"] for r in records]
+    best = checkpoint.load(tmp_path / "best.npz")[0]["step"]
+    assert best == records[int(np.argmin(errors))]["step"]
+    # resumed, the best so far is remembered: a worse validation does not replace best.npz
+    assert main(["--resume", str(tmp_path), "--steps", "4"]) == 0
+    records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "val_iou" in r]
+    errors = [r["val_rand_error"] for r in records]
+    assert checkpoint.load(tmp_path / "best.npz")[0]["step"] == records[int(np.argmin(errors))]["step"]
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, monkeypatch):
     _, code = run(config_for("--steps", "4", "--device", "numpy"), tmp_path / "whole", quiet=True)
     original = Trainer.train_step
