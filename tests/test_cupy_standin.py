@@ -5,6 +5,7 @@ multi-process NCCL check runs under mpiexec with the stand-in as `cupy`.
 """
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,8 @@ def test_every_file_of_the_standin_says_what_it_is_in_its_first_line():
 
 def test_minunet_never_imports_the_standin():
     package = Path(__file__).resolve().parents[1] / "minunet"
-    assert not [p for p in package.rglob("*.py") if "cupy_standin" in p.read_text()]
+    loads = re.compile(r"^\s*(from|import)\s.*cupy_standin|(sys\.path|PYTHONPATH).*cupy_standin", re.M)
+    assert not [p for p in package.rglob("*.py") if loads.search(p.read_text())]
 
 
 def test_arrays_refuse_implicit_copies_to_the_host_and_host_operands(cp):
@@ -221,3 +223,10 @@ def test_nccl_all_reduces_across_processes_over_mpi(tmp_path):
     result = subprocess.run([distributed.mpiexec(), "-n", "2", sys.executable, str(script)], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_auto_never_picks_the_standin_but_cuda_may_be_asked_for(cp, monkeypatch):
+    from minunet.backends import resolve_device, standin_note
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    assert standin_note() == NOTE
+    assert resolve_device("auto") == "numpy" and resolve_device("cuda") == "cuda"

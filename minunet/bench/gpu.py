@@ -58,15 +58,20 @@ def torch_cuda():
     return torch
 
 
-def bench_training_cuda(quick, log):
-    """One SGD step of the paper's U-Net (572x572, batch 1, float32): minunet, then PyTorch fp32 and tf32."""
+# The network the cuda bench measures unless told otherwise (--unet): the paper's.
+PAPER_UNET = dict(tile=572, batch=1, depth=5, base=64)
+
+
+def bench_training_cuda(quick, log, network=PAPER_UNET):
+    """One SGD step of the network (default the paper's U-Net: 572x572, batch 1; float32): minunet, then
+    PyTorch fp32 and tf32."""
     import cupy
     rng = np.random.default_rng(0)
     runs = dict(min_runs=3, max_runs=5, budget_s=1.0) if quick else dict(min_runs=5, max_runs=20, budget_s=5.0)
-    results = {}
+    results = {"network": dict(network)}
     pool = cupy.get_default_memory_pool()
     pool.free_all_blocks()
-    step, model = training_step_minunet("cuda", 572, 1, 5, 64, rng)
+    step, model = training_step_minunet("cuda", rng=rng, **network)
     seconds, n = median_time(step, cupy_timer(), **runs)
     # CuPy's pool keeps every block it ever allocated until freed, so its total after the steps is the
     # peak of memory reserved; used_bytes is what live arrays hold at the end.
@@ -85,7 +90,7 @@ def bench_training_cuda(quick, log):
         try:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-            step = training_step_torch("cuda", 572, 1, 5, 64, rng)
+            step = training_step_torch("cuda", rng=rng, **network)
             seconds, n = median_time(step, torch_timer(), **runs)
             results["torch tf32" if tf32 else "torch fp32"] = dict(
                 seconds=seconds, runs=n, peak_allocated_bytes=torch.cuda.max_memory_allocated(),
