@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,7 @@ def test_launches_past_the_limits_fail_as_cuda_fails_them(cp, kernels):
 
 NCCL_SCRIPT = r"""
 import sys
+import types
 import numpy as np
 import cupy
 from cupy.cuda import nccl
@@ -230,3 +232,57 @@ def test_auto_never_picks_the_standin_but_cuda_may_be_asked_for(cp, monkeypatch)
     monkeypatch.setitem(sys.modules, "cupy", cp)
     assert standin_note() == NOTE
     assert resolve_device("auto") == "numpy" and resolve_device("cuda") == "cuda"
+
+
+def kind(value):
+    if isinstance(value, types.ModuleType):
+        return "module"
+    if isinstance(value, type) and not issubclass(value, np.generic):
+        return "class"
+    if callable(value) and not isinstance(value, type):
+        return "function"
+    return "constant"
+
+
+def drift(cp, paths):
+    """(names checked, differences) between the stand-in's modules at `paths` and the real CuPy's."""
+    import cupy
+    checked, differences = 0, []
+    for path in paths:
+        mine, theirs = cp, cupy
+        for part in filter(None, path.split(".")):
+            mine, theirs = getattr(mine, part), getattr(theirs, part)
+        for name, value in vars(mine).items():
+            if name.startswith("_") or kind(value) == "module":  # submodules: compared as paths
+                continue
+            where = f"cupy.{path + '.' if path else ''}{name}"
+            checked += 1
+            if not hasattr(theirs, name):
+                differences.append(f"{where}: not in CuPy {cupy.__version__}")
+            elif kind(value) != kind(getattr(theirs, name)):
+                differences.append(f"{where}: a {kind(value)} here, a {kind(getattr(theirs, name))} in CuPy")
+            elif kind(value) == "constant" and not (value is getattr(theirs, name) or value == getattr(theirs, name)):
+                differences.append(f"{where} = {value!r} here, {getattr(theirs, name)!r} in CuPy")
+            elif kind(value) == "class":
+                differences += [f"{where}.{m}: not in CuPy" for m in vars(value)
+                                if not m.startswith("_") and not hasattr(getattr(theirs, name), m)]
+    return checked, differences
+
+
+def test_every_name_of_the_standin_exists_in_cupy_with_the_same_kind_and_value(cp):
+    """The drift guard: where the real CuPy imports (here, it does: the dev extra installs it for NVRTC), every
+    public name of the stand-in's modules, and every public member of its classes, is CuPy's."""
+    import cupy
+    assert cp.__version__ == cupy.__version__ and cp.ndarray.__array_priority__ == cupy.ndarray.__array_priority__
+    checked, differences = drift(cp, ("", "cuda", "cuda.runtime", "cuda.driver"))
+    pool = [m for m in vars(type(cp.get_default_memory_pool())) if not m.startswith("_")]
+    differences += [f"memory pool .{m}: not in CuPy" for m in pool if not hasattr(cupy.cuda.MemoryPool, m)]
+    assert checked >= 40 and not differences, "\n".join(differences)
+
+
+def test_the_standins_nccl_is_cupys(cp):
+    from cupy.cuda import nccl  # a submodule CuPy imports on demand
+    if not nccl.available:
+        pytest.skip("CuPy's NCCL module needs NCCL's library: pip install \"nvidia-nccl-cu13>=2.27.7,<3\"")
+    checked, differences = drift(cp, ("cuda.nccl",))
+    assert checked >= 8 and not differences, "\n".join(differences)

@@ -20,7 +20,7 @@ matters to minunet, and stricter where CuPy would silently pass wrong bytes:
 What it cannot show is anything a GPU measures: speed, memory bandwidth, CUDA's math library's last bits, the
 real driver's errors. minunet sees `__minunet_standin__` and never picks this for device="auto".
 """
-import weakref
+import weakref as _weakref
 
 import numpy as _np
 
@@ -50,8 +50,8 @@ class _Pool:
             self._cached -= size
         self._used += size
         address = buffer.__array_interface__["data"][0]
-        self._live[address] = (buffer.nbytes, weakref.ref(buffer))
-        weakref.finalize(buffer, self._freed, address, size)
+        self._live[address] = (buffer.nbytes, _weakref.ref(buffer))
+        _weakref.finalize(buffer, self._freed, address, size)
 
     def _freed(self, address, size):
         self._live.pop(address, None)

@@ -93,11 +93,13 @@ class RawKernel:
     def __init__(self, module, name):
         self._module, self.name = module, name
         self._sim_kernel = module._module().get_function(name)
-        registers, shared = module._resources[name]
-        self.num_regs = registers
-        self.shared_size_bytes = shared
-        self.max_threads_per_block = _max_threads(registers, self._sim_kernel.attributes["max_threads_per_block"])
-        self._max_dynamic_shared = _DEFAULT_DYNAMIC_SHARED - shared
+        self._registers, self._shared = module._resources[name]
+        self._max_threads = _max_threads(self._registers, self._sim_kernel.attributes["max_threads_per_block"])
+        self._max_dynamic_shared = _DEFAULT_DYNAMIC_SHARED - self._shared
+
+    num_regs = property(lambda self: self._registers)
+    shared_size_bytes = property(lambda self: self._shared)
+    max_threads_per_block = property(lambda self: self._max_threads)
 
     @property
     def max_dynamic_shared_size_bytes(self):

@@ -1,5 +1,5 @@
 """CuPy stand-in on the CPU simulator, not a GPU: cupy.cuda (devices, streams and events, synchronous)."""
-import time
+import time as _time
 
 from . import driver, nccl, runtime  # noqa: F401 (cupy.cuda.runtime, .driver and .nccl, as in CuPy)
 
@@ -59,7 +59,7 @@ class Event:
         return True
 
     def record(self, stream=None):
-        self._time = time.perf_counter()
+        self._time = _time.perf_counter()
 
     def synchronize(self):
         pass

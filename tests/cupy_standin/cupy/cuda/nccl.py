@@ -6,17 +6,17 @@ it refuses a wrong count, a rank given twice and two ranks on one device. allRed
 device buffers behind the raw pointers (the stand-in's memory registry); between groupStart() and groupEnd()
 the calls are queued and run at groupEnd(), as NCCL fuses them.
 """
-import hashlib
-import os
+import hashlib as _hashlib
+import os as _os
 
-import numpy as np
+import numpy as _np
 
 available = True
 NCCL_SUM = 0
 NCCL_FLOAT32 = 7
 NCCL_FLOAT64 = 8
 
-_TYPES = {NCCL_FLOAT32: np.float32, NCCL_FLOAT64: np.float64}
+_TYPES = {NCCL_FLOAT32: _np.float32, NCCL_FLOAT64: _np.float64}
 _UNIQUE_ID_BYTES = 128
 _group = None  # the queued calls between groupStart() and groupEnd()
 
@@ -26,7 +26,7 @@ class NcclError(RuntimeError):
 
 
 def get_unique_id():
-    return os.urandom(_UNIQUE_ID_BYTES)
+    return _os.urandom(_UNIQUE_ID_BYTES)
 
 
 def groupStart():
@@ -52,7 +52,7 @@ class NcclCommunicator:
             raise TypeError(f"Argument 'commId' has incorrect type (expected bytes, got {type(commId).__name__})")
         if len(commId) != _UNIQUE_ID_BYTES:
             raise ValueError(f"commId length {len(commId)} != {_UNIQUE_ID_BYTES}.")
-        color = int.from_bytes(hashlib.sha256(commId).digest()[:4], "little") & 0x7FFFFFFF
+        color = int.from_bytes(_hashlib.sha256(commId).digest()[:4], "little") & 0x7FFFFFFF
         self._mpi = MPI.COMM_WORLD.Split(color, int(rank))
         members = self._mpi.allgather((int(rank), runtime.getDevice()))
         ranks, devices = sorted(r for r, _ in members), [d for _, d in members]
@@ -81,7 +81,7 @@ class NcclCommunicator:
             from mpi4py import MPI
 
             from .. import _pool
-            dtype = np.dtype(_TYPES[datatype])
+            dtype = _np.dtype(_TYPES[datatype])
             target = _pool._host_view(recvbuf, count * dtype.itemsize).view(dtype)
             source = MPI.IN_PLACE if sendbuf == recvbuf else _pool._host_view(sendbuf, count * dtype.itemsize).view(dtype)
             self._mpi.Allreduce(source, target, op=MPI.SUM)

@@ -3,7 +3,7 @@
 CUPY_STANDIN_DEVICES=K (default 1) makes K such devices, e.g. one per process of a data-parallel run (NCCL,
 like a GPU, refuses two processes on one device).
 """
-import os
+import os as _os
 
 # cudaDeviceAttr values (CUDA's driver_types.h); tests/test_cupy_standin.py checks them against CuPy's.
 cudaDevAttrMaxThreadsPerBlock = 1
@@ -34,7 +34,7 @@ def _check(device):
 
 
 def getDeviceCount():
-    value = os.environ.get("CUPY_STANDIN_DEVICES", "1")
+    value = _os.environ.get("CUPY_STANDIN_DEVICES", "1")
     if not value.isdigit():
         raise ValueError(f"CUPY_STANDIN_DEVICES must be a number of devices, got {value!r}")
     return int(value)
