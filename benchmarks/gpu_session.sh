@@ -21,9 +21,12 @@
 #   check  ~1 min (estimated: 101 small tests, each kernel file compiled for float32 and float64); its CPU side,
 #          collecting the tests: 3 s (measured; the whole part without a GPU: 9 s). Cut at 180 s. Then the
 #          NVRTC table, 23 s (measured: CPU only, the same there; cut at 90 s).
-#   bench  ~3 min (estimated: 438 kernel timings of at most 0.2 s each, each after its check against a float64
-#          reference computed on the CPU, 94 s on the 2 cores here, ~10-20 s estimated on a lent machine's 16;
-#          a training step, imports; cut at 175 s, its kernel tables are written before the training step)
+#   bench  ~2-2.5 min (estimated), cut at 175 s; its kernel tables are written before the training step. Counted
+#          (the bench prints it): 438 kernel timings; one launch of each is 6.2 TFLOP. Timed launches: 45 s in all
+#          (minunet.bench.gpu.TIMING_BUDGET_S, ~0.1 s each; was up to 0.2 s each, 88 s); 2 warm-ups and a check
+#          each: 3 x 6.2 TFLOP, ~5-20 s at 1-4 TFLOP/s; the checks against a float64 reference computed on the CPU
+#          (94 s on the 2 cores here, ~10-20 s on a lent machine's 16) and ~2.5 G output elements compared,
+#          ~20-30 s; a training step of minunet and PyTorch, ~20 s; NVRTC compiling 14 modules, ~20 s.
 #   train  ~1-2 min for 300 steps (estimated). Per step: the data path, 0.1 s of CPU time (measured:
 #          python benchmarks/train_cpu_side.py; wall 0.13-0.38 s here at load 3-14, a lent machine runs
 #          nothing else) + the GPU's step (0.05-0.2 s, estimated: 870 GFLOP at 5-20 TFLOP/s); setup 3-12 s
@@ -33,7 +36,7 @@
 # commands of at most 6 minutes each even when every cut is reached, the first giving the answer that
 # matters most, every kernel correct on the GPU, even if the second never runs:
 #   bash benchmarks/gpu_session.sh check          # ~1.5 min (estimated; at most 5 if every step is cut)
-#   bash benchmarks/gpu_session.sh bench train    # ~4-5 min (estimated; at most 5.9 if every step is cut)
+#   bash benchmarks/gpu_session.sh bench train    # ~3.5-4.5 min (estimated; at most 5.9 if every step is cut)
 # Files: check writes 3 into $OUT, bench train 7 (train's run folder stays in a scratch folder).
 #
 # Smaller runs: BENCH_ARGS and TRAIN_ARGS are added to the bench's and train's command lines (e.g.

@@ -114,6 +114,7 @@ def test_gpu_session_runs_end_to_end_under_the_standin(tmp_path):
     report = json.loads((out / f"results-cuda-{date}.json").read_text())
     assert report["training"]["minunet"]["runs"] >= 3 and not report.get("failed")
     assert all(r["check"] == "ok" for r in report["kernels"]), [r for r in report["kernels"] if r["check"] != "ok"]
+    assert f"{len(report['kernels'])} kernel timings (" in (out / "bench.txt").read_text()  # counted right
     assert "train: 3 of 3 steps" in (out / "train.txt").read_text()
 
     for file, lines in (("backends/cuda_launcher.py", None), ("bench/gpu.py", None),

@@ -3,9 +3,15 @@ and one training step of both networks."""
 import numpy as np
 
 from .check_then_time import Candidate, check_then_time
-from .layers import DIRECTIONS, arrays, kernel_versions, minunet_call, spread_to_layers, unique_shapes
+from .layers import DIRECTIONS, arrays, cost, kernel_versions, minunet_call, spread_to_layers, unique_shapes
 from .timing import cupy_timer, median_time, torch_timer
 from .training import training_step_minunet, training_step_torch
+
+# Seconds of timed launches for all kernel timings together (438 on the paper's U-Net: each kernel version and
+# PyTorch's two, per layer shape and direction): each timing gets an equal share, at most 0.2 s. With the
+# checks, the reference, the training step and the compilations, the bench then fits gpu_session.sh's 175 s
+# cut with a margin (the estimate in benchmarks/gpu_session.sh's header).
+TIMING_BUDGET_S = 45.0
 
 
 def bench_kernels_cuda(layers, quick, log):
@@ -17,12 +23,21 @@ def bench_kernels_cuda(layers, quick, log):
     backend = get_backend("cuda")
     rows, rng, failed = [], np.random.default_rng(0), {}
     torch = torch_cuda()
-    runs = dict(min_runs=3, max_runs=10, budget_s=0.05) if quick else dict(min_runs=5, max_runs=50, budget_s=0.2)
+    shapes = unique_shapes(layers)
+    impls = {(i, d): len(kernel_versions(layer, d)) + (2 if torch else 0) for i, layer in enumerate(shapes)
+             for d in DIRECTIONS}
+    timings = sum(impls.values())
+    tflop = sum(cost(shapes[i], d)[0] * n for (i, d), n in impls.items()) / 1e12
+    runs = (dict(min_runs=3, max_runs=10, budget_s=0.05) if quick else
+            dict(min_runs=5, max_runs=50, budget_s=min(0.2, TIMING_BUDGET_S / timings)))
+    log(f"{timings} kernel timings ({len(shapes)} layer shapes x {len(DIRECTIONS)} directions x every version"
+        f"{' and PyTorch fp32, tf32' if torch else ''}; one launch of each: {tflop:.3g} TFLOP), each "
+        f"{runs['min_runs']}-{runs['max_runs']} launches within {runs['budget_s']:.3f} s, after 2 warm-ups and a check")
     minunet_timer = cupy_timer()
     if torch:
         from ..torch_twin import op_call
         peer_timer = torch_timer()
-    for layer in unique_shapes(layers):
+    for layer in shapes:
         host = arrays(layer, rng)
         dev = {k: cupy.asarray(v) for k, v in host.items()}
         tdev = {k: torch.from_numpy(v).cuda() for k, v in host.items()} if torch else None
