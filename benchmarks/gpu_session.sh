@@ -71,7 +71,8 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
 STANDIN="$(python3 -c 'import cupy; print(getattr(cupy, "__minunet_standin__", ""))' 2> /dev/null || true)"
 if [[ -n "$STANDIN" ]] && [[ "$(realpath -m "$OUT")" == "$(realpath -m benchmarks/results)" ]]; then
-    echo "gpu_session.sh: $STANDIN: results-cuda-* files in benchmarks/results are a GPU's; set OUT to another folder" >&2
+    echo "gpu_session.sh: $STANDIN: results-cuda-* files in benchmarks/results are a GPU's;" \
+        "set OUT to another folder" >&2
     exit 2
 fi
 mkdir -p "$OUT"
@@ -128,10 +129,14 @@ nvrtc_table() {
         archs="$archs sm_$cap"
     fi
     # NVRTC needs no GPU: under the stand-in the real CuPy compiles (the stand-in's folder left off the path).
-    local path="$PYTHONPATH"
+    local path="$PYTHONPATH" standin_dir entry kept=()
     if [[ -n "$STANDIN" ]]; then
-        path="$(python3 -c 'import cupy, os, pathlib; standin = pathlib.Path(cupy.__file__).parents[1]; print(os.pathsep.join(
-p for p in os.environ["PYTHONPATH"].split(os.pathsep) if pathlib.Path(p).resolve() != standin))')"
+        standin_dir="$(python3 -c 'import cupy, pathlib; print(pathlib.Path(cupy.__file__).resolve().parents[1])')"
+        IFS=: read -ra entries <<< "$PYTHONPATH"
+        for entry in "${entries[@]}"; do
+            [[ "$(realpath -m "$entry")" == "$standin_dir" ]] || kept+=("$entry")
+        done
+        path="$(IFS=:; echo "${kept[*]}")"
     fi
     # shellcheck disable=SC2086  # archs is a word list on purpose
     PYTHONPATH="$path" timeout -k 10 90 python3 -m minunet.nvrtc --arch $archs

@@ -198,7 +198,8 @@ def test_a_dead_or_stalled_process_makes_the_others_exit_with_an_error_not_hang(
     assert time.monotonic() - start < 60
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None, reason="mpi4py is not installed (pip install -e \".[mpi]\")")
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
+                    reason="mpi4py is not installed (pip install -e \".[mpi]\")")
 @pytest.mark.gpu
 def test_nccl_all_reduce_on_one_gpu(tmp_path):
     # One process is a complete NCCL communicator: the all-reduce must hand back the gradients unchanged. No

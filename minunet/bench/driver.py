@@ -75,9 +75,10 @@ def _run_cuda(env, sections, out, quick, plot, log, network):
     log("kernel results (training step to follow): " + ", ".join(map(str, report.write_report(out, env, sections))))
     log(f"fastest exact version per op (for DEFAULT_VERSIONS): {tables.fastest_exact_versions(rows)}")
     sections["training"] = gpu.bench_training_cuda(quick, log, network)
-    what = "paper's U-Net, " if network == gpu.PAPER_UNET else f"U-Net depth {network['depth']}, {network['base']} channels, "
-    sections["markdown"].insert(0, (f"Training step ({what}{network['tile']}x{network['tile']}, batch {network['batch']}, "
-                                    f"float32, SGD)",
+    what = ("paper's U-Net" if network == gpu.PAPER_UNET else
+            f"U-Net depth {network['depth']}, {network['base']} channels")
+    sections["markdown"].insert(0, (f"Training step ({what}, {network['tile']}x{network['tile']}, batch "
+                                    f"{network['batch']}, float32, SGD)",
                                     tables.training_table(sections["training"])))
     return (rows, peaks, f"minunet vs PyTorch on {env['device_name']}") if plot and peaks else None
 
@@ -135,7 +136,8 @@ def _unet_option(text):
         pairs = dict(item.split("=") for item in text.split(","))
         unet = {k: int(v) for k, v in pairs.items()}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected tile=T,batch=B,depth=D,base=C (any of them), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected tile=T,batch=B,depth=D,base=C (any of them), "
+                                         f"got {text!r}") from None
     unknown = set(unet) - set(gpu.PAPER_UNET)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown {sorted(unknown)}; the numbers are {', '.join(gpu.PAPER_UNET)}")

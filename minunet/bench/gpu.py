@@ -12,6 +12,8 @@ from .training import training_step_minunet, training_step_torch
 # checks, the reference, the training step and the compilations, the bench then fits gpu_session.sh's 175 s
 # cut with a margin (the estimate in benchmarks/gpu_session.sh's header).
 TIMING_BUDGET_S = 45.0
+# The network the cuda bench measures unless told otherwise (--unet): the paper's.
+PAPER_UNET = dict(tile=572, batch=1, depth=5, base=64)
 
 
 def bench_kernels_cuda(layers, quick, log):
@@ -24,10 +26,9 @@ def bench_kernels_cuda(layers, quick, log):
     rows, rng, failed = [], np.random.default_rng(0), {}
     torch = torch_cuda()
     shapes = unique_shapes(layers)
-    impls = {(i, d): len(kernel_versions(layer, d)) + (2 if torch else 0) for i, layer in enumerate(shapes)
-             for d in DIRECTIONS}
-    timings = sum(impls.values())
-    tflop = sum(cost(shapes[i], d)[0] * n for (i, d), n in impls.items()) / 1e12
+    impls = [(layer, d, len(kernel_versions(layer, d)) + (2 if torch else 0)) for layer in shapes for d in DIRECTIONS]
+    timings = sum(n for _, _, n in impls)
+    tflop = sum(cost(layer, d)[0] * n for layer, d, n in impls) / 1e12
     runs = (dict(min_runs=3, max_runs=10, budget_s=0.05) if quick else
             dict(min_runs=5, max_runs=50, budget_s=min(0.2, TIMING_BUDGET_S / timings)))
     log(f"{timings} kernel timings ({len(shapes)} layer shapes x {len(DIRECTIONS)} directions x every version"
@@ -71,10 +72,6 @@ def torch_cuda():
         return None
     torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithm per shape (in the warm-up)
     return torch
-
-
-# The network the cuda bench measures unless told otherwise (--unet): the paper's.
-PAPER_UNET = dict(tile=572, batch=1, depth=5, base=64)
 
 
 def bench_training_cuda(quick, log, network=PAPER_UNET):

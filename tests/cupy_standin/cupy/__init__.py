@@ -194,7 +194,6 @@ class ndarray:
     itemsize = property(lambda self: self._a.itemsize)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: _Flags(self._a))
-    T = property(lambda self: _result(self._a.T))
 
     @property
     def data(self):
@@ -207,17 +206,6 @@ class ndarray:
             out[...] = self._a
             return out
         return _np.array(self._a, order=order, copy=True)
-
-    def set(self, arr, stream=None):
-        if not isinstance(arr, _np.ndarray) or arr.shape != self.shape:
-            raise ValueError(f"cupy stand-in: set() needs a numpy.ndarray of shape {self.shape}")
-        self._a[...] = arr
-
-    def item(self):
-        return self._a.item()
-
-    def tolist(self):
-        return self._a.tolist()
 
     def __int__(self):
         return int(self.get())
@@ -270,29 +258,17 @@ class ndarray:
     def ravel(self, order="C"):
         return _result(self._a.ravel(order))
 
-    def view(self, dtype=None):
-        return _result(self._a.view(dtype) if dtype is not None else self._a.view())
-
-    def transpose(self, *axes):
-        return _result(self._a.transpose(*axes))
-
     def fill(self, value):
         self._a.fill(value)
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
         return _result(self._a.sum(axis=axis, dtype=dtype, keepdims=keepdims))
 
-    def mean(self, axis=None, dtype=None, out=None, keepdims=False):
-        return _result(self._a.mean(axis=axis, dtype=dtype, keepdims=keepdims))
-
     def min(self, axis=None, out=None, keepdims=False):
         return _result(self._a.min(axis=axis, keepdims=keepdims))
 
     def max(self, axis=None, out=None, keepdims=False):
         return _result(self._a.max(axis=axis, keepdims=keepdims))
-
-    def argmax(self, axis=None, dtype=None, out=None, keepdims=False):
-        return _result(self._a.argmax(axis=axis, keepdims=keepdims))
 
     def any(self, axis=None, out=None, keepdims=False):
         return _result(self._a.any(axis=axis, keepdims=keepdims))
@@ -308,7 +284,6 @@ class ndarray:
     __floordiv__, __rfloordiv__ = _binary(_np.floor_divide), _binary(_np.floor_divide, True)
     __mod__, __rmod__ = _binary(_np.remainder), _binary(_np.remainder, True)
     __pow__, __rpow__ = _binary(_np.power), _binary(_np.power, True)
-    __matmul__, __rmatmul__ = _binary(_np.matmul), _binary(_np.matmul, True)
     __and__, __rand__ = _binary(_np.bitwise_and), _binary(_np.bitwise_and, True)
     __or__, __ror__ = _binary(_np.bitwise_or), _binary(_np.bitwise_or, True)
     __xor__, __rxor__ = _binary(_np.bitwise_xor), _binary(_np.bitwise_xor, True)
@@ -321,15 +296,6 @@ class ndarray:
     def __neg__(self):
         return _result(-self._a)
 
-    def __pos__(self):
-        return _result(+self._a)
-
-    def __abs__(self):
-        return _result(abs(self._a))
-
-    def __invert__(self):
-        return _result(~self._a)
-
 
 def _index(index):
     if isinstance(index, tuple):
@@ -338,11 +304,6 @@ def _index(index):
 
 
 # -- creation and copies -----------------------------------------------------------------------------------
-def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-    source = obj._a if isinstance(obj, ndarray) else obj
-    return _device_array(_np.array(source, dtype=dtype, order=order, ndmin=ndmin, copy=True))
-
-
 def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
     """A host array is copied to the device (synchronously: `blocking` changes nothing here)."""
     if isinstance(a, ndarray):
@@ -397,8 +358,6 @@ def _device_function(numpy_function):
 sum = _device_function(_np.sum)
 unique = _device_function(_np.unique)
 isfinite = _device_function(_np.isfinite)
-exp = _device_function(_np.exp)
-reshape = _device_function(_np.reshape)
 
 
 def broadcast_to(array, shape):

@@ -20,7 +20,7 @@ from . import _nvrtc, ndarray
 _DEFAULT_DYNAMIC_SHARED = 48 * 1024  # what a function may use without cudaFuncAttributeMaxDynamicSharedMemorySize
 
 
-def _parse_options(options, code):
+def _parse_options(options):
     """(defines, include folders) of NVRTC options; an option the simulator cannot honour is refused."""
     defines, include_dirs = {}, []
     for option in options:
@@ -62,7 +62,7 @@ class RawModule:
 
     def _module(self):
         if self._sim is None:
-            defines, include_dirs = _parse_options(self.options, self.code)
+            defines, include_dirs = _parse_options(self.options)
             path = _source_path(self.code, include_dirs)
             # A macro the code never names cannot change the build (MINUNET_SOURCE_HASH only keys CuPy's
             # cache): left out, the simulator's cache of the same file serves.
@@ -131,8 +131,9 @@ class RawKernel:
         if len(args) != len(params):  # a GPU reads whatever follows: undefined
             raise TypeError(f"kernel '{self.name}' takes {len(params)} arguments, got {len(args)}")
         converted = tuple(_argument(self.name, p, a) for p, a in zip(params, args))
-        opt_in = self._max_dynamic_shared if self._max_dynamic_shared > _DEFAULT_DYNAMIC_SHARED - self.shared_size_bytes else None
-        self._module._sim.get_function(self.name, opt_in)(grid, block, converted, shared_mem=int(shared_mem))
+        opted_in = self._max_dynamic_shared > _DEFAULT_DYNAMIC_SHARED - self._shared
+        sim_kernel = self._module._sim.get_function(self.name, self._max_dynamic_shared if opted_in else None)
+        sim_kernel(grid, block, converted, shared_mem=int(shared_mem))
 
 
 def _scalar_bytes(value):

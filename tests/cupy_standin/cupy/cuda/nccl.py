@@ -82,8 +82,8 @@ class NcclCommunicator:
 
             from .. import _pool
             dtype = _np.dtype(_TYPES[datatype])
-            target = _pool._host_view(recvbuf, count * dtype.itemsize).view(dtype)
-            source = MPI.IN_PLACE if sendbuf == recvbuf else _pool._host_view(sendbuf, count * dtype.itemsize).view(dtype)
+            target, source = (_pool._host_view(ptr, count * dtype.itemsize).view(dtype) for ptr in (recvbuf, sendbuf))
+            source = MPI.IN_PLACE if sendbuf == recvbuf else source
             self._mpi.Allreduce(source, target, op=MPI.SUM)
         if _group is None:
             run()
