@@ -41,7 +41,8 @@
 #
 # Smaller runs: BENCH_ARGS and TRAIN_ARGS are added to the bench's and train's command lines (e.g.
 # BENCH_ARGS="--quick --unet tile=44,depth=2,base=4" TRAIN_ARGS="--depth 2 --base-channels 4 --tile 44");
-# NVRTC_ARCHS replaces the NVRTC table's usual archs (e.g. "sm_90").
+# NVRTC_ARCHS replaces the NVRTC table's usual archs (e.g. "sm_90"); CUT_FACTOR=K multiplies every cut-off by K
+# (a slow machine: the stand-in's dry run on CI's 2 shared cores).
 # Under the tests' CuPy stand-in (tests/cupy_standin first on PYTHONPATH: CI's dry run, tests/test_cuda_standin.py)
 # the same steps run on the CPU simulator: every file written starts with the stand-in's note, nvidia-smi is not
 # asked, and $OUT may not be benchmarks/results, where results-cuda-* files are a GPU's evidence.
@@ -49,6 +50,8 @@ set -euo pipefail
 
 TRAIN_STEPS="${TRAIN_STEPS:-300}"
 TRAIN_LIMIT_S="${TRAIN_LIMIT_S:-145}"
+CUT_FACTOR="${CUT_FACTOR:-1}"
+cut() { echo $(($1 * CUT_FACTOR)); }  # a cut-off in seconds, times CUT_FACTOR
 read -ra BENCH_ARGS <<< "${BENCH_ARGS:-}"
 read -ra TRAIN_ARGS <<< "${TRAIN_ARGS:-}"
 
@@ -115,7 +118,7 @@ cupy.cuda.Device().compute_capability)" || rc=1
 
 gpu_tests() {
     local rc=0
-    MINUNET_POISON=1 timeout -k 10 180 python3 -m pytest -m gpu -q -rs -p no:cacheprovider \
+    MINUNET_POISON=1 timeout -k 10 "$(cut 180)" python3 -m pytest -m gpu -q -rs -p no:cacheprovider \
         --junitxml "$SCRATCH/pytest_gpu.xml" || rc=1
     python3 benchmarks/session_report.py gpu-tests "$SCRATCH/pytest_gpu.xml" || rc=1
     return $rc
@@ -139,7 +142,7 @@ nvrtc_table() {
         path="$(IFS=:; echo "${kept[*]}")"
     fi
     # shellcheck disable=SC2086  # archs is a word list on purpose
-    PYTHONPATH="$path" timeout -k 10 90 python3 -m minunet.nvrtc --arch $archs
+    PYTHONPATH="$path" timeout -k 10 "$(cut 90)" python3 -m minunet.nvrtc --arch $archs
 }
 
 train() {
@@ -148,7 +151,7 @@ train() {
     # summary says "cut short"); SIGKILL 15 s later if it hangs. metrics.jsonl has every step either way.
     # The run folder stays in $SCRATCH: only its metrics and loss curve come back (a lent machine returns
     # 8 files, and the checkpoint is too large to return anyway).
-    timeout -s INT -k 15 "$TRAIN_LIMIT_S" python3 -m minunet.train --device cuda --steps "$TRAIN_STEPS" \
+    timeout -s INT -k 15 "$(cut "$TRAIN_LIMIT_S")" python3 -m minunet.train --device cuda --steps "$TRAIN_STEPS" \
         --checkpoint-every "$TRAIN_STEPS" --out "$SCRATCH/train-cuda" --quiet "${TRAIN_ARGS[@]}" || rc=1
     if [[ -f "$SCRATCH/train-cuda/metrics.jsonl" ]]; then  # under the stand-in, a first record says so
         { if [[ -n "$STANDIN" ]]; then echo "{\"note\": \"$STANDIN\"}"; fi
@@ -165,7 +168,7 @@ if wanted check; then
     step nvrtc_table nvrtc_table
 fi
 if wanted bench; then
-    step bench timeout -k 10 175 python3 -m minunet.bench --device cuda --out "$OUT" --plot "${BENCH_ARGS[@]}"
+    step bench timeout -k 10 "$(cut 175)" python3 -m minunet.bench --device cuda --out "$OUT" --plot "${BENCH_ARGS[@]}"
 fi
 if wanted train; then
     step train train
