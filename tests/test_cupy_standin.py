@@ -149,9 +149,8 @@ def test_kernel_attributes_are_nvrtcs_report_for_sm_90(cp, kernels):
 
 
 @pytest.mark.parametrize("registers, threads", [(32, 1024), (64, 1024), (72, 896), (128, 512), (255, 256)])
-def test_max_threads_per_block_follows_the_registers_as_cuda_allocates_them(registers, threads):
-    from standin_cupy import _kernels
-    assert _kernels._max_threads(registers, 1024) == threads
+def test_max_threads_per_block_follows_the_registers_as_cuda_allocates_them(cp, registers, threads):
+    assert sys.modules[cp.__name__ + "._kernels"]._max_threads(registers, 1024) == threads
 
 
 def test_arguments_are_the_bytes_cupy_passes(cp, kernels):
