@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import threads
+from .backends import standin_note
 from .data.tiles import mirror_index
 from .tensor import Tensor, no_grad
 
@@ -192,7 +193,9 @@ def main(argv=None):
         files = _image_files(args.input)
         if args.tile is not None:  # checked before any image is read or any folder made
             _check_tile(model, args.tile)
-        print(f"model: {model.n_parameters():,} parameters on {model.parameters()[0].device}; "
+        device = model.parameters()[0].device
+        standin = standin_note() if device == "cuda" else None  # the tests' CuPy stand-in says so first
+        print(f"model: {model.n_parameters():,} parameters on {device}{f' ({standin})' if standin else ''}; "
               f"{threads.describe(blas_threads, given=args.threads is not None)}")
         with threads.blas_threads(blas_threads):
             _predict_files(model, files, Path(args.out), args, written)

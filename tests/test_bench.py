@@ -178,7 +178,7 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu, "bench_kernels_cuda", lambda layers, quick, log: fake_kernel_rows(
         layers, {"v1": 2e-3, "v3": 1e-3, "torch fp32": 1e-3}) + [wrong])
 
-    def out_of_time(quick, log):
+    def out_of_time(quick, log, network):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(gpu, "bench_training_cuda", out_of_time)
@@ -189,7 +189,7 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
     assert md.read_text().index("## CHECKS THAT FAILED") < md.read_text().index("## Totals")  # loud, and kept
 
     monkeypatch.setattr(gpu, "bench_training_cuda",
-                        lambda quick, log: {"minunet": dict(seconds=0.25, runs=5, peak_reserved_bytes=2**30)})
+                        lambda quick, log, network: {"minunet": dict(seconds=0.25, runs=5, peak_reserved_bytes=2**30)})
     bench.run(out=tmp_path, plot=True, log=lambda *a: None)
     text = md.read_text()
     assert text.index("## Training step") < text.index("## Totals") < text.index("## Per kernel")
@@ -450,3 +450,12 @@ def test_one_kernel_reports_a_version_that_raises_and_fails_the_run(monkeypatch,
     out = capsys.readouterr().out
     assert "ERROR conv1x1_grad_input v2 on head: RuntimeError('too many resources requested for launch'); never timed" in out
     assert "| head | conv1x1 | grad_input | 2,16,84,84,2 | v1 | " in out and "| v2 |" not in out
+
+
+def test_the_unet_option_names_a_bad_value_and_is_for_cuda_only(capsys):
+    from minunet.bench.driver import main
+    with pytest.raises(SystemExit):
+        main(["--unet", "depth=2,width=3"])
+    assert "unknown ['width']; the numbers are tile, batch, depth, base" in capsys.readouterr().err
+    assert main(["--device", "numpy", "--unet", "depth=2"]) == 2
+    assert "--unet chooses the network measured on cuda" in capsys.readouterr().err

@@ -59,7 +59,8 @@ def test_bad_loss_arguments(labels, weights, kwargs, error, message):
 
 @pytest.mark.parametrize("device", ["numpy", "sim", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_loss_takes_uint8_labels_with_an_ignore_index_outside_uint8(device):
-    labels = np.array([[[0, 1, 1], [0, 0, 1], [1, 0, 0]]], np.uint8)
+    # Raw labels must live on the logits' device (a host array with cuda logits is a TypeError).
+    labels = mu.get_backend(device).asarray(np.array([[[0, 1, 1], [0, 0, 1], [1, 0, 0]]], np.uint8))
     z = mu.Tensor(logits().numpy(), device=device)
     expected = F.weighted_softmax_cross_entropy(z, labels.astype(np.int32)).numpy()
     for ignore_index in (-1, 255, 1000):

@@ -4,7 +4,7 @@ minunet/ops/<op>.py (registry.py). This layer imports no op and no autograd: the
 - "numpy": vectorised NumPy, the reference and the fast CPU path.
 - "sim":   kernels/*.cu run on the CPU by minunet's simulator (slow, exact, debuggable).
 - "cuda":  kernels/*.cu run on a GPU through CuPy.
-- "auto":  cuda when a GPU is usable, else numpy.
+- "auto":  cuda when a GPU is usable, else numpy (never the tests' CuPy stand-in, tests/cupy_standin).
 """
 from functools import lru_cache
 
@@ -23,9 +23,19 @@ def cuda_available() -> bool:
         return False
 
 
+def standin_note():
+    """The note of the tests' CuPy stand-in ("CuPy stand-in on the CPU simulator, not a GPU") when `import cupy`
+    finds it (tests/cupy_standin first on the path), else None. "auto" never picks it; what runs on it says so."""
+    try:
+        import cupy
+    except Exception:
+        return None
+    return getattr(cupy, "__minunet_standin__", None)
+
+
 def resolve_device(name) -> str:
     if name is None or name == "auto":
-        return "cuda" if cuda_available() else "numpy"
+        return "cuda" if cuda_available() and not standin_note() else "numpy"
     if not isinstance(name, str) or name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES + ('auto',)}, got {name!r}")
     if name == "cuda" and not cuda_available():

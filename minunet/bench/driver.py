@@ -10,25 +10,29 @@ from .layers import CONV_OPS, DIRECTIONS, unet_layers
 
 
 def run(device="auto", out="benchmarks/results", quick=False, plot=False, log=print, n_threads=None,
-        default_runs=False):
-    """Benchmark device with n_threads BLAS and PyTorch threads (default: minunet.threads' default).
+        default_runs=False, unet=None):
+    """Benchmark device with n_threads BLAS and PyTorch threads (default: minunet.threads' default); unet: on
+    cuda, the network measured (tile, batch, depth, base; default the paper's, gpu.PAPER_UNET).
     Returns (Markdown report, JSON report, the rows of the implementations that failed their check)."""
     from .. import threads
     n = threads.resolve_threads(n_threads)
     log(f"{threads.describe(n, given=n_threads is not None)}, PyTorch's threads the same; "
         f"load averages {blas_threads.load_averages()}")
     with blas_threads.limited(n):
-        return _run(device, out, quick, plot, log, n, default_runs)
+        return _run(device, out, quick, plot, log, n, default_runs, unet)
 
 
-def _run(device, out, quick, plot, log, n_threads, default_runs):
+def _run(device, out, quick, plot, log, n_threads, default_runs, unet):
     from ..backends import resolve_device
     device = resolve_device(device)
+    if unet is not None and device != "cuda":
+        raise ValueError(f"--unet chooses the network measured on cuda; the {device} device measures "
+                         f"{cpu.SMALL_UNET}")
     env = report.environment(device)
     log(f"minunet.bench on {env['device_name']} ({device})")
     sections = {"markdown": []}
     if device == "cuda":
-        chart = _run_cuda(env, sections, out, quick, plot, log)
+        chart = _run_cuda(env, sections, out, quick, plot, log, dict(gpu.PAPER_UNET, **(unet or {})))
     else:
         chart = _run_cpu(device, env, sections, quick, plot, log, n_threads, default_runs)
     failed = _mismatches_first(sections)
@@ -51,8 +55,8 @@ def _mismatches_first(sections):
     return failed
 
 
-def _run_cuda(env, sections, out, quick, plot, log):
-    rows = gpu.bench_kernels_cuda(unet_layers(), quick, log)
+def _run_cuda(env, sections, out, quick, plot, log, network):
+    rows = gpu.bench_kernels_cuda(unet_layers(**network), quick, log)
     peak_name, peaks = roofline.peaks_for(env["device_name"])
     roofline.add_roofline(rows, peaks)
     sections["peaks"] = dict(matched=peak_name, **(peaks or {}),
@@ -70,8 +74,11 @@ def _run_cuda(env, sections, out, quick, plot, log):
     _mismatches_first(sections)
     log("kernel results (training step to follow): " + ", ".join(map(str, report.write_report(out, env, sections))))
     log(f"fastest exact version per op (for DEFAULT_VERSIONS): {tables.fastest_exact_versions(rows)}")
-    sections["training"] = gpu.bench_training_cuda(quick, log)
-    sections["markdown"].insert(0, ("Training step (paper's U-Net, 572x572, batch 1, float32, SGD)",
+    sections["training"] = gpu.bench_training_cuda(quick, log, network)
+    what = ("paper's U-Net" if network == gpu.PAPER_UNET else
+            f"U-Net depth {network['depth']}, {network['base']} channels")
+    sections["markdown"].insert(0, (f"Training step ({what}, {network['tile']}x{network['tile']}, batch "
+                                    f"{network['batch']}, float32, SGD)",
                                     tables.training_table(sections["training"])))
     return (rows, peaks, f"minunet vs PyTorch on {env['device_name']}") if plot and peaks else None
 
@@ -123,6 +130,20 @@ def _cpu_thread_sections(sections, quick, default_runs, log):
     return markdown
 
 
+def _unet_option(text):
+    """'tile=44,depth=2' -> {'tile': 44, 'depth': 2}; argparse names a bad value."""
+    try:
+        pairs = dict(item.split("=") for item in text.split(","))
+        unet = {k: int(v) for k, v in pairs.items()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected tile=T,batch=B,depth=D,base=C (any of them), "
+                                         f"got {text!r}") from None
+    unknown = set(unet) - set(gpu.PAPER_UNET)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {sorted(unknown)}; the numbers are {', '.join(gpu.PAPER_UNET)}")
+    return unet
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m minunet.bench",
@@ -145,6 +166,9 @@ def main(argv=None):
     parser.add_argument("--default-runs", action="store_true",
                         help="numpy: also time the whole default python -m minunet.train at each thread count, idle "
                              "and beside a competing process (minutes)")
+    parser.add_argument("--unet", type=_unet_option, metavar="tile=T,batch=B,depth=D,base=C",
+                        help="cuda: the network whose layers and training step are measured, any of its four "
+                             "numbers (default: the paper's, tile=572,batch=1,depth=5,base=64)")
     from ..threads import add_threads_option
     add_threads_option(parser)
     args = parser.parse_args(argv)
@@ -155,7 +179,7 @@ def main(argv=None):
             raise ValueError("--version and --layer go with OP DIRECTION (python -m minunet.bench conv3x3 forward "
                              "--version 3)")
         md, _, failed = run(args.device, args.out or "benchmarks/results", args.quick, args.plot,
-                            n_threads=args.threads, default_runs=args.default_runs)
+                            n_threads=args.threads, default_runs=args.default_runs, unet=args.unet)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -171,7 +195,7 @@ def _one_kernel(args):
     """python -m minunet.bench OP DIRECTION ...: the options checked, then one_kernel.run_one."""
     from ..backends import resolve_device
     unused = [name for name, given in (("--out", args.out), ("--plot", args.plot),
-                                       ("--default-runs", args.default_runs)) if given]
+                                       ("--default-runs", args.default_runs), ("--unet", args.unet)) if given]
     if unused:
         raise ValueError(f"{', '.join(unused)}: for the whole bench; one kernel (OP DIRECTION) prints its results")
     if args.direction is None:

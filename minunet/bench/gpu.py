@@ -3,9 +3,17 @@ and one training step of both networks."""
 import numpy as np
 
 from .check_then_time import Candidate, check_then_time
-from .layers import DIRECTIONS, arrays, kernel_versions, minunet_call, spread_to_layers, unique_shapes
+from .layers import DIRECTIONS, arrays, cost, kernel_versions, minunet_call, spread_to_layers, unique_shapes
 from .timing import cupy_timer, median_time, torch_timer
 from .training import training_step_minunet, training_step_torch
+
+# Seconds of timed launches for all kernel timings together (438 on the paper's U-Net: each kernel version and
+# PyTorch's two, per layer shape and direction): each timing gets an equal share, at most 0.2 s. With the
+# checks, the reference, the training step and the compilations, the bench then fits gpu_session.sh's 175 s
+# cut with a margin (the estimate in benchmarks/gpu_session.sh's header).
+TIMING_BUDGET_S = 45.0
+# The network the cuda bench measures unless told otherwise (--unet): the paper's.
+PAPER_UNET = dict(tile=572, batch=1, depth=5, base=64)
 
 
 def bench_kernels_cuda(layers, quick, log):
@@ -17,12 +25,20 @@ def bench_kernels_cuda(layers, quick, log):
     backend = get_backend("cuda")
     rows, rng, failed = [], np.random.default_rng(0), {}
     torch = torch_cuda()
-    runs = dict(min_runs=3, max_runs=10, budget_s=0.05) if quick else dict(min_runs=5, max_runs=50, budget_s=0.2)
+    shapes = unique_shapes(layers)
+    impls = [(layer, d, len(kernel_versions(layer, d)) + (2 if torch else 0)) for layer in shapes for d in DIRECTIONS]
+    timings = sum(n for _, _, n in impls)
+    tflop = sum(cost(layer, d)[0] * n for layer, d, n in impls) / 1e12
+    runs = (dict(min_runs=3, max_runs=10, budget_s=0.05) if quick else
+            dict(min_runs=5, max_runs=50, budget_s=min(0.2, TIMING_BUDGET_S / timings)))
+    log(f"{timings} kernel timings ({len(shapes)} layer shapes x {len(DIRECTIONS)} directions x every version"
+        f"{' and PyTorch fp32, tf32' if torch else ''}; one launch of each: {tflop:.3g} TFLOP), each "
+        f"{runs['min_runs']}-{runs['max_runs']} launches within {runs['budget_s']:.3f} s, after 2 warm-ups and a check")
     minunet_timer = cupy_timer()
     if torch:
         from ..torch_twin import op_call
         peer_timer = torch_timer()
-    for layer in unique_shapes(layers):
+    for layer in shapes:
         host = arrays(layer, rng)
         dev = {k: cupy.asarray(v) for k, v in host.items()}
         tdev = {k: torch.from_numpy(v).cuda() for k, v in host.items()} if torch else None
@@ -58,15 +74,16 @@ def torch_cuda():
     return torch
 
 
-def bench_training_cuda(quick, log):
-    """One SGD step of the paper's U-Net (572x572, batch 1, float32): minunet, then PyTorch fp32 and tf32."""
+def bench_training_cuda(quick, log, network=PAPER_UNET):
+    """One SGD step of the network (default the paper's U-Net: 572x572, batch 1; float32): minunet, then
+    PyTorch fp32 and tf32."""
     import cupy
     rng = np.random.default_rng(0)
     runs = dict(min_runs=3, max_runs=5, budget_s=1.0) if quick else dict(min_runs=5, max_runs=20, budget_s=5.0)
-    results = {}
+    results = {"network": dict(network)}
     pool = cupy.get_default_memory_pool()
     pool.free_all_blocks()
-    step, model = training_step_minunet("cuda", 572, 1, 5, 64, rng)
+    step, model = training_step_minunet("cuda", rng=rng, **network)
     seconds, n = median_time(step, cupy_timer(), **runs)
     # CuPy's pool keeps every block it ever allocated until freed, so its total after the steps is the
     # peak of memory reserved; used_bytes is what live arrays hold at the end.
@@ -85,7 +102,7 @@ def bench_training_cuda(quick, log):
         try:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-            step = training_step_torch("cuda", 572, 1, 5, 64, rng)
+            step = training_step_torch("cuda", rng=rng, **network)
             seconds, n = median_time(step, torch_timer(), **runs)
             results["torch tf32" if tf32 else "torch fp32"] = dict(
                 seconds=seconds, runs=n, peak_allocated_bytes=torch.cuda.max_memory_allocated(),

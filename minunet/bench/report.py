@@ -51,8 +51,9 @@ def write_report(out_dir, env, sections):
     for title, text in sections.get("markdown", []):
         md += [f"## {title}", "", text, ""]
     (out_dir / f"{stem}.md").write_text("\n".join(md))
-    data = dict(env, **{k: v for k, v in sections.items() if k != "markdown"})
-    (out_dir / f"{stem}.json").write_text(json.dumps(data, indent=1, default=_json_default))
+    data = {"device_name": env["device_name"]} | env | {k: v for k, v in sections.items() if k != "markdown"}
+    text = json.dumps(data, indent=1, default=_json_default)
+    (out_dir / f"{stem}.json").write_text(text.replace("{\n ", "{", 1))  # the device named on the first line
     return out_dir / f"{stem}.md", out_dir / f"{stem}.json"
 
 
