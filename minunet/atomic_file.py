@@ -1,0 +1,78 @@
+"""Files written whole or not at all.
+
+The content goes to a temporary file beside the target, is flushed to disk, then renamed over the target
+(os.replace, atomic on POSIX): a process stopped at any moment, even by kill -9, leaves the old file or the new
+one, never half of one. What it can leave is the temporary file, named TARGET.PID.XXXXXXXX.tmp after the process
+that wrote it, so that the next start removes it (remove_stray_temporaries).
+"""
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_file(path):
+    """Yields a binary file object; on a normal exit from the block it replaces `path`, else it is removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); these are ordinary files
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_bytes(path, data):
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def _umask():
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def stray_temporaries(folder, names=None):
+    """Temporary files left in folder by writes that were killed: with names (for a folder this process has
+    locked), every NAME.*.tmp of those names; without, every TARGET.PID.XXXXXXXX.tmp whose process is gone."""
+    folder = Path(folder)
+    if names is not None:
+        return sorted(p for name in names for p in folder.glob(f"{name}.*.tmp"))
+    found = []
+    for path in folder.glob("*.tmp"):
+        parts = path.name[:-len(".tmp")].rsplit(".", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+            found.append(path)
+    return sorted(found)
+
+
+def remove_stray_temporaries(folder, names=None):
+    """Remove stray_temporaries(folder, names); returns their names."""
+    removed = []
+    for path in stray_temporaries(folder, names):
+        try:
+            path.unlink()
+            removed.append(path.name)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
