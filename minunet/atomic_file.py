@@ -7,25 +7,50 @@ that wrote it, so that the next start removes it (remove_stray_temporaries).
 """
 import os
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 
-@contextmanager
-def atomic_file(path):
-    """Yields a binary file object; on a normal exit from the block it replaces `path`, else it is removed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); these are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+class AtomicFile:
+    """A temporary file beside `path` (.file, binary); commit() puts it in place of `path`,
+    discard() removes it (a no-op once committed). As a context manager: committed on a normal exit, else
+    discarded."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        fd, self.tmp = tempfile.mkstemp(prefix=f"{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); these are ordinary files
+            self.file = open(self.tmp, "w+b")  # by name (for messages); readable too: a multi-page TIFF reads back
+        finally:
+            os.close(fd)
+
+    def commit(self):
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        self.tmp = None
+
+    def discard(self):
+        if self.tmp is not None:
+            self.file.close()
+            Path(self.tmp).unlink(missing_ok=True)  # missing: a Ctrl-C came between the rename and its record
+            self.tmp = None
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, kind, *_):
+        if kind is None:
+            try:
+                self.commit()
+            finally:
+                self.discard()
+        else:
+            self.discard()
+
+
+atomic_file = AtomicFile  # `with atomic_file(path) as f: ...` writes path whole or not at all
 
 
 def write_bytes(path, data):

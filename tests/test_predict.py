@@ -8,7 +8,7 @@ from PIL import Image
 
 import minunet as mu
 from minunet import checkpoint, evaluate
-from minunet.predict import main, predict_probabilities, tile_plan
+from minunet.predict import main, predict_probabilities, probability_bands, tile_plan
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +150,9 @@ def test_cli_ctrl_c_is_one_line_saying_what_was_written(tmp_path, small_net, mon
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # what Ctrl-C raises in the middle of an image
-        return predict_probabilities(*args, **kwargs)
+        return probability_bands(*args, **kwargs)
 
-    monkeypatch.setattr(minunet.predict, "predict_probabilities", interrupted_on_the_second_image)
+    monkeypatch.setattr(minunet.predict, "probability_bands", interrupted_on_the_second_image)
     try:
         code = main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"),
                      "--out", str(tmp_path / "out"), "--device", "numpy"])
@@ -183,9 +183,9 @@ def test_cli_threads_option(tmp_path, small_net, monkeypatch, capsys):
 
     def record(*args, **kwargs):
         seen.extend(threads.blas_threads_now())
-        return predict_probabilities(*args, **kwargs)
+        return probability_bands(*args, **kwargs)
 
-    monkeypatch.setattr(minunet.predict, "predict_probabilities", record)
+    monkeypatch.setattr(minunet.predict, "probability_bands", record)
     argv = ["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
             "--device", "numpy"]
     assert main(argv + ["--threads", "1"]) == 0
