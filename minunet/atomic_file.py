@@ -25,29 +25,39 @@ class AtomicFile:
             os.close(fd)
 
     def commit(self):
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise self._named(e) from None
         self.tmp = None
 
     def discard(self):
         if self.tmp is not None:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:  # its buffer could not be written either (a full disk): it is removed anyway
+                pass
             Path(self.tmp).unlink(missing_ok=True)  # missing: a Ctrl-C came between the rename and its record
             self.tmp = None
 
     def __enter__(self):
         return self.file
 
-    def __exit__(self, kind, *_):
-        if kind is None:
-            try:
+    def __exit__(self, kind, error, _):
+        try:
+            if kind is None:
                 self.commit()
-            finally:
-                self.discard()
-        else:
+        finally:
             self.discard()
+        if isinstance(error, OSError):
+            raise self._named(error) from None
+
+    def _named(self, error):
+        """A write's OSError names no file (a full disk: "No space left on device"): name the one being written."""
+        return error if error.filename else OSError(error.errno, error.strerror, str(self.path))
 
 
 atomic_file = AtomicFile  # `with atomic_file(path) as f: ...` writes path whole or not at all

@@ -16,15 +16,23 @@ class UsageError(ValueError):
     """A bad path or option: the tool prints the message on one line and exits with status 2."""
 
 
+def _exit_130(*_):
+    # Not sys.exit: an exception raised inside a library's import can come out as another error, with a traceback.
+    os.write(2, b"\ninterrupted\n")
+    os._exit(130)
+
+
 def exit_quietly_on_ctrl_c():
-    """Ctrl-C while a tool's libraries load (a second or so): exit 130 without an import traceback.
-    main() later installs its own handling (restore_ctrl_c)."""
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    """Ctrl-C while a tool's libraries load (a second or so): exit 130 at once, without an import traceback
+    (minunet's __init__ calls it for `python -m minunet.<tool>`). A tool's main() takes Ctrl-C over before it
+    writes anything (restore_ctrl_c); in the tools that only print (nvrtc, sass) it stays an immediate exit."""
+    signal.signal(signal.SIGINT, _exit_130)
 
 
 def restore_ctrl_c():
-    """Ctrl-C raises KeyboardInterrupt again (main catches it)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    """Ctrl-C raises KeyboardInterrupt again (main catches it), if exit_quietly_on_ctrl_c had set it otherwise."""
+    if signal.getsignal(signal.SIGINT) is _exit_130:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextmanager

@@ -15,21 +15,15 @@ channels, default tile 572 and batch 4): 9.9 bytes per pixel, peak 363 MiB at 20
 4000 x 4000; before the streaming, 53.5 bytes per pixel, 329 MiB and 941 MiB (a 10000 x 10000 image: about
 1.3 GiB against 5 GiB). Below about 2000 x 2000 the batch's own memory (here about 230 MiB) dominates.
 """
-import signal
-import sys
-
-from . import cli
-
-if __name__ == "__main__":
-    cli.exit_quietly_on_ctrl_c()  # the libraries below take a second to load
-
 import argparse
 import os
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import threads
+from . import cli, threads
 from .atomic_file import AtomicFile, atomic_file, remove_stray_temporaries
 from .data.tiles import mirror_index
 from .tensor import Tensor, no_grad
@@ -344,8 +338,11 @@ def _main(args, out, load_model):
         with threads.blas_threads(blas_threads), np.errstate(over="ignore", invalid="ignore"):  # _finite says it
             _predict_files(model, files, out, args, written, failed)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the summary short
-        print(f"\ninterrupted: {_so_far(written, files, out)}", file=sys.stderr)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the summary short
+        try:
+            print(f"\ninterrupted: {_so_far(written, files, out)}", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return 130
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -365,4 +362,6 @@ def _main(args, out, load_model):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written and said: a late Ctrl-C changes nothing
+    sys.exit(exit_code)

@@ -13,24 +13,18 @@ Data parallel: `mpiexec -n K python -m minunet.train --batch-size B` trains on a
 the same run as one process with batch K*B (minunet/distributed.py); only process 0 writes the run folder.
 What the run folder guarantees (no run replaced, one writer, whole files): minunet/run_folder.py.
 """
-import signal
-import sys
-
-from . import cli
-
-if __name__ == "__main__":
-    cli.exit_quietly_on_ctrl_c()  # the libraries below take a second to load
-
 import argparse
 import contextlib
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, distributed, run_folder, threads
+from . import checkpoint, cli, distributed, run_folder, threads
 from . import functional as F
 from .backends import resolve_device
 from .memory import keep_freed_memory
@@ -272,14 +266,17 @@ class Trainer:
 
     def plot(self):
         """Write loss.png and panel.png; the names written (a failure is said, and loses nothing else)."""
+        written = []
         try:
-            with np.errstate(over="ignore"):  # a diverged run's losses on the log scale
-                plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
-            if self.last_prediction is None:
-                return ["loss.png"]
-            image, label, prediction = self.last_prediction
-            plot_panel(self.run_dir / "panel.png", image, label, prediction, self.data.val_weights[0])
-            return ["loss.png", "panel.png"]
+            if (self.run_dir / "metrics.jsonl").is_file():  # none: interrupted before its first step
+                with np.errstate(over="ignore"):  # a diverged run's losses on the log scale
+                    plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+                written.append("loss.png")
+            if self.last_prediction is not None:
+                image, label, prediction = self.last_prediction
+                plot_panel(self.run_dir / "panel.png", image, label, prediction, self.data.val_weights[0])
+                written.append("panel.png")
+            return written
         except OSError as e:
             print(f"warning: the plots were not all written ({cli.describe_os_error(e)}); the checkpoint and "
                   f"metrics.jsonl are", file=sys.stderr)
@@ -307,20 +304,36 @@ def _run(config, run_dir, resumed, quiet, overwrite):
     trainer = Trainer(dict(config, processes=processes), run_dir, resumed, comm)
     config = trainer.config  # with the step count of --epochs resolved: what config.json and checkpoints keep
     writes = comm.rank == 0  # DATA PARALLEL: only process 0 writes the run folder and prints
-    with run_folder.locked(run_dir) if writes else contextlib.nullcontext():
-        if writes:
-            _prepare_folder(trainer, resumed is not None, overwrite)
-        print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
-              f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
-              f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
-              f"{len(trainer.data.val_images)} validation images; run folder {run_dir}")
-        print(f"training: {config['steps']} steps, lr {config['lr']} (decay {config['lr_decay']}), momentum "
-              f"{config['momentum']}, weight decay {config['weight_decay']}; validation every {config['val_every']}, "
-              f"checkpoint every {config['checkpoint_every']} steps")
-        if comm.size > 1:  # DATA PARALLEL
-            print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
-                  f"{comm.size * config['batch_size']}")
-        return trainer, _train(trainer, quiet, writes)
+    interrupted = trainer.interrupted
+
+    def on_ctrl_c(*_):  # from the first write to the last, plots included: a Ctrl-C never cuts a write short
+        interrupted.append(True)
+        if len(interrupted) == 2 and writes:
+            print("\n(stopping after this step: the checkpoint and plots are being written)", file=sys.stderr)
+
+    previous_handler = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        with run_folder.locked(run_dir) if writes else contextlib.nullcontext():
+            return trainer, _prepare_and_train(trainer, resumed is not None, quiet, writes, overwrite)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+
+def _prepare_and_train(trainer, resuming, quiet, writes, overwrite):
+    config, comm, run_dir = trainer.config, trainer.comm, trainer.run_dir
+    if writes:
+        _prepare_folder(trainer, resuming, overwrite)
+    print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
+          f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
+          f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
+          f"{len(trainer.data.val_images)} validation images; run folder {run_dir}")
+    print(f"training: {config['steps']} steps, lr {config['lr']} (decay {config['lr_decay']}), momentum "
+          f"{config['momentum']}, weight decay {config['weight_decay']}; validation every {config['val_every']}, "
+          f"checkpoint every {config['checkpoint_every']} steps")
+    if comm.size > 1:  # DATA PARALLEL
+        print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
+              f"{comm.size * config['batch_size']}")
+    return _train(trainer, quiet, writes)
 
 
 def _prepare_folder(trainer, resuming, overwrite):
@@ -342,17 +355,9 @@ def _train(trainer, quiet, writes):
     """The training loop, its validations, checkpoints and plots; the exit code."""
     config, run_dir, comm = trainer.config, trainer.run_dir, trainer.comm
     metrics = run_dir / "metrics.jsonl"
-    interrupted = trainer.interrupted
-
-    def on_ctrl_c(*_):  # kept until the end, plots included: a second Ctrl-C never cuts a write short
-        interrupted.append(True)
-        if len(interrupted) == 2 and writes:
-            print("\n(stopping after this step: the checkpoint and plots are being written)", file=sys.stderr)
-
-    previous_handler = signal.signal(signal.SIGINT, on_ctrl_c)
 
     def stopping():  # DATA PARALLEL: all processes stop after the step whose all-reduce carried a Ctrl-C
-        return trainer.stop if comm.size > 1 else bool(interrupted)
+        return trainer.stop if comm.size > 1 else bool(trainer.interrupted)
 
     def stop(why):
         if writes:
@@ -360,51 +365,48 @@ def _train(trainer, quiet, writes):
         return 1
 
     code, val_iou, start = 0, None, time.time()
-    try:
-        with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
-            while trainer.step < config["steps"] and not stopping():
-                loss = trainer.train_step()
-                if not np.isfinite(loss):  # DATA PARALLEL: the loss is global, so every process stops here
-                    code = stop(f"the loss became {loss} at step {trainer.step + 1} (learning rate {config['lr']} "
-                                f"too high?)")
+    with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
+        while trainer.step < config["steps"] and not stopping():
+            loss = trainer.train_step()
+            if not np.isfinite(loss):  # DATA PARALLEL: the loss is global, so every process stops here
+                code = stop(f"the loss became {loss} at step {trainer.step + 1} (learning rate {config['lr']} "
+                            f"too high?)")
+                break
+            if not writes:  # DATA PARALLEL: process 0 validates, saves and logs
+                continue
+            try:
+                run_folder.append_record(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr,
+                                         time=round(time.time() - start, 3))
+                if trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]:
+                    val_iou = trainer.validate()
+                    run_folder.append_record(metrics, step=trainer.step, val_iou=val_iou)
+            except OSError as e:
+                code = stop(cli.describe_os_error(e))
+                break
+            if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
+                failed = trainer.save()
+                if failed:
+                    code = stop(failed)
                     break
-                if not writes:  # DATA PARALLEL: process 0 validates, saves and logs
-                    continue
-                try:
-                    run_folder.append_record(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr,
-                                             time=round(time.time() - start, 3))
-                    if trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]:
-                        val_iou = trainer.validate()
-                        run_folder.append_record(metrics, step=trainer.step, val_iou=val_iou)
-                except OSError as e:
-                    code = stop(cli.describe_os_error(e))
-                    break
-                if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
-                    failed = trainer.save()
-                    if failed:
-                        code = stop(failed)
-                        break
-                bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
-                bar.update(1)
-        if stopping() and code == 0 and trainer.step >= config["steps"]:  # after the last step's work: nothing lost
+            bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
+            bar.update(1)
+    if stopping() and code == 0 and trainer.step >= config["steps"]:  # after the last step's work: nothing lost
+        if writes:
+            print("\nCtrl-C came after the last step; the run is complete", file=sys.stderr)
+    elif stopping() and code == 0:
+        failed = trainer.save() if writes else None
+        if failed:
+            code = stop(failed)
+        else:
             if writes:
-                print("\nCtrl-C came after the last step; the run is complete", file=sys.stderr)
-        elif stopping() and code == 0:
-            failed = trainer.save() if writes else None
-            if failed:
-                code = stop(failed)
-            else:
-                if writes:
-                    print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
-                          f"--resume {run_dir}", file=sys.stderr)
-                code = 130
-        plots = trainer.plot() if writes else []
-        if code == 0 and writes:
-            print(f"done: {trainer.step} steps in {time.time() - start:.0f} s; validation foreground IoU "
-                  f"{val_iou:.3f}{_one_class_hint(trainer)}; wrote "
-                  f"{', '.join([f'{run_dir}/checkpoint.npz', 'metrics.jsonl'] + plots)}")
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
+                print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
+                      f"--resume {run_dir}", file=sys.stderr)
+            code = 130
+    plots = trainer.plot() if writes else []
+    if code == 0 and writes:
+        print(f"done: {trainer.step} steps in {time.time() - start:.0f} s; validation foreground IoU "
+              f"{val_iou:.3f}{_one_class_hint(trainer)}; wrote "
+              f"{', '.join([f'{run_dir}/checkpoint.npz', 'metrics.jsonl'] + plots)}")
     return code
 
 
@@ -440,9 +442,13 @@ def main(argv=None):
             _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads,
                           overwrite=args.overwrite)
         return code
-    except KeyboardInterrupt:
-        print("\ninterrupted before the first step: the run folder was left as it was", file=sys.stderr)
-        distributed.stop_all(130)
+    except KeyboardInterrupt:  # while the data loaded: nothing was written yet
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut this short
+        try:
+            print("\ninterrupted before the first step: the run folder was left as it was", file=sys.stderr)
+            distributed.stop_all(130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -501,4 +507,6 @@ def _resumed(parser, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written and said: a late Ctrl-C changes nothing
+    sys.exit(exit_code)
