@@ -15,6 +15,7 @@ What the run folder guarantees (no run replaced, one writer, whole files): minun
 """
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -439,8 +440,9 @@ def main(argv=None):
                 print(f"device {config['device']}: {why}")
                 resumed = None
             print(threads.describe(blas_threads, given=args.threads is not None))
+            restart = args.resume is not None and resumed is None  # its own folder's files are replaced
             _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite or restart)
         return code
     except KeyboardInterrupt:  # while the data loaded: nothing was written yet
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut this short
@@ -486,22 +488,33 @@ RESUME_KEYS = ("train_config", "step", "rng", "dropout_rng")  # what a checkpoin
 
 
 def _resumed(parser, args):
-    """(config, the loaded checkpoint) of --resume, checked before anything is written."""
+    """(config, the loaded checkpoint) of --resume, checked before anything is written. A run that stopped before
+    its first checkpoint (killed: a Ctrl-C saves one) has none: it starts again from step 0 with its config.json."""
     resume = Path(args.resume)
-    resume = resume / "checkpoint.npz" if resume.is_dir() else resume
-    resumed = checkpoint.load(resume)  # once: the run starts from these very arrays
-    meta = resumed[0]
-    missing = [key for key in RESUME_KEYS if key not in meta]
-    if missing:
-        raise cli.UsageError(f"checkpoint {resume} lacks {', '.join(missing)} in its metadata, so it cannot be "
-                             f"resumed (only python -m minunet.train's checkpoints can); predict with it, or start "
-                             f"a new run")
+    if resume.is_dir() and not (resume / "checkpoint.npz").exists() and (resume / "config.json").is_file():
+        source, resumed, step = resume / "config.json", None, 0
+        try:
+            saved = json.loads(source.read_text())
+        except ValueError as e:
+            raise cli.UsageError(f"{source} is not the JSON python -m minunet.train writes ({e}); start a new run "
+                                 f"with --overwrite") from None
+    else:
+        source = resume / "checkpoint.npz" if resume.is_dir() else resume
+        resumed = checkpoint.load(source)  # once: the run starts from these very arrays
+        meta = resumed[0]
+        missing = [key for key in RESUME_KEYS if key not in meta]
+        if missing:
+            raise cli.UsageError(f"checkpoint {source} lacks {', '.join(missing)} in its metadata, so it cannot be "
+                                 f"resumed (only python -m minunet.train's checkpoints can); predict with it, or "
+                                 f"start a new run")
+        saved, step = meta["train_config"], meta["step"]
     defaults = vars(parser.parse_args([]))
-    saved = {k: v for k, v in defaults.items() if k not in NOT_CONFIG} | meta["train_config"]  # keys added since
+    saved = {k: v for k, v in defaults.items() if k not in NOT_CONFIG} | saved  # keys added since
     given = {k: v for k, v in vars(args).items() if v != defaults[k]}
-    config, changes = resume_config(saved, given, meta["step"], resume.parent)
+    config, changes = resume_config(saved, given, step, source.parent)
     check_config(config)
-    print(f"resuming {resume} at step {meta['step']} of {config['steps']} on device {config['device']}"
+    print(f"resuming {source} at step {step} of {config['steps']} on device {config['device']}"
+          + (" (it stopped before its first checkpoint: it starts again)" if resumed is None else "")
           + (f"; changed: {', '.join(changes)}" if changes else ""))
     return config, resumed
 

@@ -174,3 +174,14 @@ def test_a_checkpoint_holding_non_finite_values_is_refused(finished, tmp_path, c
         checkpoint.load(tmp_path / "checkpoint.npz")
     assert main(["--resume", str(tmp_path), "--steps", "4"]) == 2
     assert "it was saved after its run diverged" in capsys.readouterr().err
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_on_resume(finished, tmp_path, capsys):
+    run = copy_of(finished, tmp_path)
+    (run / "checkpoint.npz").unlink()  # as kill -9 between step 1's metrics and its checkpoint leaves it
+    assert train(run, 3) == 2  # a new run would replace it: refused
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--quiet"]) == 0  # was: "checkpoint ... does not exist", so --overwrite
+    assert "at step 0 of 3 on device numpy (it stopped before its first checkpoint: it starts again)" in \
+        capsys.readouterr().out
+    assert losses(run) == losses(finished)
