@@ -8,6 +8,7 @@ import errno
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def restore_ctrl_c():
 def deferred_ctrl_c():
     """Inside the block a Ctrl-C is remembered, not raised; it is raised when the block ends. For writes that
     belong together (the files of one prediction), so that an interrupt never leaves half of them."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
     caught = []
     previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
     try:

@@ -304,19 +304,19 @@ def build_parser():
 def main(argv=None):
     cli.restore_ctrl_c()
     args = build_parser().parse_args(argv)
-    from .checkpoint import load_model
     from .memory import keep_freed_memory
     keep_freed_memory()
     out = Path(args.out)
     made = not out.exists()
     try:
-        return _main(args, out, load_model)
+        return _main(args, out)
     finally:
         if made and out.is_dir() and not any(out.iterdir()):  # made, and nothing written: no empty folder left
             out.rmdir()
 
 
-def _main(args, out, load_model):
+def _main(args, out):
+    from .checkpoint import load_model
     written, failed, files = [], [], []
     try:
         blas_threads = threads.resolve_threads(args.threads)

@@ -315,15 +315,16 @@ def _run(config, run_dir, resumed, quiet, overwrite):
     previous_handler = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         with run_folder.locked(run_dir) if writes else contextlib.nullcontext():
-            return trainer, _prepare_and_train(trainer, resumed is not None, quiet, writes, overwrite)
+            if writes:
+                _prepare_folder(trainer, resumed is not None, overwrite)
+            _say_what_runs(trainer)
+            return trainer, _train(trainer, quiet, writes)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
 
 
-def _prepare_and_train(trainer, resuming, quiet, writes, overwrite):
+def _say_what_runs(trainer):
     config, comm, run_dir = trainer.config, trainer.comm, trainer.run_dir
-    if writes:
-        _prepare_folder(trainer, resuming, overwrite)
     print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
           f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
           f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
@@ -334,7 +335,6 @@ def _prepare_and_train(trainer, resuming, quiet, writes, overwrite):
     if comm.size > 1:  # DATA PARALLEL
         print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
               f"{comm.size * config['batch_size']}")
-    return _train(trainer, quiet, writes)
 
 
 def _prepare_folder(trainer, resuming, overwrite):
@@ -365,6 +365,11 @@ def _train(trainer, quiet, writes):
             print(f"\nstopped: {why}; {trainer.kept()}.", file=sys.stderr)
         return 1
 
+    def write_failed(why):  # in process 0 alone
+        stop(why)
+        distributed.stop_all(1)  # DATA PARALLEL: the other processes would wait for it in the next all-reduce
+        return 1
+
     code, val_iou, start = 0, None, time.time()
     with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
         while trainer.step < config["steps"] and not stopping():
@@ -382,12 +387,12 @@ def _train(trainer, quiet, writes):
                     val_iou = trainer.validate()
                     run_folder.append_record(metrics, step=trainer.step, val_iou=val_iou)
             except OSError as e:
-                code = stop(cli.describe_os_error(e))
+                code = write_failed(cli.describe_os_error(e))
                 break
             if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
                 failed = trainer.save()
                 if failed:
-                    code = stop(failed)
+                    code = write_failed(failed)
                     break
             bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
             bar.update(1)
