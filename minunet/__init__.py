@@ -4,9 +4,15 @@
     x = mu.Tensor(array, requires_grad=True, device="sim")
     y = mu.functional.conv3x3(x, w, b)
 """
-from . import functional, optim
-from .backends import cuda_available, get_backend
-from .tensor import Function, Tensor, is_grad_enabled, no_grad
+import sys
+
+if sys.argv[:1] == ["-m"]:  # `python -m minunet.<tool>` is starting (argv[0] is "-m" while the module is found)
+    from .cli import exit_quietly_on_ctrl_c
+    exit_quietly_on_ctrl_c()  # a Ctrl-C while the libraries load: exit 130, no import traceback
+
+from . import functional, optim  # noqa: E402
+from .backends import cuda_available, get_backend  # noqa: E402
+from .tensor import Function, Tensor, is_grad_enabled, no_grad  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -2,18 +2,20 @@
 
 Layout: "model/<parameter name>" and "optim/<key>" arrays, plus "meta", a JSON string holding the model
 configuration, the step, the random generators' states and anything else the trainer wants back.
-Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over the old file:
-an interrupt at any moment leaves either the previous checkpoint or the new one, never half of one.
-Reading gives today's parameter names, also for a checkpoint written before they changed (current_name).
+Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over the old file
+(atomic_file.py): an interrupt at any moment leaves either the previous checkpoint or the new one, never half
+of one. Every array is finite: save refuses weights or optimizer state holding NaN or infinity (a diverged run
+keeps its last good checkpoint), and load refuses a file that holds them. Reading gives today's parameter
+names, also for a checkpoint written before they changed (current_name).
 """
 import json
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic_file import atomic_file
 
 FORMAT = "minunet-checkpoint-1"
 
@@ -25,31 +27,32 @@ def save(path, model, optimizer=None, **meta):
     if optimizer is not None:
         arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
     meta = dict(meta, format=FORMAT, model_config=model.config, dtype=str(model.parameters()[0].dtype))
+    bad = non_finite(arrays)
+    if bad:
+        raise NonFiniteError(f"{path} not saved: {bad}")
     arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private (0600); a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        np.savez(f, **arrays)
 
 
-def _umask():
-    """The process's umask (reading it means setting it: set it straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+class NonFiniteError(ValueError):
+    """Weights or optimizer state holding NaN or infinity: never written to, nor read from, a checkpoint."""
+
+
+def non_finite(arrays):
+    """'' when every array is finite, else which arrays are not: 'NaN or infinity in model/x (3 of 9 values), ...'."""
+    bad = [f"{name} ({np.count_nonzero(~np.isfinite(a))} of {a.size} values)" for name, a in arrays.items()
+           if np.issubdtype(np.asarray(a).dtype, np.inexact) and not np.isfinite(a).all()]
+    if not bad:
+        return ""
+    return "NaN or infinity in " + ", ".join(bad[:3]) + (f" and {len(bad) - 3} more arrays" if len(bad) > 3 else "")
 
 
 def load(path):
     """(meta dict, model state under today's names, optimizer state); a clear ValueError for a missing or
-    corrupt file."""
+    corrupt file. path: a checkpoint.npz, or the run folder holding one."""
     path = Path(path)
+    path = path / "checkpoint.npz" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):  # else np.load guesses a pickle and says so, which misleads
@@ -63,6 +66,14 @@ def load(path):
         raise ValueError(f"checkpoint {path} is not a readable minunet checkpoint ({type(e).__name__}: {e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    missing = [key for key in ("model_config", "dtype") if key not in meta]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {', '.join(missing)} in its metadata: not written by "
+                         f"python -m minunet.train (checkpoint.save writes them); use a run folder's checkpoint.npz")
+    bad = non_finite(arrays)
+    if bad:
+        raise NonFiniteError(f"checkpoint {path} holds {bad}: it was saved after its run diverged; use an "
+                             f"earlier checkpoint, or train again with a smaller --lr")
     model = {current_name(k[len("model/"):]): v for k, v in arrays.items() if k.startswith("model/")}
     optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     return meta, model, optim

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
-from . import metrics
+from . import cli, metrics
 from .data.loaders import files_by_stem, files_grouped_by_stem, normalize_masks
 
 SUFFIXES = (".png", ".tif", ".tiff", ".npy")
@@ -63,7 +63,7 @@ def read_frames(path):
         raise InputError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
     try:
         if path.suffix.lower() == ".npy":
-            return [(path.stem, np.load(path, allow_pickle=False), None)]
+            return [(path.stem, _numeric_npy(path), None)]
         with Image.open(path) as image:
             frames = [_pil_frame(frame, path) for frame in ImageSequence.Iterator(image)]
     except InputError:
@@ -73,6 +73,23 @@ def read_frames(path):
     if len(frames) == 1:
         return [(path.stem, *frames[0])]
     return [(f"{path.stem}[{k}]", array, scale) for k, (array, scale) in enumerate(frames)]
+
+
+def _numeric_npy(path):
+    """The array of a .npy file of numbers (never unpickled); an InputError naming the file for anything else."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise
+        raise InputError(f"{path}: holds Python objects, not an array of numbers; save the prediction as a numeric "
+                         "array (np.save(path, probabilities.astype(np.float32)))") from None
+    if not isinstance(array, np.ndarray) or array.dtype.fields is not None or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"{path}: an array of {array.dtype}, not of numbers; expected probabilities or labels")
+    if array.size == 0:
+        raise InputError(f"{path}: an empty array (shape {array.shape}); expected an image-sized prediction")
+    return array
 
 
 def _files_by_stem(folder):
@@ -101,6 +118,7 @@ def collect_pairs(pred, truth):
     preds = {stem: _prediction_for(in_pred, pred, stem) for stem in truths}
     missing = sorted((stem for stem, path in preds.items() if path is None), key=_natural)
     if missing:
+        _check_not_predictions(truth)  # the likelier cause, said first
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise InputError(f"{pred}: no prediction for {len(missing)} of {len(truths)} truth images ({shown})")
     return [(preds[stem], truths[stem]) for stem in sorted(truths, key=_natural)]
@@ -347,6 +365,9 @@ def _json_ready(value):
 # command line
 
 
+MAX_THRESHOLDS = 1000  # each threshold labels the connected components of every image: 1000 take minutes already
+
+
 def parse_thresholds(text):
     """'0.1:0.9:0.1' (start:stop:step, stop included), '0.3,0.5,0.7', or '0.5' -> a tuple of floats."""
     try:
@@ -355,12 +376,18 @@ def parse_thresholds(text):
             if not step > 0 or stop < start:
                 raise ValueError
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_THRESHOLDS:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} makes {count:,} thresholds; at most {MAX_THRESHOLDS} (each one labels every image's "
+                    f"cells anew): use a larger step, e.g. {start:g}:{stop:g}:{max((stop - start) / 100, 1e-3):g}")
             values = [round(start + k * step, 10) for k in range(count)]
         else:
             values = [float(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected start:stop:step (e.g. 0.1:0.9:0.1) or a comma list (e.g. 0.3,0.5)") from None
+    if len(values) > MAX_THRESHOLDS:
+        raise argparse.ArgumentTypeError(f"{len(values):,} thresholds; at most {MAX_THRESHOLDS}")
     if not values or not all(0.0 <= v <= 1.0 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: thresholds must lie in [0, 1]")
     return tuple(values)
@@ -402,14 +429,15 @@ def build_parser():
 
 
 def main(argv=None):
+    cli.restore_ctrl_c()
     args = build_parser().parse_args(argv)
     try:
         if args.n_classes < 2:
             raise InputError(f"--n-classes {args.n_classes}: need at least 2 classes")
         if args.thresholds is not None and args.n_classes != 2:
             raise InputError("--thresholds: the threshold sweep applies to two classes (--n-classes 2) only")
-        if args.json is not None and args.json.is_dir():
-            raise InputError(f"--json {args.json}: is a folder; give a file name")
+        if args.json is not None:
+            cli.check_output_file(args.json, "--json")
         thresholds = args.thresholds or metrics.DEFAULT_THRESHOLDS
         summary = evaluate(collect_pairs(args.pred, args.truth), args.n_classes, thresholds, args.rand_form,
                            not args.no_warping)
@@ -423,6 +451,9 @@ def main(argv=None):
     except (InputError, ValueError, TypeError) as error:  # metrics' own checks raise ValueError/TypeError
         print(f"minunet.evaluate: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nminunet.evaluate: interrupted; nothing written", file=sys.stderr)
+        return 130
     return 0
 
 

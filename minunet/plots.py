@@ -7,6 +7,8 @@ matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .atomic_file import atomic_file  # noqa: E402
+
 
 def plot_metrics(metrics_path, out_path):
     steps, losses, val_steps, val_iou, challenge = [], [], [], [], {"val_rand_error": [], "val_pixel_error": []}
@@ -35,8 +37,7 @@ def plot_metrics(metrics_path, out_path):
     ax[1].legend()
     ax[1].grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    _save(fig, out_path)
 
 
 def plot_panel(out_path, image, truth, prediction, weights, titles=("input", "truth", "prediction", "weight map")):
@@ -49,5 +50,13 @@ def plot_panel(out_path, image, truth, prediction, weights, titles=("input", "tr
         a.axis("off")
     fig.colorbar(shown, ax=ax[3], fraction=0.046)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    _save(fig, out_path)
+
+
+def _save(fig, out_path):
+    """Written whole or not at all (a full disk leaves the previous figure, not half of a new one)."""
+    try:
+        with atomic_file(out_path) as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)

@@ -10,7 +10,7 @@ from .backends import resolve_device
 CHANGEABLE = ("steps", "lr", "momentum", "lr_decay", "weight_decay", "batch_size", "val_every", "checkpoint_every",
               "device")
 # Not part of a run's configuration: where to write, the progress bar, the machine's threads.
-NOT_CONFIG = ("resume", "quiet", "out", "threads")
+NOT_CONFIG = ("resume", "quiet", "out", "overwrite", "threads")
 
 
 def option(key):

@@ -11,8 +11,10 @@ same losses as an uninterrupted run. Ctrl-C saves a checkpoint and exits; a non-
 message and leaves the last good checkpoint untouched.
 Data parallel: `mpiexec -n K python -m minunet.train --batch-size B` trains on a global batch of K*B tiles,
 the same run as one process with batch K*B (minunet/distributed.py); only process 0 writes the run folder.
+What the run folder guarantees (no run replaced, one writer, whole files): minunet/run_folder.py.
 """
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -23,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, distributed, threads
+from . import checkpoint, cli, distributed, run_folder, threads
 from . import functional as F
-from .backends import resolve_device, standin_note
+from .backends import resolve_device
 from .memory import keep_freed_memory
 from .data.tiles import random_augmented_tile, random_tile
 from .data.training import DATA_DIR_LAYOUT, prepare_training_data
@@ -103,7 +105,8 @@ def build_parser():
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of the images held out for validation")
     p.add_argument("--val-every", type=int, default=100, help="steps between validations")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--out", help="run folder (default: runs/<data>-<time>)")
+    p.add_argument("--out", help="run folder (default: runs/<data>-<time>); one that holds a run is refused")
+    p.add_argument("--overwrite", action="store_true", help="let a new run replace the run in --out")
     p.add_argument("--resume", help="a run folder (or its checkpoint.npz) to continue")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     threads.add_threads_option(p)
@@ -128,8 +131,7 @@ def resolve_config(args):
         elif not (key == "steps" and config["epochs"] is not None):
             config[key] = defaults[key]  # steps from --epochs are counted once the data is loaded (Trainer)
     check_config(config)
-    standin = standin_note() if device == "cuda" else None  # the tests' CuPy stand-in: said first
-    why = (SIM_NOTE if device == "sim" else f"{standin}; " if standin else "") + defaults["why"]
+    why = (SIM_NOTE if device == "sim" else "") + defaults["why"]
     return config, why + (f"; yours instead: {', '.join(yours)}" if yours else "")
 
 
@@ -167,7 +169,8 @@ class Trainer:
             c["steps"] = max(1, round(c["epochs"] * len(self.data.train_images) / (c["batch_size"] * self.comm.size)))
         self.optimizer = SGD(self.model.parameters(), c["lr"], c["momentum"], c["weight_decay"])
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
-        self.step, self.last_prediction, self.predicted_classes = 0, None, set()
+        self.step, self.last_prediction, self.predicted_classes, self.val_challenge = 0, None, set(), {}
+        self.saved_step = None  # the step of the checkpoint in the run folder (what a stop keeps)
         self.interrupted, self.stop = [], False  # Ctrl-C here (run() appends), Ctrl-C in any process
         if resumed is not None:
             meta, model_state, optim_state = resumed
@@ -215,7 +218,8 @@ class Trainer:
         if not np.isfinite(value):
             return value
         self.optimizer.lr = self.learning_rate()
-        self.optimizer.step()
+        with np.errstate(over="ignore", invalid="ignore"):  # weights that overflow: save() refuses them, once
+            self.optimizer.step()
         self.step += 1
         return value
 
@@ -235,7 +239,8 @@ class Trainer:
         self.model.eval()
         scores, cells, self.predicted_classes = [], [], set()
         for image, label in zip(self.data.val_images, self.data.val_labels):
-            probs = predict_probabilities(self.model, image)
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging network: reported when saved
+                probs = predict_probabilities(self.model, image)
             prediction = probs.argmax(0)
             scores.append(foreground_iou(prediction, label))
             cells.append(probs[-1])
@@ -243,54 +248,64 @@ class Trainer:
             if len(scores) == 1:  # the first validation image goes into panel.png
                 self.last_prediction = (image, label, prediction)
         self.val_challenge = {}
-        if self.data.n_classes == 2:
+        if self.data.n_classes == 2 and all(np.isfinite(c).all() for c in cells):
             truth = [label == 1 for label in self.data.val_labels]
             self.val_challenge = {"val_rand_error": challenge_rand_error(cells, truth).error,
                                   "val_pixel_error": challenge_pixel_error(cells, truth).error}
         return float(np.mean(scores))
 
     def save(self, name="checkpoint.npz"):
-        checkpoint.save(self.run_dir / name, self.model, self.optimizer, step=self.step,
-                        rng=self.rng.bit_generator.state, dropout_rng=self.model.dropout_rng.bit_generator.state,
-                        train_config=self.config)
+        """Write a checkpoint (best.npz: the best validation so far); None, or why it could not be (weights no
+        longer finite, a full disk)."""
+        try:
+            checkpoint.save(self.run_dir / name, self.model, self.optimizer, step=self.step,
+                            rng=self.rng.bit_generator.state,
+                            dropout_rng=self.model.dropout_rng.bit_generator.state, train_config=self.config)
+        except checkpoint.NonFiniteError as e:
+            return f"the weights became non-finite by step {self.step} (learning rate {self.config['lr']} too high?): {e}"
+        except OSError as e:
+            return cli.describe_os_error(e)
+        if name == "checkpoint.npz":
+            self.saved_step = self.step
+        return None
+
+    def kept(self):
+        """What a stopped run leaves: the words for its last checkpoint."""
+        if self.saved_step is None:
+            return "no checkpoint had been saved yet"
+        return (f"the last good checkpoint, {self.run_dir / 'checkpoint.npz'} (step {self.saved_step}), is kept: "
+                f"continue with --resume {self.run_dir}")
 
     def plot(self):
-        plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
-        if self.last_prediction is not None:
-            image, label, prediction = self.last_prediction
-            d = self.data
-            plot_panel(self.run_dir / "panel.png", image, label, prediction, d.val_weights[0])
+        """Write loss.png and panel.png; the names written (a failure is said, and loses nothing else)."""
+        written = []
+        try:
+            if (self.run_dir / "metrics.jsonl").is_file():  # none: interrupted before its first step
+                with np.errstate(over="ignore"):  # a diverged run's losses on the log scale
+                    plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+                written.append("loss.png")
+            if self.last_prediction is not None:
+                image, label, prediction = self.last_prediction
+                plot_panel(self.run_dir / "panel.png", image, label, prediction, self.data.val_weights[0])
+                written.append("panel.png")
+            return written
+        except OSError as e:
+            print(f"warning: the plots were not all written ({cli.describe_os_error(e)}); the checkpoint and "
+                  f"metrics.jsonl are", file=sys.stderr)
+            return []
 
 
-def _log(path, **record):
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _best_logged(path):
-    """The lowest validation challenge Rand error in the log (inf when none)."""
-    if not path.exists():
-        return np.inf
-    values = [r["val_rand_error"] for r in map(json.loads, path.read_text().splitlines()) if "val_rand_error" in r]
-    return min(values, default=np.inf)
-
-
-def _trim_log(path, step):
-    """On resume, drop records after the checkpoint's step (they will be recomputed identically)."""
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
-
-
-def run(config, run_dir, resumed=None, quiet=False, blas_threads=None):
-    """Train; returns (trainer, exit code). 0 done, 1 non-finite loss, 130 interrupted (checkpoint saved).
-    resumed: what checkpoint.load returned for --resume, or None.
+def run(config, run_dir, resumed=None, quiet=False, blas_threads=None, overwrite=False):
+    """Train; returns (trainer, exit code). 0 done, 1 stopped (non-finite loss or weights, a write that failed:
+    the last good checkpoint kept), 130 interrupted (checkpoint saved).
+    resumed: what checkpoint.load returned for --resume, or None. overwrite: a new run may replace the run in
+    run_dir (else a UsageError: run_folder.py).
     blas_threads: BLAS threads for the whole run, data and validation included (default threads.default_threads)."""
     with threads.blas_threads(threads.resolve_threads(blas_threads)):
-        return _run(config, run_dir, resumed, quiet)
+        return _run(config, run_dir, resumed, quiet, overwrite)
 
 
-def _run(config, run_dir, resumed, quiet):
+def _run(config, run_dir, resumed, quiet, overwrite):
     run_dir = Path(run_dir)
     comm = distributed.world(config["device"])  # DATA PARALLEL: the processes, and the global batch they make
     processes = config.get("processes", 1 if resumed else comm.size)  # runs saved before this key: 1
@@ -301,12 +316,26 @@ def _run(config, run_dir, resumed, quiet):
     trainer = Trainer(dict(config, processes=processes), run_dir, resumed, comm)
     config = trainer.config  # with the step count of --epochs resolved: what config.json and checkpoints keep
     writes = comm.rank == 0  # DATA PARALLEL: only process 0 writes the run folder and prints
-    metrics = run_dir / "metrics.jsonl"
-    if writes:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        _trim_log(metrics, trainer.step)
-    best = _best_logged(metrics)  # the challenge Rand error of best.npz, the best validation so far
+    interrupted = trainer.interrupted
+
+    def on_ctrl_c(*_):  # from the first write to the last, plots included: a Ctrl-C never cuts a write short
+        interrupted.append(True)
+        if len(interrupted) == 2 and writes:
+            print("\n(stopping after this step: the checkpoint and plots are being written)", file=sys.stderr)
+
+    previous_handler = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        with run_folder.locked(run_dir) if writes else contextlib.nullcontext():
+            if writes:
+                _prepare_folder(trainer, resumed is not None, overwrite)
+            _say_what_runs(trainer)
+            return trainer, _train(trainer, quiet, writes)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+
+def _say_what_runs(trainer):
+    config, comm, run_dir = trainer.config, trainer.comm, trainer.run_dir
     print(f"model: U-Net depth {config['depth']}, {config['base_channels']} base channels, "
           f"{trainer.model.n_parameters():,} parameters; tiles {config['tile']} -> {trainer.out_size} px, "
           f"batch {config['batch_size']}; {len(trainer.data.train_images)} training / "
@@ -318,57 +347,102 @@ def _run(config, run_dir, resumed, quiet):
         print(f"data parallel: {comm.size} processes x batch {config['batch_size']} = global batch "
               f"{comm.size * config['batch_size']}")
 
-    interrupted = trainer.interrupted
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+
+def _prepare_folder(trainer, resuming, overwrite):
+    """Under the folder's lock: checked again (another run may have written it since main looked), cleaned of
+    killed writes' temporary files, its metrics checked against the checkpoint; then config.json."""
+    run_dir = trainer.run_dir
+    run_folder.check_folder(run_dir, "--out", overwrite, resuming)
+    run_folder.remove_temporaries(run_dir)
+    if overwrite:
+        run_folder.clear(run_dir)
+    if resuming:
+        run_folder.resume_metrics(run_dir / "metrics.jsonl", trainer.step)
+        if (run_dir / "checkpoint.npz").is_file():  # resumed in its own folder: the checkpoint it came from
+            trainer.saved_step = trainer.step
+    run_folder.write_config(run_dir, trainer.config)
+
+
+def _train(trainer, quiet, writes):
+    """The training loop, its validations, checkpoints and plots; the exit code."""
+    config, run_dir, comm = trainer.config, trainer.run_dir, trainer.comm
+    metrics = run_dir / "metrics.jsonl"
 
     def stopping():  # DATA PARALLEL: all processes stop after the step whose all-reduce carried a Ctrl-C
-        return trainer.stop if comm.size > 1 else bool(interrupted)
+        return trainer.stop if comm.size > 1 else bool(trainer.interrupted)
+
+    def stop(why):
+        if writes:
+            print(f"\nstopped: {why}; {trainer.kept()}.", file=sys.stderr)
+        return 1
+
+    def write_failed(why):  # in process 0 alone
+        stop(why)
+        distributed.stop_all(1)  # DATA PARALLEL: the other processes would wait for it in the next all-reduce
+        return 1
 
     code, val_iou, start = 0, None, time.time()
-    try:
-        with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
-            while trainer.step < config["steps"] and not stopping():
-                loss = trainer.train_step()
-                if not np.isfinite(loss):  # DATA PARALLEL: the loss is global, so every process stops here
-                    saved = run_dir / "checkpoint.npz"
-                    kept = (f"the last good checkpoint, {saved}, is kept" if saved.exists()
-                            else "no checkpoint had been saved yet")
-                    if writes:
-                        print(f"\nstopped: the loss became {loss} at step {trainer.step + 1} (learning rate "
-                              f"{config['lr']} too high?); {kept}.", file=sys.stderr)
-                    code = 1
-                    break
-                if not writes:  # DATA PARALLEL: process 0 validates, saves and logs
-                    continue
-                _log(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr, time=round(time.time() - start, 3))
-                if trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]:
+    best = _best_logged(metrics) if writes else np.inf  # the challenge Rand error of best.npz so far
+    with tqdm(total=config["steps"], initial=trainer.step, disable=quiet, unit="step") as bar:
+        while trainer.step < config["steps"] and not stopping():
+            loss = trainer.train_step()
+            if not np.isfinite(loss):  # DATA PARALLEL: the loss is global, so every process stops here
+                code = stop(f"the loss became {loss} at step {trainer.step + 1} (learning rate {config['lr']} "
+                            f"too high?)")
+                break
+            if not writes:  # DATA PARALLEL: process 0 validates, saves and logs
+                continue
+            validates = trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]
+            try:
+                run_folder.append_record(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr,
+                                         time=round(time.time() - start, 3))
+                if validates:
                     val_iou = trainer.validate()
-                    _log(metrics, step=trainer.step, val_iou=val_iou, **trainer.val_challenge)
-                    if trainer.val_challenge.get("val_rand_error", np.inf) < best:
-                        best = trainer.val_challenge["val_rand_error"]
-                        trainer.save("best.npz")
-                if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
-                    trainer.save()
-                bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
-                bar.update(1)
-        if stopping() and code == 0 and trainer.step >= config["steps"]:  # after the last step's work: nothing lost
+                    run_folder.append_record(metrics, step=trainer.step, val_iou=val_iou, **trainer.val_challenge)
+            except OSError as e:
+                code = write_failed(cli.describe_os_error(e))
+                break
+            saves = []  # the checkpoint first: it is what a stop keeps
+            if trainer.step % config["checkpoint_every"] == 0 or trainer.step == config["steps"]:
+                saves.append("checkpoint.npz")
+            if validates and trainer.val_challenge.get("val_rand_error", np.inf) < best:
+                best = trainer.val_challenge["val_rand_error"]
+                saves.append("best.npz")
+            failed = None
+            for name in saves:
+                failed = failed or trainer.save(name)
+            if failed:
+                code = write_failed(failed)
+                break
+            bar.set_postfix(loss=f"{loss:.4f}", val_iou="-" if val_iou is None else f"{val_iou:.3f}")
+            bar.update(1)
+    if stopping() and code == 0 and trainer.step >= config["steps"]:  # after the last step's work: nothing lost
+        if writes:
+            print("\nCtrl-C came after the last step; the run is complete", file=sys.stderr)
+    elif stopping() and code == 0:
+        failed = trainer.save() if writes else None
+        if failed:
+            code = stop(failed)
+        else:
             if writes:
-                print("\nCtrl-C came after the last step; the run is complete", file=sys.stderr)
-        elif stopping() and code == 0:
-            if writes:
-                trainer.save()
                 print(f"\ninterrupted: checkpoint saved at step {trainer.step}; continue with "
                       f"--resume {run_dir}", file=sys.stderr)
             code = 130
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    if writes:
-        trainer.plot()
+    plots = trainer.plot() if writes else []
     if code == 0 and writes:
         print(f"done: {trainer.step} steps in {time.time() - start:.0f} s; validation foreground IoU "
-              f"{val_iou:.3f}{_one_class_hint(trainer)}; wrote {run_dir}/checkpoint.npz, metrics.jsonl, loss.png, "
-              f"panel.png")
-    return trainer, code
+              f"{val_iou:.3f}{_one_class_hint(trainer)}; wrote "
+              f"{', '.join([f'{run_dir}/checkpoint.npz', 'metrics.jsonl'] + plots)}")
+    return code
+
+
+def _best_logged(path):
+    """The lowest validation challenge Rand error in metrics.jsonl (inf when none); its records were checked by
+    run_folder.resume_metrics before."""
+    if not path.is_file():
+        return np.inf
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return min((r["val_rand_error"] for r in records if "val_rand_error" in r), default=np.inf)
 
 
 def _one_class_hint(trainer):
@@ -382,44 +456,104 @@ def _one_class_hint(trainer):
 
 
 def main(argv=None):
+    cli.restore_ctrl_c()
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()
-    if distributed.launched_rank() > 0:  # DATA PARALLEL: process 0 speaks for all; errors still reach stderr
+    writes = distributed.launched_rank() == 0
+    if not writes:  # DATA PARALLEL: process 0 speaks for all; errors still reach stderr
         sys.stdout, args.quiet = open(os.devnull, "w"), True
     try:
         blas_threads = threads.resolve_threads(args.threads)
-        if args.resume:
-            config, run_dir, resumed = _resumed(parser, args)
-        else:
-            config, why = resolve_config(args)
-            run_dir = Path(args.out or f"runs/{config['data']}-{time.strftime('%Y%m%d-%H%M%S')}")
-            print(f"device {config['device']}: {why}")
-            resumed = None
-        print(threads.describe(blas_threads, given=args.threads is not None))
-        _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads)
+        run_dir = _check_paths(args)
+        with run_folder.locked(run_dir) if writes else contextlib.nullcontext():
+            if args.resume:  # read under the lock: no other run can write a newer checkpoint meanwhile
+                config, resumed = _resumed(parser, args)
+            else:
+                config, why = resolve_config(args)
+                print(f"device {config['device']}: {why}")
+                resumed = None
+            print(threads.describe(blas_threads, given=args.threads is not None))
+            restart = args.resume is not None and resumed is None  # its own folder's files are replaced
+            _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads,
+                          overwrite=args.overwrite or restart)
         return code
+    except KeyboardInterrupt:  # while the data loaded: nothing was written yet
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut this short
+        try:
+            print("\ninterrupted before the first step: the run folder was left as it was", file=sys.stderr)
+            distributed.stop_all(130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         distributed.stop_all(2)  # DATA PARALLEL: the other processes would wait for this one
         return 2
+    except OSError as e:  # a folder that cannot be read or written, found once the work began
+        print(f"error: {cli.describe_os_error(e)}", file=sys.stderr)
+        distributed.stop_all(2)
+        return 2
+
+
+def _check_paths(args):
+    """Every path option checked before any work: the input folders, --resume, and the run folder (returned)."""
+    for key in ("data_dir", "val_data_dir", "image_dir", "mask_dir"):
+        if getattr(args, key) is not None:
+            cli.check_input_folder(getattr(args, key), option(key))
+    if args.resume:
+        resume = Path(args.resume)
+        if not resume.exists():
+            raise cli.UsageError(f"--resume {resume} does not exist: give a run folder (or its checkpoint.npz)")
+        folder = resume if resume.is_dir() else resume.parent
+        run_dir = Path(args.out) if args.out else folder
+        same = os.path.realpath(run_dir) == os.path.realpath(folder)
+        if same and args.overwrite:
+            raise cli.UsageError(f"--overwrite replaces the run in a folder with a new one, --resume continues "
+                                 f"the run in {folder}: give one of them")
+        run_folder.check_folder(run_dir, "--out" if args.out else "--resume", args.overwrite, resuming=same)
+        return run_dir
+    run_dir = Path(args.out or f"runs/{args.data}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_folder.check_folder(run_dir, "--out", args.overwrite)
+    return run_dir
+
+
+RESUME_KEYS = ("train_config", "step", "rng", "dropout_rng")  # what a checkpoint needs to be resumed
 
 
 def _resumed(parser, args):
-    """(config, run folder, the loaded checkpoint) of --resume, checked before anything is written."""
+    """(config, the loaded checkpoint) of --resume, checked before anything is written. A run that stopped before
+    its first checkpoint (killed: a Ctrl-C saves one) has none: it starts again from step 0 with its config.json."""
     resume = Path(args.resume)
-    resume = resume / "checkpoint.npz" if resume.is_dir() else resume
-    resumed = checkpoint.load(resume)  # once: the run starts from these very arrays
-    meta = resumed[0]
+    if resume.is_dir() and not (resume / "checkpoint.npz").exists() and (resume / "config.json").is_file():
+        source, resumed, step = resume / "config.json", None, 0
+        try:
+            saved = json.loads(source.read_text())
+        except ValueError as e:
+            raise cli.UsageError(f"{source} is not the JSON python -m minunet.train writes ({e}); start a new run "
+                                 f"with --overwrite") from None
+    else:
+        source = resume / "checkpoint.npz" if resume.is_dir() else resume
+        resumed = checkpoint.load(source)  # once: the run starts from these very arrays
+        meta = resumed[0]
+        missing = [key for key in RESUME_KEYS if key not in meta]
+        if missing:
+            raise cli.UsageError(f"checkpoint {source} lacks {', '.join(missing)} in its metadata, so it cannot be "
+                                 f"resumed (only python -m minunet.train's checkpoints can); predict with it, or "
+                                 f"start a new run")
+        saved, step = meta["train_config"], meta["step"]
     defaults = vars(parser.parse_args([]))
-    saved = {k: v for k, v in defaults.items() if k not in NOT_CONFIG} | meta["train_config"]  # keys added since
+    saved = {k: v for k, v in defaults.items() if k not in NOT_CONFIG} | saved  # keys added since
     given = {k: v for k, v in vars(args).items() if v != defaults[k]}
-    config, changes = resume_config(saved, given, meta["step"], resume.parent)
+    config, changes = resume_config(saved, given, step, source.parent)
     check_config(config)
-    print(f"resuming {resume} at step {meta['step']} of {config['steps']} on device {config['device']}"
+    print(f"resuming {source} at step {step} of {config['steps']} on device {config['device']}"
+          + (" (it stopped before its first checkpoint: it starts again)" if resumed is None else "")
           + (f"; changed: {', '.join(changes)}" if changes else ""))
-    return config, Path(args.out) if args.out else resume.parent, resumed
+    return config, resumed
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written and said: a late Ctrl-C changes nothing
+    sys.exit(exit_code)

@@ -8,7 +8,7 @@ from PIL import Image, ImageSequence
 
 import minunet as mu
 from minunet import checkpoint, evaluate
-from minunet.predict import main, predict_probabilities, tile_plan
+from minunet.predict import main, predict_probabilities, probability_bands, tile_plan
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +117,13 @@ def test_a_multi_page_tiff_gives_a_stack_the_challenge_reads(tmp_path, small_net
         images[0].save(tmp_path / name, save_all=True, append_images=images[1:])
     assert main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "volume.tif"),
                  "--out", str(tmp_path / "pred"), "--device", "numpy"]) == 0
-    with Image.open(tmp_path / "pred" / "volume_cells.tif") as stack:
+    with Image.open(tmp_path / "pred" / "volume_prob.tif") as stack:
         written = [np.array(frame) for frame in ImageSequence.Iterator(stack)]
-    probs = np.load(tmp_path / "pred" / "volume_prob.npy")
-    assert len(written) == 3 and probs.shape == (3, 2, 19, 23) and written[0].dtype == np.float32
-    for page, cells, prob in zip(pages, written, probs):
+    assert len(written) == 3 and written[0].shape == (19, 23) and written[0].dtype == np.float32
+    for page, cells in zip(pages, written):
         expected = predict_probabilities(small_net, page / np.float32(255))
-        np.testing.assert_allclose(prob, expected, rtol=0, atol=1e-6)
         np.testing.assert_allclose(cells, 1 - expected[0], rtol=0, atol=1e-6)
-    assert evaluate.main(["--pred", str(tmp_path / "pred" / "volume_cells.tif"), "--truth", str(tmp_path / "labels.tif"),
+    assert evaluate.main(["--pred", str(tmp_path / "pred" / "volume_prob.tif"), "--truth", str(tmp_path / "labels.tif"),
                           "--json", str(tmp_path / "scores.json")]) == 0, capsys.readouterr().err
     challenge = json.loads((tmp_path / "scores.json").read_text())["isbi2012_challenge"]
     assert challenge["images"] == 3
@@ -177,9 +175,9 @@ def test_cli_ctrl_c_is_one_line_saying_what_was_written(tmp_path, small_net, mon
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # what Ctrl-C raises in the middle of an image
-        return predict_probabilities(*args, **kwargs)
+        return probability_bands(*args, **kwargs)
 
-    monkeypatch.setattr(minunet.predict, "predict_probabilities", interrupted_on_the_second_image)
+    monkeypatch.setattr(minunet.predict, "probability_bands", interrupted_on_the_second_image)
     try:
         code = main(["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"),
                      "--out", str(tmp_path / "out"), "--device", "numpy"])
@@ -210,9 +208,9 @@ def test_cli_threads_option(tmp_path, small_net, monkeypatch, capsys):
 
     def record(*args, **kwargs):
         seen.extend(threads.blas_threads_now())
-        return predict_probabilities(*args, **kwargs)
+        return probability_bands(*args, **kwargs)
 
-    monkeypatch.setattr(minunet.predict, "predict_probabilities", record)
+    monkeypatch.setattr(minunet.predict, "probability_bands", record)
     argv = ["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
             "--device", "numpy"]
     assert main(argv + ["--threads", "1"]) == 0

@@ -172,17 +172,27 @@ def main(argv=None):
     from ..threads import add_threads_option
     add_threads_option(parser)
     args = parser.parse_args(argv)
+    from .. import cli
+    cli.restore_ctrl_c()
     try:
         if args.op is not None:
             return _one_kernel(args)
         if args.version is not None or args.layer is not None:
             raise ValueError("--version and --layer go with OP DIRECTION (python -m minunet.bench conv3x3 forward "
                              "--version 3)")
-        md, _, failed = run(args.device, args.out or "benchmarks/results", args.quick, args.plot,
-                            n_threads=args.threads, default_runs=args.default_runs, unet=args.unet)
+        out = args.out or "benchmarks/results"
+        cli.check_output_folder(out, "--out")  # before the minutes of measuring, not after
+        md, _, failed = run(cli.check_device(args.device), out, args.quick, args.plot, n_threads=args.threads,
+                            default_runs=args.default_runs, unet=args.unet)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: {cli.describe_os_error(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the results in {args.out} are those written before, if any", file=sys.stderr)
+        return 130
     if failed:
         print(f"FAILED: {len(failed)} implementation(s) failed their check against the float64 reference and "
               f"were not timed: {', '.join(sorted({r['op'] + '_' + r['direction'] + ' ' + r['impl'] for r in failed}))} "

@@ -217,10 +217,20 @@ def natural_key(text):
 
 
 def files_grouped_by_stem(folder, suffixes=IMAGE_SUFFIXES):
-    """{stem: [paths]} of the visible files in folder with one of suffixes, in name order."""
+    """{stem: [paths]} of the visible files in folder with one of suffixes, in name order. A folder that cannot
+    be read, or a link among them to a file that is not there, is a ValueError naming it (never skipped)."""
     grouped = {}
-    for path in sorted(Path(folder).iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
+    try:
+        paths = sorted(Path(folder).iterdir())
+    except OSError as e:
+        raise ValueError(f"{folder} cannot be read ({e.strerror}): check its permissions") from None
+    for path in paths:
+        if path.name.startswith(".") or path.suffix.lower() not in suffixes:
+            continue
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist): "
+                             f"restore its target or remove the link")
+        if path.is_file():
             grouped.setdefault(path.stem, []).append(path)
     return grouped
 
@@ -263,6 +273,13 @@ def read_image(path):
     return _to_unit_float(_read_single(path), path)
 
 
+def read_image_pages(path):
+    """Yields every page of a (multi-page) TIFF, one at a time, as read_image reads one image."""
+    with _open_image(path) as img:
+        for k, frame in enumerate(ImageSequence.Iterator(img)):
+            yield _to_unit_float(np.array(frame), f"{path} page {k}")
+
+
 def read_mask(path):
     """One 2D integer mask, values as stored (palette PNGs give their palette indices)."""
     return _to_integer_mask(_read_single(path), path)
@@ -280,6 +297,9 @@ def _read_single(path):
         return np.array(img)
 
 
+_UINT8_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
+
+
 def _to_unit_float(array, path):
     if array.ndim == 3:
         if array.shape[2] < 3:
@@ -291,7 +311,7 @@ def _to_unit_float(array, path):
     if array.dtype == bool:
         return array.astype(np.float32)
     if array.dtype == np.uint8:
-        return (array / 255.0).astype(np.float32)
+        return _UINT8_TO_UNIT[array]  # (array / 255.0).astype(np.float32), bit for bit, without the float64 copy
     floating = np.issubdtype(array.dtype, np.floating)
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):

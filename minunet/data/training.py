@@ -36,8 +36,8 @@ def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2,
                           n_classes=None):
     """Load `kind`, hold out val_fraction of the images (seeded) or, with val_data_dir, validate on that second
     folder of the same layout, and precompute the paper's weight maps (weights=False skips them; for masks
-    without instances only the class-balance term w_c is used). Synthetic images are made at least min_size
-    px (the output tile must fit inside an image). Errors name the options of python -m minunet.train."""
+    without instances only the class-balance term w_c is used). min_size: the output tile, which must fit inside
+    every training image (synthetic images are made that large). Errors name the options of python -m minunet.train."""
     if kind == "synthetic":
         if any(v is not None for v in (data_dir, val_data_dir, image_dir, mask_dir, n_classes)):
             raise ValueError("--data synthetic is generated; it takes no --data-dir, --val-data-dir, --image-dir, "
@@ -50,6 +50,7 @@ def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2,
     else:
         data = _load_files(kind, data_dir, image_dir, mask_dir, n_classes)
     if val_data_dir is not None:
+        _check_sizes(data, range(len(data)), min_size)
         val_data = _load_files(kind, val_data_dir, None, None, data.n_classes)  # class indices as in training
         return _training_data(data, range(len(data)), val_data, range(len(val_data)), w0, sigma, weights)
     n = len(data)
@@ -58,6 +59,7 @@ def prepare_training_data(kind, data_dir=None, n_synthetic=40, val_fraction=0.2,
         raise ValueError(f"{data.name}: {n} image(s) cannot be split into training and validation with "
                          f"val_fraction={val_fraction}; need at least one image on each side")
     order = np.random.default_rng([seed, 2]).permutation(n)
+    _check_sizes(data, order[n_val:], min_size)
     return _training_data(data, order[n_val:], data, order[:n_val], w0, sigma, weights)
 
 
@@ -77,6 +79,17 @@ def _load_files(kind, data_dir, image_dir, mask_dir, n_classes):
         return load_dataset(kind, found["data_dir"])
     data = load_dataset("folder", **found, n_classes=n_classes, instances=False)
     return load_dataset("folder", **found, n_classes=2, instances=True) if data.n_classes == 2 else data
+
+
+def _check_sizes(data, train, min_size):
+    """Training tiles are cut from inside an image: one smaller than the output tile is an error naming it (before
+    anything is written), not a failure at the step that draws it. Validation images may be any size."""
+    for i in train:
+        h, w = np.shape(data.images[i])[-2:]
+        if min(h, w) < min_size:
+            name = data.files[i] if data.files else f"image {i}"
+            raise ValueError(f"{name} is {w}x{h} px, smaller than the {min_size} px output tile that training cuts "
+                             f"from it: choose a smaller --tile or --depth, or leave the image out")
 
 
 # What --data-dir must hold, for the errors and the command line's --help.

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import nvrtc, paths
+from .. import cli, nvrtc, paths
 from ..sim import SimError
 from ..sim.build import find_kernels
 from ..sim.preload import racecheck_env
@@ -140,6 +140,9 @@ def resource_report(exercise, path, arch):
 
 
 def cmd_check(args):
+    if args.timeout is not None and not args.timeout > 0:  # was: a failed check that blamed the kernel
+        print(f"--timeout must be a number of seconds > 0, got {args.timeout:g}", file=sys.stderr)
+        return 2
     exercise = _exercise(args.name)
     if exercise is None:
         return 2
@@ -176,6 +179,7 @@ def main(argv=None):
     commands.choices["check"].add_argument("--race", action="store_true",
                                            help="also run the simulator's race checker (ThreadSanitizer; slower)")
     args = parser.parse_args(argv)
+    cli.restore_ctrl_c()  # before `start` writes a file: Ctrl-C is the KeyboardInterrupt caught below
     try:
         return {"list": cmd_list, "start": cmd_start, "check": cmd_check}[args.command](args)
     except KeyboardInterrupt:
