@@ -2,6 +2,7 @@
 common.cuh's block reduction) and reports typical mistakes, made by mutating that solution: a deleted
 __syncthreads(), a bound off by one or dropped, a tie rule or a comparison changed. Bad input gets a message,
 never a traceback."""
+import dataclasses
 import re
 import subprocess
 import sys
@@ -12,16 +13,20 @@ import pytest
 
 from minunet import paths
 from minunet.exercises import __main__ as cli
+from minunet.exercises import catalog, guarded
 from minunet.exercises.catalog import EXERCISES
-from minunet.exercises.checker import check_file
+from minunet.exercises.checker import EDGE_TRIALS, RANDOM_TRIALS, check_file, run_trial
 from minunet.exercises.compare import mismatch
-from minunet.exercises.skeleton import definitions_to_write, make_skeleton
+from minunet.exercises.skeleton import _mask_comments, definitions_to_write, function_definitions, make_skeleton
+from minunet.ops.launching import TF32_VERSIONS
+from minunet.sim.build import find_kernels
 from minunet.sim import SimError
 from minunet.sim.preload import racecheck_env
 
 ROOT = Path(__file__).resolve().parent.parent
-BARRIER = r"never written|elements wrong|exited while"  # what a missing __syncthreads() turns into
-BOUNDS = r"past the end|never written|elements wrong|crashed"  # what a wrong bound turns into
+# what a missing __syncthreads() turns into
+BARRIER = r"never written|elements wrong|exited while|shared memory nobody wrote"
+BOUNDS = r"past the end|never written|elements wrong|crashed|shared memory nobody wrote"  # what a wrong bound turns into
 
 
 def mutant(exercise, function, old, new, occurrence=0):
@@ -36,28 +41,102 @@ def mutant(exercise, function, old, new, occurrence=0):
     return source[:body_open] + body[:at] + new + body[at + len(old):] + source[end:]
 
 
+def write_mutant(tmp_path, name, function, old, new, occurrence=0):
+    exercise = EXERCISES[name]
+    path = tmp_path / exercise.file  # named as the solution, so the messages' file names compare
+    path.write_text(mutant(exercise, function, old, new, occurrence))
+    return exercise, path
+
+
+# The tree's barrier at the start of each step instead of after it: right when one sum is reduced and thread 0
+# reads it (bias_grad, the loss), wrong where other threads read the sums (the grad_weight kernels).
+TREE_BARRIER_FIRST = ("block_sum", "minunet_block_sum",
+                      "if ((unsigned)t < s)\n            for (int k = 0; k < K; k++) partial[k][t] += partial[k][t + s];"
+                      "\n        __syncthreads();",
+                      "__syncthreads();\n        if ((unsigned)t < s)\n"
+                      "            for (int k = 0; k < K; k++) partial[k][t] += partial[k][t + s];", 0)
+NO_MAX_SUBTRACTED = ("softmax_cross_entropy", "softmax_cross_entropy_v1",
+                     "real m = z[0];\n            for (int k = 1; k < K; k++) m = z[k * HW] > m ? z[k * HW] : m;",
+                     "real m = (real)0;", 0)
+W_READ_PAST = ("conv3x3_tiled", "conv3x3_tiled", "if (m < Cout) wv", "wv", 0)  # loads w of channels m >= Cout
+PADDING_TIMES_ZERO = ("conv3x3_tiled", "conv3x3_tiled",
+                      "(iy >= 0 && iy < H && ix >= 0 && ix < W) ? img_c[iy * W + ix] : (real)0",
+                      "img_c[min(max(iy, 0), H - 1) * W + min(max(ix, 0), W - 1)] "
+                      "* (real)(iy >= 0 && iy < H && ix >= 0 && ix < W)", 0)
+POOL_DROPS_NAN = ("max_pool2x2", "max_pool2x2_forward_v1", "v > best || (v != v && best == best)", "v > best", 0)
+POOL_GRAD_TIMES_MASK = ("max_pool2x2", "max_pool2x2_backward_v1", "(argmax[o] == k) ? gy[o] : (real)0",
+                        "gy[o] * (real)(argmax[o] == k)", 0)
+RELU_DROPS_NAN = ("relu", "relu_forward_v1", "x[i] < (real)0 ? (real)0 : x[i]", "x[i] > (real)0 ? x[i] : (real)0", 0)
+RELU_256_THREADS = ("relu", "relu_forward_v1", "blockIdx.x * blockDim.x", "blockIdx.x * 256", 0)
+DROPOUT_TIE_DROPPED = ("dropout", "dropout_forward_v1", ">= p", "> p", 0)
+ONE_PIXEL_PER_THREAD = ("up_conv2x2_grad_weight", "up_conv2x2_grad_weight_v1", "p += UP_CONV2X2_GW_THREADS",
+                        "p += N * H * W", 0)
+
 # (exercise, function, text, replacement, occurrence, what the report must say)
 MUTANTS = [
-    ("relu", "relu_forward_v1", "i < n", "i <= n", 0, "past the end of y"),
-    ("relu", "relu_backward_v1", "if (i < n) ", "", 0, "past the end of gx"),
+    ("relu", "relu_forward_v1", "i < n", "i <= n", 0, "read past the end of its input x"),
+    ("relu", "relu_backward_v1", "if (i < n) ", "", 0, "read past the end of its input (gy|y)"),
     ("relu", "relu_backward_v1", "y[i] > (real)0", "y[i] >= (real)0", 0, "gx: .* elements wrong"),
-    ("block_sum", "minunet_block_sum", "__syncthreads();", "", 0, BARRIER),
+    (*RELU_DROPS_NAN, r"y \(n=\d+; NaN.*got 0\.0, expected nan"),
+    (*RELU_256_THREADS, r"blocks of 96 threads.*\n.*never written"),
+    ("block_sum", "minunet_block_sum", "__syncthreads();", "", 0, "shared memory nobody wrote"),
     ("block_sum", "minunet_block_sum", "__syncthreads();", "", 1, BARRIER),
     ("block_sum", "minunet_block_sum", "(unsigned)t < s", "(unsigned)t <= s", 0, BOUNDS),
     ("block_sum", "minunet_block_sum", "k < K", "k <= K", 0, r"wrote past the \d+ bytes of dynamic shared memory"),
-    ("conv3x3_tiled", "conv3x3_tiled", "__syncthreads();", "", 0, BARRIER),
+    (*TREE_BARRIER_FIRST, r"shuffled.*\n.*gw \(v\d.*elements wrong"),
+    ("conv3x3_tiled", "conv3x3_tiled", "__syncthreads();", "", 0, "shared memory nobody wrote"),
     ("conv3x3_tiled", "conv3x3_tiled", "__syncthreads();", "", 1, BARRIER),
     ("conv3x3_tiled", "conv3x3_tiled", "iy < H", "iy <= H", 0, r"pad=1.*" + BOUNDS),
     ("conv3x3_tiled", "conv3x3_tiled", "oy >= Ho", "oy > Ho", 0, "past the end of y"),
-    ("max_pool2x2", "max_pool2x2_forward_v1", "i >= N * C * h * w", "i > N * C * h * w", 0, "past the end of y"),
+    (*W_READ_PAST, r"read past the end of its input w \(shape"),
+    (*PADDING_TIMES_ZERO, r"NaN and inf in x.*NaN where the reference has numbers.*inf - inf, 0 \* inf"),
+    ("conv3x3_grad_input", "conv3x3_grad_input_v1", "int oy = iy - ky + pad;", "int oy = iy + ky - pad;", 0,
+     "gx .* elements wrong"),
+    ("conv3x3_grad_input", "conv3x3_grad_input_v1", "ox >= Wo", "ox > Wo", 0, BOUNDS),
+    ("conv3x3_grad_input", "conv3x3_grad_input_v1", "if (i >= N * Ci * H * W) return;", "", 0,
+     "read past the end of its input gy|past the end of gx"),
+    ("conv3x3_grad_weight", "conv3x3_grad_weight_v1", "if (t < 9)", "if (t < 8)", 0, "never written"),
+    ("conv3x3_grad_weight", "conv3x3_grad_weight_v1", "ix < 0 || ix >= W", "ix < 0 || ix > W", 0, BOUNDS),
+    ("conv3x3_grad_weight", "conv3x3_grad_weight_v1", "iy < 0 || iy >= H", "iy >= H", 0,
+     "a read before the start of the input x|elements wrong"),
+    ("conv3x3_grad_weight", "conv3x3_grad_weight_v1", "    real acc[9];", "    if (t >= N * Ho * Wo) return;\n    real acc[9];",
+     0, r"exited while .*\nthe thread left at the `return` of conv3x3\.cu:\d+"),
+    ("gemm_tile", "minunet_gemm_fma", "k0 = k_begin", "k0 = 0", 0, r"split over \d+ pixels.*elements wrong"),
+    ("gemm_tile", "minunet_gemm_fma", "__syncthreads();", "", 0, "shared memory nobody wrote|" + BARRIER),
+    ("gemm_tile", "minunet_gemm_fma", "__syncthreads();", "", 1, BARRIER),
+    ("gemm_tile", "minunet_gemm_fma", "store(ty * TM + i, tx + TX * j", "store(ty * TM + i, tx * TN + j", 0,
+     "elements wrong|never written"),
+    ("max_pool2x2", "max_pool2x2_forward_v1", "i >= N * C * h * w", "i > N * C * h * w", 0,
+     "read past the end of its input x|past the end of y"),
     ("max_pool2x2", "max_pool2x2_forward_v1", "v > best", "v >= best", 0, r"argmax \(with ties\)"),
-    ("max_pool2x2", "max_pool2x2_backward_v1", "if (i >= N * C * H * W) return;", "", 0, "past the end of gx"),
-    ("up_conv2x2", "up_conv2x2_forward_v1", "i >= N * Co * Ho * Wo", "i > N * Co * Ho * Wo", 0, "past the end of y"),
-    ("up_conv2x2", "up_conv2x2_grad_input_v1", "if (i >= N * Ci * H * W) return;", "", 0, "past the end of gx"),
+    ("max_pool2x2", "max_pool2x2_backward_v1", "if (i >= N * C * H * W) return;", "", 0,
+     "read past the end of its input argmax|past the end of gx"),
+    (*POOL_DROPS_NAN, r"y \(\d+ windows; NaN.*expected nan"),
+    (*POOL_GRAD_TIMES_MASK, r"gx \(\d+ windows; NaN.*NaN where the reference has numbers"),
+    ("up_conv2x2", "up_conv2x2_forward_v1", "i >= N * Co * Ho * Wo", "i > N * Co * Ho * Wo", 0,
+     "read past the end of its input x|past the end of y"),
+    ("up_conv2x2", "up_conv2x2_grad_input_v1", "if (i >= N * Ci * H * W) return;", "", 0,
+     "read past the end of its input gy|past the end of gx"),
+    ("up_conv2x2_grad_weight", "up_conv2x2_grad_weight_v1", "acc[2] += v * block[Wo];", "acc[2] += v * block[W];", 0,
+     "gw .* elements wrong"),
+    ("up_conv2x2_grad_weight", "up_conv2x2_grad_weight_v1", "if (t < 4)", "if (t <= 4)", 0, BOUNDS),
+    (*ONE_PIXEL_PER_THREAD, r"edge cases.*\n.*257 pixels.*elements wrong"),
     ("softmax_cross_entropy", "softmax_cross_entropy_v1", "pixel < N * HW", "pixel <= N * HW", 0, BOUNDS),
     ("softmax_cross_entropy", "softmax_cross_entropy_v1", "if (pixel < N * HW) {", "if (pixel >= N * HW) return; {",
-     0, r"exited while .* wait at __syncthreads at common\.cuh:\d+"),
+     0, r"exited while .* wait at __syncthreads at common\.cuh:\d+.*\n"
+        r"the thread left at the `return` of softmax_cross_entropy\.cu:\d+"),
+    (*NO_MAX_SUBTRACTED, r"edge cases.*\n.*NaN where the reference has numbers.*exp overflowing"),
+    (*DROPOUT_TIE_DROPPED, r"edge cases.*\n.*mask .*elements wrong"),
+    ("dropout", "dropout_forward_v1", "offset + (unsigned int)i", "(unsigned int)i", 0, "mask .*elements wrong"),
+    ("dropout", "multiply_v1", "if (i < n) ", "", 0, "read past the end of its input|past the end of gx"),
 ]
+
+# What only the edge trials catch (random odd sizes of standard normal numbers, blocks of 256 pass them):
+# (mutant, what the random trials miss).
+ONLY_EDGES = [(RELU_DROPS_NAN, "NaN inputs"), (RELU_256_THREADS, "blocks of other than 256 threads"),
+              (PADDING_TIMES_ZERO, "infinities"), (POOL_DROPS_NAN, "NaN inputs"),
+              (POOL_GRAD_TIMES_MASK, "NaN gradients"), (NO_MAX_SUBTRACTED, "logits near +-100"),
+              (DROPOUT_TIE_DROPPED, "ties"), (ONE_PIXEL_PER_THREAD, "more pixels than a block's threads")]
 
 
 @pytest.mark.parametrize("name", EXERCISES)
@@ -76,19 +155,75 @@ def test_the_skeleton_compiles_and_fails_with_outputs_never_written(name, tmp_pa
     path = tmp_path / exercise.learner_file
     path.write_text(skeleton)
     result = check_file(exercise, path)
-    assert not result.passed and "never written" in result.message, result.message
+    # a header's empty body leaves its callers reading shared memory nobody wrote
+    assert not result.passed and re.search("never written|shared memory nobody wrote", result.message), result.message
 
 
 @pytest.mark.parametrize("name, function, old, new, occurrence, report", MUTANTS,
                          ids=[f"{m[1]}:{m[2]}->{m[3] or 'deleted'}#{m[4]}" for m in MUTANTS])
 def test_a_typical_mistake_is_reported(name, function, old, new, occurrence, report, tmp_path):
-    exercise = EXERCISES[name]
-    path = tmp_path / exercise.file  # named as the solution, so the messages' file names compare
-    path.write_text(mutant(exercise, function, old, new, occurrence))
+    exercise, path = write_mutant(tmp_path, name, function, old, new, occurrence)
     result = check_file(exercise, path)
     assert not result.passed and result.message.startswith("FAILED in trial"), result.message
     assert re.search(report, result.message), result.message
 
+
+
+@pytest.mark.parametrize("mutation, missed", ONLY_EDGES, ids=[m[1] for m in ONLY_EDGES])
+def test_what_only_the_edge_trials_catch(mutation, missed, tmp_path):
+    """Each kind of edge trial is needed: a mutant the random trials pass (test_a_typical_mistake_is_reported
+    checks that the whole check fails it, with its message)."""
+    exercise, path = write_mutant(tmp_path, *mutation)
+    result = check_file(exercise, path, RANDOM_TRIALS)
+    assert result.passed, f"the random trials catch it already, without {missed}: {result.message}"
+
+
+def test_the_tree_is_checked_where_other_threads_read_the_sums(tmp_path):
+    """The tree with its barriers misplaced passes when only thread 0 reads one sum (bias_grad, the loss):
+    the grad_weight kernels, whose threads 0..8 read 9 sums, are what catch it."""
+    exercise, path = write_mutant(tmp_path, *TREE_BARRIER_FIRST)
+
+    def thread_0_reads(t):
+        catalog._bias_grad(t)
+        catalog._softmax_cross_entropy(t)
+    assert check_file(dataclasses.replace(exercise, run=thread_0_reads), path, RANDOM_TRIALS).passed
+
+
+def test_a_read_past_an_input_is_caught_by_the_pages_after_it(tmp_path, monkeypatch):
+    """conv3x3_tiled loading the weights of channels past Cout: its results are right (never used), so only
+    the inaccessible pages after w catch the load (on a GPU it reads another array, or faults)."""
+    exercise, path = write_mutant(tmp_path, *W_READ_PAST)
+    monkeypatch.setattr(guarded, "_ending_at_guard_pages", lambda count, dtype: np.empty(count, dtype))
+    assert check_file(exercise, path, RANDOM_TRIALS).passed
+
+
+def kernels_calling(function):
+    """{(stem, kernel)} of kernels/*.cu whose kernel calls `function`, in its body or through a __device__
+    function of its file that does; TF32 kernels left out (the CUDA-core tile is the one written)."""
+    found = set()
+    for path in paths.kernels_dir().glob("*.cu"):
+        source = path.read_text()
+        masked = _mask_comments(source)
+        helpers = {m.group(1) for m in re.finditer(r"__device__[^;{}]*?\b(\w+)\s*\(", masked)}
+        reach = {function} | {h for h in helpers if h != function and any(
+            re.search(rf"\b{function}\s*[(<]", masked[o:e]) for _, o, e in function_definitions(source, h))}
+        for kernel in find_kernels(source):
+            (_, o, e), = function_definitions(source, kernel)
+            op, version = kernel.rsplit("_v", 1)
+            if any(re.search(rf"\b{name}\s*[(<]", masked[o:e]) for name in reach) and \
+                    TF32_VERSIONS.get(op) != int(version):
+                found.add((path.stem, kernel))
+    return found
+
+
+@pytest.mark.parametrize("name, function", [("block_sum", "minunet_block_sum"), ("gemm_tile", "minunet_gemm_fma")])
+def test_a_header_is_checked_through_every_kernel_that_calls_it(name, function):
+    exercise = EXERCISES[name]
+    assert set(exercise.callers) == kernels_calling(function)
+    for number, spec in enumerate((RANDOM_TRIALS[0], EDGE_TRIALS[0]), 1):
+        problem, _, launcher = run_trial(exercise, paths.kernels_dir() / exercise.file, number, spec)
+        assert problem is None, problem
+        assert {kernel for _, kernel in exercise.callers} <= set(launcher.launched), spec
 
 def test_a_missing_or_misdeclared_kernel_is_named(tmp_path):
     path = tmp_path / "relu.cu"
@@ -168,7 +303,7 @@ def test_check_passes_the_solution_with_a_resource_report(tmp_path, name, kernel
     (tmp_path / "exercises" / exercise.learner_file).write_text((paths.kernels_dir() / exercise.file).read_text())
     result = run_cli(tmp_path, "check", name)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "passed: 4 trials" in result.stdout
+    assert "passed: 7 trials" in result.stdout
     assert re.search(rf"{kernel} +\d+ +0 +0/0", result.stdout) or "no NVRTC resource report" in result.stdout
 
 

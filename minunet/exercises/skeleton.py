@@ -152,3 +152,30 @@ def make_skeleton(exercise):
     body = "\n".join(text for _, text in sorted(pieces))
     return (banner + "//\n" + header_entries(source, exercise.header) + "\n"
             + preprocessor_lines(source, solution + body) + "\n" + body)
+
+
+_BARRIER = re.compile(r"\b__syncthreads\s*\(|\bminunet_block_sum\s*[(<]")  # a barrier, or a call that has some
+
+
+def early_returns(exercise, path):
+    """The line numbers of the `return`s in the learner's file (path) that come before the last barrier of
+    their function, among the functions the learner writes: a thread leaving there skips that barrier."""
+    try:
+        source = open(path).read()
+    except OSError:
+        return []
+    masked = _mask_comments(source)
+    lines = []
+    for name in exercise.write:
+        try:
+            definitions = function_definitions(source, name)
+        except SkeletonError:
+            continue
+        for _, body_open, end in definitions:
+            barriers = [m.start() for m in _BARRIER.finditer(masked, body_open, end)]
+            if not barriers:
+                continue
+            lines += [masked.count("\n", 0, m.start()) + 1
+                      for m in re.finditer(r"\breturn\b", masked[:barriers[-1]])
+                      if m.start() > body_open]
+    return sorted(set(lines))
