@@ -251,9 +251,12 @@ def test_mismatch_names_the_first_and_the_worst_element():
     assert "2 of 12 elements wrong" in message and "first at index (0, 3)" in message
     assert "worst at (2, 1): got 12.0, expected 9.0" in message
     assert mismatch("y", expected, expected, 0, 0) is None
+    labels = np.array([1, 2, 3], np.uint8)
+    message = mismatch("argmax", labels + 1, labels, 0, 0)
+    assert "(must be equal)" in message and "tolerance" not in message
 
 
-def test_each_chapter_ends_with_its_exercises():
+def test_each_chapter_ends_with_its_exercises_then_its_next_chapter():
     for chapter in {e.chapter for e in EXERCISES.values()}:
         text = (ROOT / chapter).read_text()
         last_section = text[text.rindex("\n## "):]
@@ -261,6 +264,15 @@ def test_each_chapter_ends_with_its_exercises():
         for name in (e.name for e in EXERCISES.values() if e.chapter == chapter):
             for command in ("start", "check"):
                 assert re.search(rf"python -m minunet\.exercises {command} {name}\s", last_section), (chapter, name)
+        if re.search(r"^Next\b", text, re.M):  # "Next: ..." is the chapter's last paragraph, after the exercise
+            assert re.search(r"\n\nNext\b[^\n]*(\n[^\n]+)*\n*$", last_section), f"{chapter}: Next is not last"
+
+
+def test_exercises_written_by_start_are_ignored_by_git():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "-q", f"{cli.DEFAULT_DIR}/relu.cu"], cwd=ROOT)
+    assert result.returncode == 0, f"git does not ignore {cli.DEFAULT_DIR}/, where `start` writes"
 
 
 # ---- the command line ------------------------------------------------------------------------------------
@@ -359,6 +371,22 @@ def test_race_names_the_shared_array_and_both_lines_of_a_missing_barrier(tmp_pat
     assert re.search(r"data race on __shared__ array 'bias_grad_cache' .* at block_sum\.cuh:\d+ .* at "
                      r"block_sum\.cuh:\d+ ", output), output
 
+
+
+def test_without_race_a_failure_that_may_be_a_race_runs_the_race_checker_by_itself(tmp_path):
+    try:
+        racecheck_env()
+    except SimError as e:
+        pytest.skip(f"no race checker here: {e}")
+    (tmp_path / "exercises").mkdir()
+    tree_step_unordered = mutant(EXERCISES["block_sum"], "minunet_block_sum", "__syncthreads();", "", occurrence=1)
+    (tmp_path / "exercises" / "block_sum.cuh").write_text(tree_step_unordered)
+    result = run_cli(tmp_path, "check", "block_sum")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert re.search(r"the race checker, run by itself on trial \d+, names the two accesses:\n"
+                     r"kernel .*data race on __shared__ array .* at block_sum\.cuh:\d+ .* at block_sum\.cuh:\d+ ",
+                     output), output
 
 def test_race_without_thread_sanitizer_is_a_message(monkeypatch):
     def no_tsan(env=None):

@@ -75,10 +75,13 @@ def cmd_start(args):
     return 0
 
 
-def _run_checker(exercise, path, timeout, race):
+def _run_checker(exercise, path, timeout, race, trial=None):
     """Run the checker in a child process, so a kernel that never finishes is stopped; (passed, output).
-    race: the child runs under the race checker, whose ThreadSanitizer must be loaded before Python starts."""
+    race: the child runs under the race checker, whose ThreadSanitizer must be loaded before Python starts;
+    trial: the number of the one trial to run."""
     command = [sys.executable, "-m", "minunet.exercises.checker", exercise.name, str(path)]
+    if trial is not None:
+        command += ["--trial", str(trial)]
     env = None
     if race:
         try:
@@ -104,6 +107,29 @@ def _run_checker(exercise, path, timeout, race):
     if child.returncode not in (0, 1):
         return False, f"{output}\nFAILED: the checker itself failed (exit status {child.returncode})"
     return child.returncode == 0, output
+
+
+def race_report(exercise, path, output):
+    """When a failure may be a race (wrong or NaN outputs of a file whose threads share memory through
+    barriers), the race checker's findings on that trial alone, as lines to show; else ''."""
+    wrong = re.search(r"elements wrong|NaN where the reference|: got ", output)
+    try:
+        shares = re.search(r"__syncthreads|__shared__|minunet_block_sum", Path(path).read_text())
+    except OSError:
+        shares = None
+    if not (wrong and shares):
+        return ""
+    trial = re.search(r"FAILED in trial (\d+) of", output)
+    if not trial:
+        return ""
+    _, raced = _run_checker(exercise, path, RACE_TIMEOUT, race=True, trial=int(trial.group(1)))
+    races = [line for line in raced.splitlines() if "data race on" in line]
+    if races:
+        return (f"the race checker, run by itself on trial {trial.group(1)}, names the two accesses:\n"
+                + races[0].replace("SimError: ", ""))
+    if "not available here" in raced:
+        return raced.replace("FAILED: ", "(the race checker would have been run: ") + ")"
+    return f"(the race checker, run by itself on trial {trial.group(1)}, found no data race)"
 
 
 def _occupancy(resources, arch):
@@ -152,6 +178,10 @@ def cmd_check(args):
     passed, output = _run_checker(exercise, path, timeout, args.race)
     print(output)
     if not passed:
+        if not args.race:
+            report = race_report(exercise, path, output)
+            if report:
+                print(report)
         print(f"hint: {exercise.hint}")
         return 1
     ok, report = resource_report(exercise, path, args.arch)

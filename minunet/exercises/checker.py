@@ -107,7 +107,18 @@ class Trial:
     def _nans(self, name, got, expected):
         """The message for NaNs where the reference has numbers, naming where they came from; or None."""
         got, expected = np.asarray(got), np.asarray(expected)
-        if got.dtype.kind != "f" or got.shape != expected.shape:
+        if got.shape != expected.shape:
+            return None
+        if got.dtype.kind in "iu":  # integer outputs start as all-ones bytes
+            fill = got.dtype.type(-1) if got.dtype.kind == "i" else np.iinfo(got.dtype).max
+            unwritten = (got == fill) & (got != expected)
+            if not unwritten.any():
+                return None
+            first = index(np.argmax(unwritten), got.shape)
+            return (f"{name}: {unwritten.sum()} of {got.size} elements are {fill}, never written (integer outputs "
+                    f"start as all-ones bytes); the first at index {first}, where {expected[first].item()!r} was "
+                    f"expected")
+        if got.dtype.kind != "f":
             return None
         bad = np.isnan(got) & ~np.isnan(expected.astype(np.float64))
         if not bad.any():

@@ -29,7 +29,8 @@ def mismatch(name, got, expected, atol, rtol):
     wrong = ~(same | (excess <= 0))
     if not wrong.any():
         return None
-    tolerance = f"(tolerance |got - expected| <= {atol:g} + {rtol:g}*|expected|)"
+    tolerance = ("(must be equal)" if atol == rtol == 0 else
+                 f"(tolerance |got - expected| <= {atol:g} + {rtol:g}*|expected|)")
     if got.ndim == 0:
         written = "NaN, never written (the outputs start as NaN)" if unwritten else repr(got.item())
         return f"{name}: got {written}, expected {expected.item()!r} {tolerance}"
