@@ -13,9 +13,9 @@ import pytest
 
 from minunet import paths
 from minunet.exercises import __main__ as cli
-from minunet.exercises import catalog, guarded
+from minunet.exercises import catalog, guarded, machine_code
 from minunet.exercises.catalog import EXERCISES
-from minunet.exercises.checker import EDGE_TRIALS, RANDOM_TRIALS, check_file, run_trial
+from minunet.exercises.checker import EDGE_TRIALS, RANDOM_TRIALS, check_file, count_report, run_trial
 from minunet.exercises.compare import mismatch
 from minunet.exercises.skeleton import _mask_comments, definitions_to_write, function_definitions, make_skeleton
 from minunet.ops.launching import TF32_VERSIONS
@@ -30,8 +30,9 @@ BOUNDS = r"past the end|never written|elements wrong|crashed|shared memory nobod
 
 
 def mutant(exercise, function, old, new, occurrence=0):
-    """The solution's source with the occurrence-th `old` inside `function`'s body replaced by `new`."""
-    source = (paths.kernels_dir() / exercise.file).read_text()
+    """The solved skeleton (the learner's file with the solution's bodies) with the occurrence-th `old` inside
+    `function`'s body replaced by `new`."""
+    source = make_skeleton(exercise, solved=True)
     (_, body_open, end), = definitions_to_write(source, function)
     body = source[body_open:end]
     at = -1
@@ -43,7 +44,7 @@ def mutant(exercise, function, old, new, occurrence=0):
 
 def write_mutant(tmp_path, name, function, old, new, occurrence=0):
     exercise = EXERCISES[name]
-    path = tmp_path / exercise.file  # named as the solution, so the messages' file names compare
+    path = tmp_path / exercise.file  # named as the solution's file, as the reports below expect
     path.write_text(mutant(exercise, function, old, new, occurrence))
     return exercise, path
 
@@ -104,8 +105,6 @@ MUTANTS = [
     ("gemm_tile", "minunet_gemm_fma", "k0 = k_begin", "k0 = 0", 0, r"split over \d+ pixels.*elements wrong"),
     ("gemm_tile", "minunet_gemm_fma", "__syncthreads();", "", 0, "shared memory nobody wrote|" + BARRIER),
     ("gemm_tile", "minunet_gemm_fma", "__syncthreads();", "", 1, BARRIER),
-    ("gemm_tile", "minunet_gemm_fma", "store(ty * TM + i, tx + TX * j", "store(ty * TM + i, tx * TN + j", 0,
-     "elements wrong|never written"),
     ("max_pool2x2", "max_pool2x2_forward_v1", "i >= N * C * h * w", "i > N * C * h * w", 0,
      "read past the end of its input x|past the end of y"),
     ("max_pool2x2", "max_pool2x2_forward_v1", "v > best", "v >= best", 0, r"argmax \(with ties\)"),
@@ -140,10 +139,15 @@ ONLY_EDGES = [(RELU_DROPS_NAN, "NaN inputs"), (RELU_256_THREADS, "blocks of othe
 
 
 @pytest.mark.parametrize("name", EXERCISES)
-def test_the_solution_passes(name):
+def test_the_solution_passes(name, tmp_path):
+    """The solution's file in kernels/, and the skeleton with the solution's bodies (the mutants' start)."""
     exercise = EXERCISES[name]
     result = check_file(exercise, paths.kernels_dir() / exercise.file)
     assert result.passed, result.message
+    if not exercise.is_header:  # a header's solved skeleton is the header
+        (tmp_path / exercise.file).write_text(make_skeleton(exercise, solved=True))
+        result = check_file(exercise, tmp_path / exercise.file)
+        assert result.passed, result.message
 
 
 @pytest.mark.parametrize("name", EXERCISES)
@@ -225,6 +229,53 @@ def test_a_header_is_checked_through_every_kernel_that_calls_it(name, function):
         assert problem is None, problem
         assert {kernel for _, kernel in exercise.callers} <= set(launcher.launched), spec
 
+
+# Correct, and not done: the tiled convolution reading x from global memory in its inner loop, the tree
+# summed by thread 0 alone, the GEMM tile's rows spread 16 apart (no 16-byte loads).
+UNTILED = ("conv3x3_tiled", "conv3x3_tiled",
+           "for (int k = 0; k < 9; k++) v[k] = tile[threadIdx.y + k / 3][threadIdx.x + k % 3];",
+           "for (int k = 0; k < 9; k++) {\n"
+           "            int iy = oy0 + (int)threadIdx.y + k / 3 - pad, ix = ox0 + (int)threadIdx.x + k % 3 - pad;\n"
+           "            v[k] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? img_c[iy * W + ix] : (real)0;\n"
+           "        }", 0)
+SERIAL_SUM = ("block_sum", "minunet_block_sum",
+              "for (unsigned s = threads / 2; s > 0; s >>= 1) {\n        if ((unsigned)t < s)\n"
+              "            for (int k = 0; k < K; k++) partial[k][t] += partial[k][t + s];\n        __syncthreads();\n    }",
+              "if (t == 0)\n        for (int k = 0; k < K; k++)\n"
+              "            for (unsigned i = 1; i < threads; i++) partial[k][0] += partial[k][i];\n    __syncthreads();", 0)
+
+
+@pytest.mark.parametrize("mutation, metric", [(UNTILED, "global loads per output"),
+                                              (SERIAL_SUM, "accesses of the busiest thread")],
+                         ids=["untiled", "serial"])
+def test_a_correct_solution_that_is_untiled_or_serial_is_not_done(mutation, metric, tmp_path):
+    exercise, path = write_mutant(tmp_path, *mutation)
+    assert check_file(dataclasses.replace(exercise, run=exercise.counted or exercise.run), path,
+                      RANDOM_TRIALS[:2]).passed  # right, shuffled or not
+    done, text = count_report(exercise, path)
+    assert not done and re.search(rf"NOT DONE: \w+: {metric} .* the target is at most", text), text
+    done, text = count_report(exercise, paths.kernels_dir() / exercise.file)
+    assert done and "target met" in text and "NOT DONE" not in text, text
+
+
+def test_the_gemm_tile_is_held_to_the_solutions_machine_code(tmp_path):
+    """Rows spread 16 apart give the right numbers with twice the shared loads per multiply-add (no LDS.128).
+    Checked on conv1x1's GEMM forward, the smallest file that calls the tile (conv3x3's takes seconds more)."""
+    exercise = dataclasses.replace(EXERCISES["gemm_tile"], callers=(("conv1x1", "conv1x1_forward_v2"),),
+                                   machine_code=(("conv1x1", "conv1x1_forward_v2"),))
+    for source, done in ((paths.kernels_dir() / exercise.file, True), (None, False)):
+        if source is None:
+            source = tmp_path / "gemm_tile.cuh"
+            strided = mutant(exercise, "minunet_gemm_fma", "As[kk][ty * TM + i]", "As[kk][ty + TY * i]")
+            source.write_text(strided.replace("store(ty * TM + i, tx", "store(ty + TY * i, tx"))
+        ok, report, compiled = cli.resource_report(exercise, source, "sm_80")
+        if not compiled:
+            pytest.skip(f"no NVRTC here: {report}")
+        ok, text = machine_code.target(exercise, compiled, "sm_80")
+        if "no machine-code target" in text:
+            pytest.skip(text)
+        assert ok == done and ("NOT DONE: conv1x1_forward_v2 on sm_80: LDS per FFMA" in text) != done, text
+
 def test_a_missing_or_misdeclared_kernel_is_named(tmp_path):
     path = tmp_path / "relu.cu"
     source = paths.kernel_path("elementwise").read_text()
@@ -285,7 +336,7 @@ def test_list_and_start_never_overwrite(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert all(name in listing for name in EXERCISES)
+    assert all(name in listing for name in EXERCISES) and len(EXERCISES) >= 11
     assert cli.main(["start", "relu"]) == 0
     learner = tmp_path / "exercises" / "relu.cu"
     assert learner.read_text() == make_skeleton(EXERCISES["relu"])
@@ -307,16 +358,22 @@ def test_unknown_exercise_and_missing_file(tmp_path, capsys, monkeypatch):
     assert "start the exercise first" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, kernel", [("relu", "relu_forward_v1"), ("block_sum", "bias_grad_v1")])
-def test_check_passes_the_solution_with_a_resource_report(tmp_path, name, kernel):
-    """block_sum's file is a header: the report is of the kernels that call it, compiled with it."""
-    exercise = EXERCISES[name]
+def test_check_passes_the_solution_with_counts_and_a_resource_report(tmp_path):
+    exercise = EXERCISES["relu"]
     (tmp_path / "exercises").mkdir()
     (tmp_path / "exercises" / exercise.learner_file).write_text((paths.kernels_dir() / exercise.file).read_text())
-    result = run_cli(tmp_path, "check", name)
+    result = run_cli(tmp_path, "check", "relu")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed: 7 trials" in result.stdout
-    assert re.search(rf"{kernel} +\d+ +0 +0/0", result.stdout) or "no NVRTC resource report" in result.stdout
+    assert re.search(r"relu_forward_v1 +yours +\d+ +[\d.]+ +[\d.]+ +0\.00 +0\.00 +1\.00 +0\.00 +2\n"
+                     r"relu_forward_v1 +solution", result.stdout), result.stdout  # 1 load, 1 store per element
+    assert re.search(r"relu_forward_v1 +\d+ +0 +0/0", result.stdout) or "no NVRTC resource report" in result.stdout
+
+
+def test_a_headers_resource_report_is_of_the_kernels_that_call_it():
+    exercise = dataclasses.replace(EXERCISES["block_sum"], callers=(("elementwise", "bias_grad_v1"),))
+    ok, text, _ = cli.resource_report(exercise, paths.kernels_dir() / exercise.file, "sm_80")
+    assert ok and (re.search(r"bias_grad_v1 +\d+ +0 +0/0", text) or "no NVRTC resource report" in text), text
 
 
 def test_without_cupy_the_check_still_passes_and_says_what_to_install(monkeypatch):
@@ -325,7 +382,7 @@ def test_without_cupy_the_check_still_passes_and_says_what_to_install(monkeypatc
     def no_cupy(*args, **kwargs):
         raise ImportError("No module named 'cupy'")
     monkeypatch.setattr(nvrtc, "compile_file", no_cupy)
-    ok, text = cli.resource_report(EXERCISES["relu"], paths.kernel_path("elementwise"), "sm_80")
+    ok, text, _ = cli.resource_report(EXERCISES["relu"], paths.kernel_path("elementwise"), "sm_80")
     assert ok and "pip install" in text and "cupy" in text
 
 
@@ -357,7 +414,12 @@ def test_a_kernel_that_never_finishes_is_stopped(tmp_path):
 
 
 # ---- --race: the simulator's race checker (ThreadSanitizer, preloaded into the checker's child process) ------
-def test_race_names_the_shared_array_and_both_lines_of_a_missing_barrier(tmp_path):
+@pytest.mark.parametrize("option, report", [
+    ("--race", r"data race on __shared__ array 'bias_grad_cache' .* at block_sum\.cuh:\d+ .* at block_sum\.cuh:\d+ "),
+    (None, r"the race checker, run by itself on trial \d+, names the two accesses:\n"
+           r"kernel .*data race on __shared__ array .* at block_sum\.cuh:\d+ .* at block_sum\.cuh:\d+ ")],
+    ids=["--race", "run by itself on a failure"])
+def test_race_names_the_shared_array_and_both_lines_of_a_missing_barrier(option, report, tmp_path):
     try:
         racecheck_env()
     except SimError as e:
@@ -365,28 +427,11 @@ def test_race_names_the_shared_array_and_both_lines_of_a_missing_barrier(tmp_pat
     (tmp_path / "exercises").mkdir()
     tree_step_unordered = mutant(EXERCISES["block_sum"], "minunet_block_sum", "__syncthreads();", "", occurrence=1)
     (tmp_path / "exercises" / "block_sum.cuh").write_text(tree_step_unordered)
-    result = run_cli(tmp_path, "check", "block_sum", "--race")
+    result = run_cli(tmp_path, "check", "block_sum", *([option] if option else []))
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "Traceback" not in output, output
-    assert re.search(r"data race on __shared__ array 'bias_grad_cache' .* at block_sum\.cuh:\d+ .* at "
-                     r"block_sum\.cuh:\d+ ", output), output
+    assert re.search(report, output), output
 
-
-
-def test_without_race_a_failure_that_may_be_a_race_runs_the_race_checker_by_itself(tmp_path):
-    try:
-        racecheck_env()
-    except SimError as e:
-        pytest.skip(f"no race checker here: {e}")
-    (tmp_path / "exercises").mkdir()
-    tree_step_unordered = mutant(EXERCISES["block_sum"], "minunet_block_sum", "__syncthreads();", "", occurrence=1)
-    (tmp_path / "exercises" / "block_sum.cuh").write_text(tree_step_unordered)
-    result = run_cli(tmp_path, "check", "block_sum")
-    output = result.stdout + result.stderr
-    assert result.returncode == 1 and "Traceback" not in output, output
-    assert re.search(r"the race checker, run by itself on trial \d+, names the two accesses:\n"
-                     r"kernel .*data race on __shared__ array .* at block_sum\.cuh:\d+ .* at block_sum\.cuh:\d+ ",
-                     output), output
 
 def test_race_without_thread_sanitizer_is_a_message(monkeypatch):
     def no_tsan(env=None):

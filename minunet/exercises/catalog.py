@@ -34,6 +34,11 @@ class Exercise:
     edges: Callable       # edges(trial): the same on the edge cases
     callers: tuple = ()   # a header's exercise: every (kernel file stem, kernel) that calls it; run() launches each
     any_block: tuple = () # kernels launched one thread per element, which must work with any block size
+    targets: tuple = ()   # (kernel, counts.Counted metric, factor): at most factor times the solution's
+    target_hint: str = "" # what a solution that misses a target does instead
+    machine_code: tuple = ()  # (stem, kernel) whose compiled hot loop is held to the solution's (machine_code.py)
+    counted: Callable = None  # counted(trial): what the access counts run (None: run); a header's: its targets'
+                              # kernels only (each kernel file is one more build)
 
     @property
     def is_header(self):
@@ -96,6 +101,11 @@ def _block_sum(t):
     _bias_grad(t)                # one real per thread, a block per channel
     _softmax_cross_entropy(t)    # one double per thread, partial sums of several blocks
     _grad_weights(t, t.odd(1, 3), t.odd(1, 5), t.odd(1, 3), t.odd(5, 13), t.odd(5, 13))  # 9 and 4 sums per block
+
+
+def _block_sum_counted(t):
+    _bias_grad(t)
+    _up_conv2x2_grad_weight(t)
 
 
 def _block_sum_edges(t):
@@ -288,8 +298,8 @@ def _dropout_edges(t):
 
 # ---- gemm_tile (chapter 3b): minunet_gemm_fma through every kernel that calls it ---------------------------
 def _gemm_tile(t, N=None, Ci=None, Co=None, H=None, W=None):
-    N, Ci, Co = N or t.odd(1, 3), Ci or t.odd(1, 5), Co or t.odd(3, 11)
-    H, W = H or t.odd(5, 11), W or t.odd(5, 11)
+    N, Ci, Co = N or t.odd(3, 3), Ci or t.odd(1, 5), Co or t.odd(3, 11)
+    H, W = H or t.odd(9, 13), W or t.odd(9, 13)  # N*H*W > 256 pixels: the weight gradients split over blocks
     x, w, b = t.randn("x", (N, Ci, H, W)), t.randn("w", (Co, Ci, 3, 3)), t.randn("b", (Co,))
     for version in (3, 4):  # the 64 x 64 and the 128 x 128 block tiles
         for pad, relu in ((0, False), (1, True)):
@@ -320,10 +330,18 @@ def _gemm_tile(t, N=None, Ci=None, Co=None, H=None, W=None):
               REFERENCE.up_conv2x2_grad_weight(x, gy), scale=10)
 
 
+def _gemm_tile_counted(t):
+    x, w, b = t.randn("x", (2, 5, 11, 13)), t.randn("w", (9, 5, 3, 3)), t.randn("b", (9,))
+    t.compare("conv3x3 y (v3)", t.backend.conv3x3(x, w, b, 1, version=3), REFERENCE.conv3x3(x, w, b, 1), scale=10)
+
+
 def _gemm_tile_edges(t):
     _gemm_tile(t, 1, 1, 1, 1, 1)                    # one pixel, one channel: one element of every tile
     _gemm_tile(t, 1, 8, 65, 17, 17)  # 65 rows: a second row tile; 289 pixels: split-K
 
+
+SERIAL = ("one thread does what the block's tree should share (a serial sum): every thread adds one pair per "
+          "step of the tree, log2(threads) steps")
 
 GEMM_CALLERS = tuple((stem, kernel) for stem, kernels in (
     ("conv3x3", ("conv3x3_forward_v3", "conv3x3_forward_v4", "conv3x3_grad_input_v3", "conv3x3_grad_input_v4",
@@ -348,6 +366,9 @@ EXERCISES = {e.name: e for e in [
         "threads t < s add partial[k][t + s] to partial[k][t], with a __syncthreads() after every step, "
         "reached by ALL threads (no early return). After the last step too: any thread may read any of the K "
         "sums (the grad_weight kernels' threads 0..8 do).", _block_sum, _block_sum_edges,
+        targets=(("bias_grad_v1", "accesses of the busiest thread", 1.5),
+                 ("up_conv2x2_grad_weight_v1", "accesses of the busiest thread", 1.5)), target_hint=SERIAL,
+        counted=_block_sum_counted,
         callers=(("elementwise", "bias_grad_v1"), ("softmax_cross_entropy", "softmax_cross_entropy_v1"),
                  ("conv3x3", "conv3x3_grad_weight_v1"), ("conv3x3", "conv3x3_grad_weight_v2"),
                  ("conv1x1", "conv1x1_grad_weight_v1"), ("up_conv2x2", "up_conv2x2_grad_weight_v1"))),
@@ -360,7 +381,9 @@ EXERCISES = {e.name: e for e in [
         "padding, chosen, not multiplied by 0, since inf * 0 is NaN) and the COUT x 9 weights (only those of "
         "channels m < Cout: no load past w), __syncthreads(), accumulate, __syncthreads() again before the "
         "next channel overwrites the tile. Leave early only after the last barrier.",
-        _conv3x3_tiled, _conv3x3_tiled_edges),
+        _conv3x3_tiled, _conv3x3_tiled_edges, targets=(("conv3x3_forward_v2", "global loads per output", 1.25),),
+        target_hint="the inner loop reads x or w from global memory instead of the tiles in shared memory: each "
+                    "input value is then fetched 9 times per output channel, instead of about once per block"),
     Exercise(
         "conv3x3_grad_input", "tutorials/03-conv3x3.md", "conv3x3.cu", ("conv3x3_grad_input_v1",), (),
         ("grad_input:", "conv3x3_grad_input_v1:"),
@@ -375,7 +398,8 @@ EXERCISES = {e.name: e for e in [
         "Block (o, c): its CONV3X3_GW_THREADS threads stride over the N*Ho*Wo output pixels, each keeping 9 "
         "sums acc[ky*3 + kx] += gy * x (x inside the image only), then minunet_block_sum(partial, acc, t) of "
         "common.cuh, which all threads must reach; threads t < 9 write gw[blockIdx.x*9 + t] = partial[t][0].",
-        _conv3x3_grad_weight, _conv3x3_grad_weight_edges),
+        _conv3x3_grad_weight, _conv3x3_grad_weight_edges,
+        targets=(("conv3x3_grad_weight_v1", "accesses of the busiest thread", 1.5),), target_hint=SERIAL),
     Exercise(
         "gemm_tile", "tutorials/03b-gemm-ladder.md", "gemm_tile.cuh", ("minunet_gemm_fma",), (), (),
         "the GEMM block tile of gemm_tile.cuh (minunet_gemm_fma): the register-blocked k loop of every GEMM "
@@ -384,7 +408,12 @@ EXERCISES = {e.name: e for e in [
         "(not 0: split-K) to k_end in steps of BK: load(As, Bs, k0); __syncthreads(); for each kk, a[i] = "
         "As[kk][ty*TM + i] (contiguous rows: 16-byte loads), b[j] = Bs[kk][tx + TX*j], acc[i][j] += a[i]*b[j]; "
         "__syncthreads(). Then store(ty*TM + i, tx + TX*j, acc[i][j]) for every i, j.",
-        _gemm_tile, _gemm_tile_edges, callers=GEMM_CALLERS),
+        _gemm_tile, _gemm_tile_edges, callers=GEMM_CALLERS,
+        machine_code=(("conv3x3", "conv3x3_forward_v3"), ("conv3x3", "conv3x3_forward_v4")), counted=_gemm_tile_counted,
+        targets=(("conv3x3_forward_v3", "shared loads per output", 1.5),
+                 ("conv3x3_forward_v3", "accesses of the busiest thread", 1.5)),
+        target_hint="each multiply-add reads its operands from shared memory (keep a[TM] and b[TN] in registers "
+                    "per kk: TM + TN loads feed TM * TN multiply-adds), or a few threads do the block's work"),
     Exercise(
         "max_pool2x2", "tutorials/04-max-pooling.md", "max_pool2x2.cu",
         ("max_pool2x2_forward_v1", "max_pool2x2_backward_v1"), (),
@@ -410,7 +439,8 @@ EXERCISES = {e.name: e for e in [
         "the up-convolution's weight gradient: one block per (c, o), a reduction over every input pixel",
         "Block c*Co + o: threads stride over the N*H*W input pixels, each keeping 4 sums acc[2a + d] += "
         "x[n, c, i, j] * gy[n, o, 2i + a, 2j + d], then minunet_block_sum(partial, acc, t); threads t < 4 "
-        "write gw[blockIdx.x*4 + t] = partial[t][0].", _up_conv2x2_grad_weight, _up_conv2x2_grad_weight_edges),
+        "write gw[blockIdx.x*4 + t] = partial[t][0].", _up_conv2x2_grad_weight, _up_conv2x2_grad_weight_edges,
+        targets=(("up_conv2x2_grad_weight_v1", "accesses of the busiest thread", 1.5),), target_hint=SERIAL),
     Exercise(
         "softmax_cross_entropy", "tutorials/06-loss-and-weight-map.md", "softmax_cross_entropy.cu",
         ("softmax_cross_entropy_v1",), ("real_exp", "real_log"),
@@ -419,7 +449,8 @@ EXERCISES = {e.name: e for e in [
         "One thread per pixel: subtract the max before exp (logits of 100 overflow a float's exp), write all K "
         "gradient entries (zeros where ignored), then the block's sum of the losses, "
         "minunet_block_sum<MINUNET_THREADS>(the double shared array, loss, threadIdx.x) of common.cuh, which "
-        "every thread of the block must reach (no early return).", _softmax_cross_entropy, _softmax_edges),
+        "every thread of the block must reach (no early return).", _softmax_cross_entropy, _softmax_edges,
+        targets=(("softmax_cross_entropy_v1", "accesses of the busiest thread", 1.5),), target_hint=SERIAL),
     Exercise(
         "dropout", "tutorials/07-assembling-the-unet.md", "elementwise.cu", ("dropout_forward_v1", "multiply_v1"),
         (), ("dropout_forward:", "multiply:"),

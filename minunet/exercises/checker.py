@@ -15,12 +15,16 @@ element with their indices, and for a NaN where a number was expected, where the
 """
 import re
 import sys
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..backends.kernel_backend import KernelBackend
 from ..sim import SimCompileError, SimError
+from . import counts
 from .catalog import EXERCISES
 from .compare import TOLERANCE, index, mismatch
 from .guarded import ExerciseLauncher, GuardedArrays
@@ -96,13 +100,14 @@ class Trial:
         return self.input(name, self.specials(shape, every, huge))
 
     def compare(self, name, got, expected, scale=1.0):
-        if self.problems:  # the first problem is the one reported; the others are not worth the time
-            return
+        """Record the first mismatch and stop the trial: the first problem is the one reported (and the
+        kernels of the rest need no build)."""
         self.guards.name(got, name)
         atol, rtol = TOLERANCE[np.dtype(self.dtype)] if np.asarray(expected).dtype.kind == "f" else (0, 0)
         message = self._nans(name, got, expected) or mismatch(name, got, expected, atol * scale, rtol)
         if message:
             self.problems.append(message)
+            raise _Stop
 
     def _nans(self, name, got, expected):
         """The message for NaNs where the reference has numbers, naming where they came from; or None."""
@@ -125,12 +130,9 @@ class Trial:
             return None
         places = np.flatnonzero(bad)
         origins = self.guards.nan_origins(got.ravel()[places])
-        counts = {}
-        for origin in origins:
-            counts[origin] = counts.get(origin, 0) + 1
         first = index(places[0], got.shape) if got.ndim else ()
         expected_first = expected.ravel()[places[0]].item()
-        why = [f"{count} {_origin_text(origin)}" for origin, count in counts.items()]
+        why = [f"{count} {_origin_text(origin)}" for origin, count in Counter(origins).items()]
         return (f"{name}: {bad.sum()} of {got.size} elements are NaN where the reference has numbers: "
                 f"{'; '.join(why)}. The first at index {first}, where {expected_first!r} was expected "
                 f"({origins[0]})")
@@ -143,6 +145,10 @@ def _origin_text(origin):
     return NAN_ORIGINS[origin]
 
 
+class _Stop(Exception):
+    """A trial's first mismatch: the rest of the trial is not run."""
+
+
 @dataclass
 class Result:
     passed: bool
@@ -150,15 +156,18 @@ class Result:
     shuffled_only: bool = False  # failed in a shuffled trial after the same kind in order passed: a race?
 
 
-def run_trial(exercise, path, number, spec, racecheck=False):
-    """One trial; (problem or None, the trial, the launcher)."""
+def run_trial(exercise, path, number, spec, racecheck=False, counting=False):
+    """One trial; (problem or None, the trial, the launcher). counting: with the memory-access counter."""
     guards = GuardedArrays()
     reblock = (exercise.any_block, spec.threads) if spec.threads else None
-    launcher = ExerciseLauncher(path, exercise.file, guards, spec.seed, racecheck, reblock)
+    launcher = ExerciseLauncher(path, exercise.file, guards, spec.seed, racecheck, reblock, counting)
     trial = Trial(KernelBackend(launcher), guards, np.random.default_rng(number), spec.dtype)
     try:
-        with np.errstate(all="ignore"):  # the reference on NaN and inf inputs
-            (exercise.edges if spec.edges else exercise.run)(trial)
+        try:
+            with np.errstate(all="ignore"):  # the reference on NaN and inf inputs
+                (exercise.edges if spec.edges else exercise.run)(trial)
+        except _Stop:
+            pass
         problem = guards.problems() or (trial.problems[0] if trial.problems else None)
     except SimCompileError:
         raise
@@ -168,6 +177,9 @@ def run_trial(exercise, path, number, spec, racecheck=False):
         if past:
             problem = f"{past}\n{problem}"
         problem += _return_line(exercise, path, str(e))
+    finally:
+        guards.close()
+        launcher.release()
     return problem, trial, launcher
 
 
@@ -178,7 +190,7 @@ def _return_line(exercise, path, message):
     found = early_returns(exercise, path)
     if not found:
         return ""
-    lines = ", ".join(f"{path.name if hasattr(path, 'name') else path}:{line}" for line in found)
+    lines = ", ".join(f"{Path(path).name}:{line}" for line in found)
     return (f"\nthe thread left at the `return` of {lines}, before a barrier every thread must reach: give the "
             f"threads without work a neutral value instead, and return only after the last barrier")
 
@@ -199,13 +211,27 @@ def check_file(exercise, path, trials=TRIALS, racecheck=False, only=None):
             sizes = ", ".join(trial.inputs) or "before any input was made"
             return Result(False, f"FAILED in trial {number} of {len(trials)} ({spec.describe(exercise)}; "
                                  f"{sizes}):\n{problem}",
-                          shuffled_only=spec.seed is not None and (spec.edges, spec.dtype) in passed_in_order)
+                          shuffled_only=spec.seed is not None and replace(spec, seed=None) in passed_in_order)
         if spec.seed is None:
-            passed_in_order.add((spec.edges, spec.dtype))
+            passed_in_order.add(spec)
     kinds = "random odd sizes and edge cases (sizes 1 to 257, extremes, NaN and inf, ties)"
-    return Result(True, f"passed: {len(trials)} trials of {kinds}, float and double, threads in order and "
+    ran = len(trials) if only is None else 1
+    return Result(True, f"passed: {ran} trial{'s' * (ran > 1)} of {kinds}, float and double, threads in order and "
                         f"shuffled, outputs and shared memory poisoned with NaN, guard zones intact, no read past "
                         f"an input" + (", no data race" if racecheck else ""))
+
+
+def count_report(exercise, path):
+    """(done, text): the memory accesses of the learner's kernels and the solution's on trial 1's inputs
+    (exercise.counted's run, where it has one), against the exercise's targets (counts.py)."""
+    counted = replace(exercise, run=exercise.counted) if exercise.counted else exercise
+    found = []
+    for file in (path, paths.kernels_dir() / exercise.file):
+        problem, _, launcher = run_trial(counted, file, 1, Spec(np.float32), counting=True)
+        if problem:
+            return True, f"(no memory-access counts: the counting run failed: {problem})"
+        found.append(counts.merged(launcher.counted))
+    return counts.report(exercise, *found)
 
 
 def main(argv=None):
@@ -218,7 +244,11 @@ def main(argv=None):
     print(result.message)
     if result.shuffled_only:
         print("(in order, the same kind of trial passed: threads that depend on an order nothing enforces)")
-    return 0 if result.passed else 1
+    if not result.passed or only is not None or "--race" in argv[2:]:
+        return 0 if result.passed else 1
+    done, text = count_report(EXERCISES[name], path)
+    print(text)
+    return 0 if done else 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from .. import paths
 from ..nvrtc import real_name
 from ..sim import SimLauncher, SimModule
 from .compare import index
+from .counts import counted_launch
 
 GUARD_ELEMENTS = 4096  # more than a block's threads past the end (MINUNET_THREADS = 256) and a few rows of a conv
 GUARD_PAGES = 16       # inaccessible pages after each input: a read up to 64 KB past its end faults
@@ -88,6 +89,12 @@ class GuardedArrays:
         view = self.new(array.shape, array.dtype, name=name, input_copy=array.copy())
         view[...] = array
         return view
+
+    def close(self):
+        """Forget every array: an input's pages are unmapped as soon as nothing else holds it (the trial's
+        backend and launcher form a reference cycle, which Python frees only in its occasional full
+        collection: trials' inputs would pile up to the system's limit of memory mappings)."""
+        self._records.clear()
 
     def name(self, array, name):
         """Name an output the backend allocated (messages then say 'y' instead of 'output #3')."""
@@ -189,13 +196,16 @@ class ExerciseLauncher(SimLauncher):
     reblock = (kernels, threads): those kernels (one thread per element, any block size) are launched with
     blocks of `threads` instead of their launcher's MINUNET_THREADS, on as many threads or a few more, so a
     kernel that assumes 256 threads per block, or that every thread has an element, is caught.
-    launched: the kernels launched, in order."""
+    launched: the kernels launched, in order. counting: the learner's file compiled with the simulator's
+    memory-access counter; counted: what each of its launches did (counts.py)."""
 
-    def __init__(self, learner_path, file, guards, shuffle_seed=None, racecheck=None, reblock=None):
+    def __init__(self, learner_path, file, guards, shuffle_seed=None, racecheck=None, reblock=None, counting=False):
         super().__init__(shuffle_seed=shuffle_seed, racecheck=racecheck)
         self.learner_path, self.file, self.guards = Path(learner_path), file, guards
         self.reblock = reblock
+        self.counting = counting
         self.launched = []
+        self.counted = []
 
     def function(self, stem, kernel_name, dtype, max_dynamic_shared=None):
         fn = super().function(stem, kernel_name, dtype, max_dynamic_shared)
@@ -205,8 +215,16 @@ class ExerciseLauncher(SimLauncher):
             if self.reblock and kernel_name in self.reblock[0] and grid[1:] == block[1:] == (1, 1):
                 threads = self.reblock[1]
                 grid, block = (-(-grid[0] * block[0] // threads), 1, 1), (threads, 1, 1)
-            fn(grid, block, args, shared_mem)
+            if fn.module.counting:
+                self.counted.append(counted_launch(fn, grid, block, args, shared_mem))
+            else:
+                fn(grid, block, args, shared_mem)
         return launch
+
+    def release(self):
+        """After a trial: the fiber stacks of every library it used go back (runtime.cpp)."""
+        for module in self._modules.values():
+            getattr(module.library, "minunet_sim_release_stacks", lambda: None)()
 
     def empty(self, shape, dtype):
         return self.guards.new(shape, dtype, fill_bytes=0xFF)  # NaN for floats; 0xFF for integers
@@ -220,5 +238,5 @@ class ExerciseLauncher(SimLauncher):
             path = kernels_with_header(self.learner_path, self.file) / f"{stem}.cu" if header else self.learner_path
             self._modules[key] = SimModule(path, defines={"MINUNET_REAL": real_name(dtype)},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
-                                           racecheck=self.racecheck)
+                                           racecheck=self.racecheck, counting=self.counting)
         return self._modules[key]

@@ -129,8 +129,9 @@ def _header_skeleton(exercise, source, path):
     return text + source[done:]
 
 
-def make_skeleton(exercise):
-    """The text of the learner's starting file for an exercise (catalog.Exercise)."""
+def make_skeleton(exercise, solved=False):
+    """The text of the learner's starting file for an exercise (catalog.Exercise); solved: with the solution's
+    bodies instead of the TODOs (what a learner who solved it has; the tests mutate it)."""
     path = paths.kernels_dir() / exercise.file
     source = path.read_text()
     banner = (textwrap.fill(f"Exercise '{exercise.name}' ({exercise.chapter}): {exercise.summary}", 110,
@@ -138,13 +139,14 @@ def make_skeleton(exercise):
               f"// Write the bodies marked TODO, then check them on the CPU simulator:\n"
               f"//     python -m minunet.exercises check {exercise.name}\n")
     if exercise.is_header:
-        return banner + "//\n" + _header_skeleton(exercise, source, path)
+        return banner + "//\n" + (source if solved else _header_skeleton(exercise, source, path))
     pieces = []  # (offset in the source, text), put back in source order
     solution = ""  # the code of the functions, for the #defines they use
     for name in exercise.write:
         for start, body_open, end in definitions_to_write(source, name):
             solution += source[start:end]
-            pieces.append((start, comment_above(source, start) + source[start:body_open] + _todo(name, path)))
+            body = source[body_open:end] + "\n" if solved else _todo(name, path)
+            pieces.append((start, comment_above(source, start) + source[start:body_open] + body))
     for name in exercise.keep:
         for start, body_open, end in function_definitions(source, name):
             pieces.append((start, comment_above(source, start) + source[start:end] + "\n"))
