@@ -319,6 +319,19 @@ def test_each_chapter_ends_with_its_exercises_then_its_next_chapter():
             assert re.search(r"\n\nNext\b[^\n]*(\n[^\n]+)*\n*$", last_section), f"{chapter}: Next is not last"
 
 
+
+def test_the_chapters_state_the_targets_the_checker_holds():
+    def words(chapter):
+        return " ".join((ROOT / "tutorials" / chapter).read_text().split())
+    gemm = words("03b-gemm-ladder.md")
+    assert f"at least {machine_code.FMA_SHARE_AT_LEAST:g} times the solution's" in gemm
+    assert f"at most {machine_code.LDS_PER_FMA_AT_MOST:g} times the solution's" in gemm
+    (kernel, metric, factor), = EXERCISES["conv3x3_tiled"].targets
+    assert metric == "global loads per output" and f"(at most {factor:g} times the solution's)" in words(
+        "03-conv3x3.md")
+    threads = [spec.threads for spec in EDGE_TRIALS if spec.threads]
+    assert f"blocks of {threads[0]} and {threads[1]} threads instead of 256" in words("02-first-kernel.md")
+
 def test_exercises_written_by_start_are_ignored_by_git():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
