@@ -127,18 +127,18 @@ def _conv3x3_tiled(t):
                   REFERENCE.conv3x3(x, w, bias, pad), scale=10)
 
 
-def _image_with_infinities(t, shape):
+def _image_with_infinities(t, name, shape):
     """Sparse NaN and infinities, and an infinity on each border row (where the padding is)."""
     x = t.specials(shape, every=40, huge=False)
     x[:, :, 0, ::3] = np.inf
     x[:, :, -1, 1::3] = -np.inf
-    return t.input("x", x)
+    return t.input(name, x)
 
 
 def _conv3x3_tiled_edges(t):
     for (H, W), pad in (((1, 1), 1), ((3, 3), 0), ((31, 33), 1), ((32, 32), 0), ((3, 257), 1)):
         Ci, Co = (2, 9) if H * W < 1000 else (1, 1)
-        x = _image_with_infinities(t, (1, Ci, H, W))
+        x = _image_with_infinities(t, "x", (1, Ci, H, W))
         w = t.randn("w", (Co, Ci, 3, 3))
         b = t.randn("b", (Co,))
         t.compare(f"y ({H}x{W}, pad={pad}; NaN and inf in x)", t.backend.conv3x3(x, w, b, pad, version=2),
@@ -158,7 +158,7 @@ def _conv3x3_grad_input_edges(t):
     for (H, W), pad in (((1, 1), 1), ((3, 3), 0), ((31, 1), 1), ((32, 33), 0), ((3, 257), 1)):
         Ci, Co = 3, 2
         w = t.randn("w", (Co, Ci, 3, 3))
-        gy = _image_with_infinities(t, (1, Co, H - 2 + 2 * pad, W - 2 + 2 * pad))
+        gy = _image_with_infinities(t, "gy", (1, Co, H - 2 + 2 * pad, W - 2 + 2 * pad))
         t.compare(f"gx ({H}x{W}, pad={pad}; NaN and inf in gy)",
                   t.backend.conv3x3_grad_input(gy, w, pad, (1, Ci, H, W), version=1),
                   REFERENCE.conv3x3_grad_input(gy, w, pad, (1, Ci, H, W)), scale=10)
@@ -176,7 +176,7 @@ def _conv3x3_grad_weight(t, shapes=None):
 def _conv3x3_grad_weight_edges(t):
     # N*Ho*Wo pixels: 1, 31, 32, 33 and 257 (pad 1), with 2 x 3 blocks of CONV3X3_GW_THREADS
     _conv3x3_grad_weight(t, [(1, 2, 3, 1, n) for n in SIZES])
-    x = _image_with_infinities(t, (1, 2, 5, 5))
+    x = _image_with_infinities(t, "x", (1, 2, 5, 5))
     gy = t.randn("gy", (1, 3, 5, 5))
     t.compare("gw (pad=1; NaN and inf in x)", t.backend.conv3x3_grad_weight(x, gy, 1, version=1),
               REFERENCE.conv3x3_grad_weight(x, gy, 1), scale=10)
