@@ -334,7 +334,7 @@ __device__ __forceinline__ void conv3x3_image_gemm(const real* img, const real* 
         const int m = m0 + row, qq = q0 + col;
         if (m >= Cout || qq >= N * P) return;
         if (has_bias) v += bias[m];
-        if (relu && !(v > (real)0)) v = (real)0;
+        if (relu && v < (real)0) v = (real)0;  // a NaN stays NaN, as in relu_forward_v1 and PyTorch
         const int n = qq / P;
         out[(n * Cout + m) * P + (qq - n * P)] = v;
     };

@@ -33,7 +33,8 @@ def mismatch(name, got, expected, atol, rtol, scale=1.0):
         tolerance = f"(tolerance |got - expected| <= {atol:g}*max|expected| = {bound:.3g}, + {rtol:g}*|expected|)"
     else:
         bound = atol * scale
-        tolerance = f"(tolerance |got - expected| <= {bound:g} + {rtol:g}*|expected|)"
+        tolerance = ("(must be equal)" if bound == rtol == 0 else
+                     f"(tolerance |got - expected| <= {bound:g} + {rtol:g}*|expected|)")
     unwritten = np.isnan(got64) & ~np.isnan(expected64)
     with np.errstate(invalid="ignore"):  # inf - inf
         excess = np.abs(got64 - expected64) - (bound + rtol * np.abs(expected64))

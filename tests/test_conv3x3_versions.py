@@ -77,6 +77,17 @@ def test_conv3x3_every_version(every_backend, rng, dtype, pad):
                                 gy[:, 0].size, dtype, v, "conv3x3_grad_weight", f"gw v{v} {where}")
 
 
+def test_conv3x3_fused_relu_keeps_nan(every_backend, rng):
+    # A NaN stays NaN through the fused ReLU, as through relu_forward_v1, numpy and PyTorch (a run that
+    # diverges must show it): the GEMM versions' epilogue once turned NaN into 0 (!(v > 0) -> 0).
+    x, w, b = randn(rng, 1, 3, 6, 7, dtype=np.float32), randn(rng, 5, 3, 3, 3, dtype=np.float32), None
+    x[0, 1, 2, 3] = np.nan
+    expected = np.isnan(reference.conv3x3(x, w, b, 1, relu=True))
+    for v in versions("conv3x3_forward", np.float32):
+        y = run(every_backend, "conv3x3", x, w, b, 1, version=v, relu=True)
+        assert (np.isnan(y) == expected).all(), f"v{v}: the fused ReLU did not keep the NaNs"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv3x3_fused_bias_relu(every_backend, rng, dtype):
     # relu=True must equal max(conv + b, 0) for every version: fused in the epilogue of the GEMM versions,

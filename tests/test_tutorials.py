@@ -82,3 +82,29 @@ def test_root_readme_links_the_tutorials():
     assert "tutorials/README.md" in text or "](tutorials/)" in text or "](tutorials)" in text, (
         "README.md at the repository root must link the tutorials' table of contents: add a line like "
         "`[The tutorials](tutorials/README.md)` (this link is the lead's to add)")
+
+
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen".split()
+
+
+def test_the_chapter_counts_in_the_text_are_the_chapters():
+    """The table of contents' "Twelve chapters", 3b's "without renumbering chapters 4 to 11", and every
+    "Four things to notice:" followed by that many bullets."""
+    import re
+    said = re.search(r"^(\w+) chapters\b", (TUTORIALS / "README.md").read_text(), re.M).group(1).lower()
+    assert NUMBER_WORDS.index(said) == len(CHAPTERS), f"tutorials/README.md says {said} chapters; there are {len(CHAPTERS)}"
+    last = max(int(re.match(r"\d+", p.name).group(0)) for p in CHAPTERS)
+    for chapter in CHAPTERS:
+        text = chapter.read_text()
+        for m in re.finditer(r"chapters 4 to (\d+)", text):
+            assert int(m.group(1)) == last, f"{chapter.name}: 'chapters 4 to {m.group(1)}', the last is {last}"
+        for m in re.finditer(r"^(\w+) things to notice:\n\n((?:- .*\n(?:  .*\n)*)+)", text, re.M):
+            bullets = len(re.findall(r"^- ", m.group(2), re.M))
+            assert NUMBER_WORDS.index(m.group(1).lower()) == bullets, f"{chapter.name}: '{m.group(1)} things', {bullets}"
+
+
+def test_the_gemm_chapter_explains_the_padding_it_uses():
+    from minunet.ops.launching import GEMM_TILE
+    text = next(p for p in CHAPTERS if p.name.startswith("03b-")).read_text()
+    assert f"`MINUNET_GEMM_PAD` = {GEMM_TILE.MINUNET_GEMM_PAD} words" in text
+    assert "| rung | what it adds | kernel |" in text  # the rungs' numbers are not the versions'

@@ -1,13 +1,16 @@
-"""Exercises: write one of the project's kernels (or common.cuh's block reduction) yourself, checked on the CPU
-simulator (no GPU needed).
+"""Exercises: write one of the project's kernels (or common.cuh's block reduction, gemm_tile.cuh's block tile)
+yourself, checked on the CPU simulator (no GPU needed).
 
-    python -m minunet.exercises list | start NAME [--dir DIR] [--force] | check NAME [--dir DIR]
+    python -m minunet.exercises list | start NAME [--dir DIR] [--force] | check NAME [--dir DIR] [--race]
 
-catalog.py    the exercises: the solution's kernel file and functions, the header lines, a hint, the trials
-skeleton.py   the learner's starting file, derived from kernels/<file> (the solution is the project's own)
-guarded.py    the sim device with the learner's file swapped in (a header: under the kernels that include it);
-              guard zones around every array
-checker.py    the trials: random odd sizes, shuffled thread order, NaN poisoning, against the NumPy reference
-              (minunet/compare.py: the worst element named)
-__main__.py   the command line; the check runs in a child process with a time limit
+catalog.py       the exercises: the solution's kernel file and functions, the header lines, a hint, the random
+                 and edge trials, the kernels that call a header, the targets
+skeleton.py      the learner's starting file, derived from kernels/<file> (the solution is the project's own)
+guarded.py       the sim device with the learner's file swapped in (a header: under the kernels that include
+                 it); canaries around outputs, inaccessible pages after inputs, other block sizes
+checker.py       the trials: random odd sizes and edge cases, shuffled thread order, NaN poisoning, against the
+                 NumPy reference (minunet/compare.py: the worst element named); where a NaN came from
+counts.py        on success: loads and stores per thread, counted by the simulator, against the solution's
+machine_code.py  on success: the GEMM tile's compiled hot loop against the solution's (NVRTC, nvdisasm)
+__main__.py      the command line; the check runs in a child process with a time limit
 """

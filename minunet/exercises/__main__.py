@@ -2,11 +2,14 @@
 
 Write a kernel of the U-Net yourself and have it checked without a GPU: `start` writes the skeleton of one
 of the project's kernels (its signature and comments, the body left to you) to DIR/NAME.cu (DIR/NAME.cuh for
-the reduction of common.cuh, checked through the kernels that include it); `check`
-compiles that file with minunet's CUDA simulator, runs it on random odd-sized inputs against the NumPy
-reference (outputs and shared memory poisoned with NaN, guard zones around every array, threads in a
-shuffled order; with --race also under the simulator's race checker, which names both threads and lines of
-a data race), and on success prints NVRTC's register and shared-memory report for a GPU architecture.
+a header: common.cuh's reduction, gemm_tile.cuh's block tile, checked through every kernel that calls it);
+`check` compiles that file with minunet's CUDA simulator, runs it on random odd-sized inputs and on edge
+cases against the NumPy reference (outputs and shared memory poisoned with NaN, guard zones around outputs,
+inaccessible pages after inputs, threads in a shuffled order; with --race also under the simulator's race
+checker, which names both threads and lines of a data race, and without it the race checker runs by itself
+on a failure that may be one), and on success prints the loads and stores per thread against the
+solution's (with targets: a correct but untiled or serial solution is not done), NVRTC's register and
+shared-memory report for a GPU architecture and, for the GEMM tile, its machine code against the solution's.
 """
 import argparse
 import difflib
@@ -20,6 +23,7 @@ from .. import cli, nvrtc, paths
 from ..sim import SimError
 from ..sim.build import find_kernels
 from ..sim.preload import racecheck_env
+from . import machine_code
 from .catalog import EXERCISES
 from .guarded import kernels_with_header
 from .skeleton import make_skeleton
@@ -75,10 +79,13 @@ def cmd_start(args):
     return 0
 
 
-def _run_checker(exercise, path, timeout, race):
+def _run_checker(exercise, path, timeout, race, trial=None):
     """Run the checker in a child process, so a kernel that never finishes is stopped; (passed, output).
-    race: the child runs under the race checker, whose ThreadSanitizer must be loaded before Python starts."""
+    race: the child runs under the race checker, whose ThreadSanitizer must be loaded before Python starts;
+    trial: the number of the one trial to run."""
     command = [sys.executable, "-m", "minunet.exercises.checker", exercise.name, str(path)]
+    if trial is not None:
+        command += ["--trial", str(trial)]
     env = None
     if race:
         try:
@@ -106,6 +113,29 @@ def _run_checker(exercise, path, timeout, race):
     return child.returncode == 0, output
 
 
+def race_report(exercise, path, output):
+    """When a failure may be a race (wrong or NaN outputs of a file whose threads share memory through
+    barriers), the race checker's findings on that trial alone, as lines to show; else ''."""
+    wrong = re.search(r"elements wrong|NaN where the reference|: got ", output)
+    try:
+        shares = re.search(r"__syncthreads|__shared__|minunet_block_sum", Path(path).read_text())
+    except OSError:
+        shares = None
+    if not (wrong and shares):
+        return ""
+    trial = re.search(r"FAILED in trial (\d+) of", output)
+    if not trial:
+        return ""
+    _, raced = _run_checker(exercise, path, RACE_TIMEOUT, race=True, trial=int(trial.group(1)))
+    races = [line for line in raced.splitlines() if "data race on" in line]
+    if races:
+        return (f"the race checker, run by itself on trial {trial.group(1)}, names the two accesses:\n"
+                + races[0].replace("SimError: ", ""))
+    if "not available here" in raced:
+        return raced.replace("FAILED: ", "(the race checker would have been run: ") + ")"
+    return f"(the race checker, run by itself on trial {trial.group(1)}, found no data race)"
+
+
 def _occupancy(resources, arch):
     try:
         return f"{nvrtc.occupancy(resources, arch, 256):.0%}"
@@ -114,8 +144,9 @@ def _occupancy(resources, arch):
 
 
 def resource_report(exercise, path, arch):
-    """(ok, text): NVRTC's registers / shared memory / spills of the exercise's kernels on one GPU arch (a
-    header's exercise: of the kernels that call it, compiled with the learner's header)."""
+    """(ok, text, {stem: nvrtc.CompileResult}): NVRTC's registers / shared memory / spills of the exercise's
+    kernels on one GPU arch (a header's exercise: of the kernels that call it, compiled with the learner's
+    header)."""
     if exercise.is_header:
         folder = kernels_with_header(path, exercise.file)
         files = {folder / f"{stem}.cu": {kernel} for stem, kernel in exercise.callers}
@@ -123,20 +154,22 @@ def resource_report(exercise, path, arch):
         files = {Path(path): set(find_kernels(make_skeleton(exercise)))}  # the kernels the learner's file defines
     rows = []
     warnings = []
+    compiled = {}
     for source, launched in files.items():
         try:
-            result = nvrtc.compile_file(source, arch, "float", include_dirs=[paths.kernels_dir()])
+            result = compiled[Path(source).stem] = nvrtc.compile_file(source, arch, "float",
+                                                                      include_dirs=[paths.kernels_dir()])
         except nvrtc.NvrtcError as e:
-            return False, f"FAILED: the simulator ran it, but NVRTC (the GPU compiler) rejects it:\n{e}"
+            return False, f"FAILED: the simulator ran it, but NVRTC (the GPU compiler) rejects it:\n{e}", {}
         except (ImportError, RuntimeError, OSError) as e:
             return True, (f"(no NVRTC resource report: {e}. It needs CuPy and NVRTC: pip install -e \".[dev]\", "
-                          f"or the cuda13 extra)")
+                          f"or the cuda13 extra)"), {}
         rows += [(name, str(r.registers), str(r.shared_bytes), f"{r.spill_stores}/{r.spill_loads}",
                   str(r.stack_bytes), _occupancy(r, arch)) for name, r in result.kernels.items() if name in launched]
         warnings += nvrtc.warnings_in(result.log)
     header = ("kernel", "registers", "shared bytes", "spill st/ld", "stack", "occupancy@256")
     text = f"NVRTC's report for sm_{nvrtc.arch_number(arch)} (float):\n" + nvrtc.text_table(header, rows)
-    return True, text + ("\nNVRTC warnings:\n" + "\n".join(warnings) if warnings else "")
+    return True, text + ("\nNVRTC warnings:\n" + "\n".join(warnings) if warnings else ""), compiled
 
 
 def cmd_check(args):
@@ -155,10 +188,17 @@ def cmd_check(args):
     passed, output = _run_checker(exercise, path, timeout, args.race)
     print(output)
     if not passed:
+        if not args.race:
+            report = race_report(exercise, path, output)
+            if report:
+                print(report)
         print(f"hint: {exercise.hint}")
         return 1
-    ok, report = resource_report(exercise, path, args.arch)
+    ok, report, compiled = resource_report(exercise, path, args.arch)
     print(report)
+    if ok and exercise.machine_code:
+        ok, report = machine_code.target(exercise, compiled, args.arch)
+        print(report)
     return 0 if ok else 1
 
 

@@ -129,8 +129,9 @@ def _header_skeleton(exercise, source, path):
     return text + source[done:]
 
 
-def make_skeleton(exercise):
-    """The text of the learner's starting file for an exercise (catalog.Exercise)."""
+def make_skeleton(exercise, solved=False):
+    """The text of the learner's starting file for an exercise (catalog.Exercise); solved: with the solution's
+    bodies instead of the TODOs (what a learner who solved it has; the tests mutate it)."""
     path = paths.kernels_dir() / exercise.file
     source = path.read_text()
     banner = (textwrap.fill(f"Exercise '{exercise.name}' ({exercise.chapter}): {exercise.summary}", 110,
@@ -138,13 +139,14 @@ def make_skeleton(exercise):
               f"// Write the bodies marked TODO, then check them on the CPU simulator:\n"
               f"//     python -m minunet.exercises check {exercise.name}\n")
     if exercise.is_header:
-        return banner + "//\n" + _header_skeleton(exercise, source, path)
+        return banner + "//\n" + (source if solved else _header_skeleton(exercise, source, path))
     pieces = []  # (offset in the source, text), put back in source order
     solution = ""  # the code of the functions, for the #defines they use
     for name in exercise.write:
         for start, body_open, end in definitions_to_write(source, name):
             solution += source[start:end]
-            pieces.append((start, comment_above(source, start) + source[start:body_open] + _todo(name, path)))
+            body = source[body_open:end] + "\n" if solved else _todo(name, path)
+            pieces.append((start, comment_above(source, start) + source[start:body_open] + body))
     for name in exercise.keep:
         for start, body_open, end in function_definitions(source, name):
             pieces.append((start, comment_above(source, start) + source[start:end] + "\n"))
@@ -152,3 +154,30 @@ def make_skeleton(exercise):
     body = "\n".join(text for _, text in sorted(pieces))
     return (banner + "//\n" + header_entries(source, exercise.header) + "\n"
             + preprocessor_lines(source, solution + body) + "\n" + body)
+
+
+_BARRIER = re.compile(r"\b__syncthreads\s*\(|\bminunet_block_sum\s*[(<]")  # a barrier, or a call that has some
+
+
+def early_returns(exercise, path):
+    """The line numbers of the `return`s in the learner's file (path) that come before the last barrier of
+    their function, among the functions the learner writes: a thread leaving there skips that barrier."""
+    try:
+        source = open(path).read()
+    except OSError:
+        return []
+    masked = _mask_comments(source)
+    lines = []
+    for name in exercise.write:
+        try:
+            definitions = function_definitions(source, name)
+        except SkeletonError:
+            continue
+        for _, body_open, end in definitions:
+            barriers = [m.start() for m in _BARRIER.finditer(masked, body_open, end)]
+            if not barriers:
+                continue
+            lines += [masked.count("\n", 0, m.start()) + 1
+                      for m in re.finditer(r"\breturn\b", masked[:barriers[-1]])
+                      if m.start() > body_open]
+    return sorted(set(lines))

@@ -35,6 +35,9 @@ How it works
   ThreadSanitizer (racecheck.h) and reports two unordered accesses to one address, one a write, as a SimError
   naming the kernel, the array, both threads and both lines (races.py). The process needs libtsan loaded
   before Python starts: `python -m minunet.sim.preload <command>` (preload.py).
+- Counting: SimModule(counting=True) compiles every load and store of kernel code as a call (GCC's
+  kernel-address instrumentation, counting.h) that counts it for its CUDA thread, as a global or shared access
+  by the ranges the caller sets (minunet/exercises/counts.py shows them per thread, as GPU-Puzzles does).
 - MINUNET_SIM_FIBERS=ucontext switches fibers with glibc's swapcontext (slower; a check of the assembly).
   MINUNET_SIM_SANITIZE=1 builds with AddressSanitizer and UBSan (and ucontext fibers); run Python with
   libasan in LD_PRELOAD (and UBSAN_OPTIONS=print_stacktrace=1) to see, at their source line, out-of-bounds

@@ -28,7 +28,7 @@ from .. import paths
 from .shared_layout import SharedLayout, kernel_layouts
 
 SIM_DIR = Path(__file__).resolve().parent
-SIM_SOURCES = ("cuda_sim.h", "fiber.h", "float_mode.h", "racecheck.h", "runtime.cpp", "shared_memory.h",
+SIM_SOURCES = ("cuda_sim.h", "counting.h", "fiber.h", "float_mode.h", "racecheck.h", "runtime.cpp", "shared_memory.h",
                "shared_layout.py")
 CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden",
              "-fstack-clash-protection", "-g1", "-gdwarf-4", "-w")
@@ -37,6 +37,9 @@ CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-ali
 # One section per function and variable, so the linker can tell which shared arrays a kernel reaches;
 # no STB_GNU_UNIQUE symbols, which would make two libraries share one template's shared array.
 SECTION_FLAGS = ("-ffunction-sections", "-fdata-sections", "-fno-gnu-unique")
+# A counting build (counting.h): every load and store of kernel code becomes a call that counts it.
+COUNT_FLAGS = ("-fsanitize=kernel-address", "-fasan-shadow-offset=0", "--param=asan-instrumentation-with-call-threshold=0",
+               "--param=asan-globals=0", "--param=asan-stack=0", "-DMINUNET_SIM_COUNT=1")
 
 
 class SimError(RuntimeError):
@@ -257,9 +260,10 @@ class KernelInfo:
     shared: SharedLayout  # the shared arrays it reaches (shared_layout.py)
 
 
-def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None):
+def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None, counting=False):
     """Compile cu_path with defines {NAME: value} (racecheck: for the race checker; gpu_math: with GPU
-    arithmetic, None: MINUNET_SIM_GPU_MATH); returns (library path, {kernel: KernelInfo})."""
+    arithmetic, None: MINUNET_SIM_GPU_MATH; counting: with the memory-access counter of counting.h, not with
+    the race checker); returns (library path, {kernel: KernelInfo})."""
     cu_path = Path(cu_path).resolve()
     if not cu_path.is_file():
         raise FileNotFoundError(f"kernel source {cu_path} not found")
@@ -281,7 +285,7 @@ def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu
     wrapper = generate_wrapper(cu_path, source, kernels, extern_shared, find_launch_bounds(whole))
 
     cxx = compiler()
-    flags = (*CXX_FLAGS, *mode_flags(racecheck, gpu_math), "-DMINUNET_SIM",
+    flags = (*CXX_FLAGS, *mode_flags(racecheck, gpu_math), *(COUNT_FLAGS if counting else ()), "-DMINUNET_SIM",
              *[f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(defines.items())],
              "-I", str(cu_path.parent), *[a for d in include_dirs for a in ("-I", str(d))],
              "-include", str(SIM_DIR / "cuda_sim.h"))

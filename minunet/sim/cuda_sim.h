@@ -310,3 +310,7 @@ constexpr int launch_bounds_max_threads(int max_threads = 1024, int = 0, int = 0
     MINUNET_SIM_EXPORT int minunet_sim_max_threads_##name() { \
         return ::minunet_sim::launch_bounds_max_threads launch_bounds; \
     }
+
+#ifdef MINUNET_SIM_COUNT
+#include "counting.h"  // the memory-access counter of counting builds
+#endif

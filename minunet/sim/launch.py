@@ -246,16 +246,21 @@ class SimModule:
     shuffle_seed: run threads and blocks in a random order from this seed (None: MINUNET_SIM_SHUFFLE or
     in order); racecheck: report data races between the kernel's threads as SimErrors (None:
     MINUNET_SIM_RACECHECK; the process needs ThreadSanitizer loaded, see minunet/sim/preload.py); gpu_math:
-    fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH).
+    fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH); counting: every load
+    and store of kernel code counted per thread (counting.h; the caller sets the ranges with
+    library.minunet_sim_count_set before a launch, as minunet/exercises/counts.py does).
     """
 
-    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, racecheck=None, gpu_math=None):
+    def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, racecheck=None, gpu_math=None,
+                 counting=False):
         if defines is not None and not isinstance(defines, dict):
             defines = {name: None for name in defines}
         self.path = path
         self.shuffle_seed = shuffle_seed if shuffle_seed is not None else shuffle_seed_from_env()
         self.racecheck = racecheck_from_env() if racecheck is None else bool(racecheck)
-        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck, gpu_math)
+        self.counting = counting
+        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck, gpu_math,
+                                                        counting)
         self.library = _load(self.library_path, self.racecheck)
         self._functions = {}
         self._shared_arrays = None
