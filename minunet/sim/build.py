@@ -28,8 +28,8 @@ from .. import paths
 from .shared_layout import SharedLayout, kernel_layouts
 
 SIM_DIR = Path(__file__).resolve().parent
-SIM_SOURCES = ("cuda_sim.h", "fiber.h", "float_mode.h", "racecheck.h", "runtime.cpp", "shared_memory.h",
-               "shared_layout.py")
+SIM_SOURCES = ("cuda_sim.h", "fiber.h", "float_mode.h", "global_memory.h", "racecheck.h", "runtime.cpp",
+               "shared_memory.h", "shared_layout.py")
 CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden",
              "-fstack-clash-protection", "-g1", "-gdwarf-4", "-w")
 # -g1: line tables, to name the line of a crash; DWARF 4, since binutils 2.40 misnames the file of lines

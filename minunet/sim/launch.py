@@ -18,6 +18,7 @@ import numpy as np
 from ..backends.launch_limits import LaunchLimitError, check_launch, check_opt_in
 from . import races
 from .build import SimError, build_library, racecheck_from_env, sanitize_enabled
+from .global_memory import Regions
 
 # One launch at a time in the whole process: the runtime's state and the crash handlers are process-wide.
 _LAUNCH_LOCK = threading.Lock()
@@ -93,6 +94,9 @@ def _load(path, racecheck):
                         "LD_PRELOAD=$(g++ -print-file-name=libasan.so))")
             raise SimError(f"could not load the simulator library {path}: {e}{hint}") from None
         lib.minunet_sim_launch.restype = ctypes.c_int
+        lib.minunet_sim_global_place.argtypes = [ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                 ctypes.c_int, ctypes.c_void_p]
+        lib.minunet_sim_global_finish.argtypes = [ctypes.c_int]
         lib.minunet_sim_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
                                            ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
                                            ctypes.c_int, ctypes.c_ulonglong,
@@ -102,8 +106,19 @@ def _load(path, racecheck):
         lib.minunet_sim_fault_offset.restype = ctypes.c_ulonglong
         lib.minunet_sim_race_report.restype = ctypes.c_char_p
         lib.minunet_sim_shared_base.restype = ctypes.c_ulonglong
+        lib.minunet_sim_finding.restype = ctypes.POINTER(_Finding)
         _LIBRARIES[path] = lib
     return lib
+
+
+class _Finding(ctypes.Structure):
+    """runtime.cpp's Finding: a bad access to memory, for the launcher to name the array and element."""
+    _fields_ = [("kind", ctypes.c_int), ("access", ctypes.c_int), ("region", ctypes.c_uint),
+                ("offset", ctypes.c_longlong), ("thread", ctypes.c_char * 160)]
+
+
+GLOBAL_FAULT, GLOBAL_CANARY = 1, 2
+_VERBS = {0: "accesses", 1: "reads", 2: "writes"}
 
 
 def _c_array(ctype, values):
@@ -129,6 +144,7 @@ class SimKernel:
         self.module = module
         self.name = name
         self.max_dynamic_shared = max_dynamic_shared  # the opt-in (ARCHITECTURE.md)
+        self._launches = 0  # global memory alternates between guarding the arrays' ends and starts
         lib = module.library
         param_names = info.params
         self._run = ctypes.cast(getattr(lib, f"minunet_sim_run_{name}"), ctypes.c_void_p).value
@@ -184,8 +200,8 @@ class SimKernel:
                                  f"({what} {tuple(dims)})")
         return dims
 
-    def _marshal(self, param, value):
-        """A ctypes object holding the argument's bytes, after checking it against the parameter."""
+    def _check(self, param, value):
+        """The argument checked against the parameter."""
         where = f"kernel '{self.name}': parameter '{param.name}' ({param.c_type})"
         if param.pointer:
             if not isinstance(value, np.ndarray):
@@ -197,14 +213,25 @@ class SimKernel:
                 raise TypeError(f"{where} needs an array of dtype {param.dtype}, got {value.dtype}")
             if not param.const and not value.flags.writeable:
                 raise TypeError(f"{where} may be written by the kernel, but the array is read-only")
-            return ctypes.c_void_p(value.ctypes.data)
+            return
         if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):  # np.float64 is a float
             raise TypeError(f"{where} needs np.{param.dtype.type.__name__}(...), got a Python "
                             f"{type(value).__name__} (CuPy would pass a Python {type(value).__name__} as 8 bytes)")
         if not isinstance(value, np.generic) or value.dtype != param.dtype:
             got = f"np.{value.dtype}" if isinstance(value, np.generic) else type(value).__name__
             raise TypeError(f"{where} needs np.{param.dtype.type.__name__}, got {got}")
-        return np.ctypeslib.as_ctypes_type(param.dtype).from_buffer_copy(value.tobytes())
+
+    def _message(self, finding, message, regions, fault_offset):
+        """The SimError's text: a bad access to global memory names the array and element."""
+        if finding.kind == GLOBAL_FAULT:
+            return (f"kernel '{self.name}': {finding.thread.decode()} {_VERBS[finding.access]} "
+                    f"{regions.describe(finding.region, finding.offset)}"
+                    f"{_source_line(self.module.library_path, fault_offset)}")
+        if finding.kind == GLOBAL_CANARY:
+            return (f"kernel '{self.name}' wrote {regions.describe(finding.region, finding.offset)} (seen in its "
+                    f"guard bytes after the launch, which tells neither the thread nor the line; "
+                    f"MINUNET_SIM_INITCHECK=1 names both)")
+        return message + _source_line(self.module.library_path, fault_offset)
 
     # -- launch ------------------------------------------------------------------------------------------
     def __call__(self, grid, block, args, shared_mem=0):
@@ -216,27 +243,36 @@ class SimKernel:
         if len(args) != len(self.params):
             raise TypeError(f"kernel '{self.name}' takes {len(self.params)} arguments "
                             f"({', '.join(p.name for p in self.params)}), got {len(args)}")
-        holders = [self._marshal(p, a) for p, a in zip(self.params, args)]
-        argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
+        for p, a in zip(self.params, args):
+            self._check(p, a)
         grid_c = (ctypes.c_uint * 3)(*grid)
         block_c = (ctypes.c_uint * 3)(*block)
         seed = self.module.shuffle_seed
         lib = self.module.library
+        regions = Regions(self.params, args)
         with _LAUNCH_LOCK:
+            # The kernel works on guarded copies (global_memory.h), every other launch against the guard before
+            # them rather than after.
+            device = regions.place(lib, at_start=self._launches % 2 == 1)
+            self._launches += 1
+            holders = [ctypes.c_void_p(device[i]) if p.pointer else
+                       np.ctypeslib.as_ctypes_type(p.dtype).from_buffer_copy(a.tobytes())
+                       for i, (p, a) in enumerate(zip(self.params, args))]
+            argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
             failed = lib.minunet_sim_launch(self.name.encode(), self._run, argv, grid_c, block_c,
                                             int(seed is not None), (seed or 0) & (2**64 - 1),
                                             self._static_arrays, self._shared_counts[0], self._dynamic,
                                             self._dynamic_names, self._shared_counts[1], int(shared_mem))
+            race = lib.minunet_sim_race_report().decode(errors="replace") if failed else ""
+            failed = lib.minunet_sim_global_finish(failed) or failed  # the copies back to the caller's arrays
             message = lib.minunet_sim_last_error().decode(errors="replace") if failed else ""
             fault_offset = lib.minunet_sim_fault_offset() if failed else 0
-            race = lib.minunet_sim_race_report().decode(errors="replace") if failed else ""
+            finding = _Finding.from_buffer_copy(lib.minunet_sim_finding().contents)
         if race:
-            arrays = [(p.name, a) for p, a in zip(self.params, args) if p.pointer]
-            raise SimError(races.describe(race, self.name, self.module.library_path, arrays,
+            raise SimError(races.describe(race, self.name, self.module.library_path, regions.arrays(),
                                           self.module.shared_arrays(), lib.minunet_sim_shared_base()))
-        del holders, args  # the arrays stayed alive for the whole launch
         if failed:
-            raise SimError(message + _source_line(self.module.library_path, fault_offset))
+            raise SimError(self._message(finding, message, regions, fault_offset))
 
 
 class SimModule:

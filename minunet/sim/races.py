@@ -2,7 +2,7 @@
 
 TSan names threads by number and memory by address; the reader of a kernel thinks in CUDA threads, arrays and
 source lines. The runtime names each TSan fiber after its CUDA thread ("minunet thread (3,0,0) of block
-(0,0,0)"); the launcher knows each argument array's address range; the library's symbol table gives each
+(0,0,0)"); the launcher knows each argument array's address range (of the kernel's copy, global_memory.h); the library's symbol table gives each
 __shared__ array's offset from the library's load address (the simulator keeps each in a static).
 """
 import re
@@ -61,8 +61,7 @@ def _kernel_line(stack, library_path):
 
 def _where(address, size, arrays, shared, shared_base):
     """The memory an address belongs to: an argument array with the element's index, or a __shared__ array."""
-    for name, array in arrays:
-        lo = array.ctypes.data
+    for name, lo, array in arrays:
         if lo <= address < lo + array.nbytes:
             index = np.unravel_index((address - lo) // array.itemsize, array.shape) if array.size else ()
             index = ", ".join(str(int(i)) for i in index)
@@ -75,8 +74,9 @@ def _where(address, size, arrays, shared, shared_base):
 
 
 def describe(text, kernel, library_path, arrays, shared, shared_base):
-    """The SimError message for TSan's text about the kernel of library_path; arrays: [(parameter name,
-    numpy array)], shared: [(name, offset, size)] of __shared__ arrays at shared_base."""
+    """The SimError message for TSan's text about the kernel of library_path; arrays: [(parameter name, its
+    address in the kernel's global memory, numpy array)], shared: [(name, offset, size)] of __shared__ arrays
+    at shared_base."""
     report = first_report(text)
     accesses = list(_ACCESS.finditer(report))
     names = dict(_THREAD.findall(report))

@@ -12,7 +12,8 @@
 // lanes within a warp and the blocks run in a random order.
 // A crash inside the kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, a fiber stack overflow into its guard page)
 // is caught on an alternate signal stack and jumps back here, so the Python process survives.
-// The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h).
+// The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h); its
+// global arrays are copies that end against inaccessible pages (global_memory.h).
 #include "cuda_sim.h"
 
 #include <dlfcn.h>
@@ -28,6 +29,7 @@
 
 #include "fiber.h"
 #include "float_mode.h"
+#include "global_memory.h"
 #include "racecheck.h"
 #include "shared_memory.h"
 
@@ -76,6 +78,17 @@ bool g_shuffle;
 unsigned* g_order;           // resume order of a warp's lanes
 unsigned g_warp_order[32];   // run order of a block's warps
 char* g_shared_lo;           // this library's load address, for naming __shared__ arrays in race reports
+GlobalMemory g_global;       // the launch's copies of its array arguments
+
+// What the Python side needs to name a bad access to memory (it knows the arrays' names, types and shapes).
+enum FindingKind { NO_FINDING, GLOBAL_FAULT, GLOBAL_CANARY };
+struct Finding {
+    int kind;
+    int access;            // 0 unknown, 1 read, 2 write
+    unsigned region;       // global memory: the region (global_memory.h) ...
+    long long offset;      // ... and the byte offset from its start
+    char thread[160];      // who, as where() says it
+} g_finding;
 
 // Fiber stacks: one mapping, each stack with an inaccessible guard region below it.
 char* g_pool;
@@ -88,6 +101,7 @@ pthread_t g_launch_thread;
 int g_fault_signal;
 void* g_fault_address;
 uintptr_t g_fault_pc;
+int g_fault_access;  // 0 unknown, 1 read, 2 write
 const int FAULT_SIGNALS[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 struct sigaction g_saved_actions[4];
 stack_t g_saved_altstack;
@@ -409,6 +423,16 @@ void run_block(const SharedMemory& shared, unsigned long long position) {
 }
 
 // ---- crash handling ---------------------------------------------------------------------------------------
+// Whether the faulting access was a read or a write, where the CPU says (x86-64's page-fault error code).
+int fault_access(void* context) {
+#if defined(__x86_64__)
+    return (((const ucontext_t*)context)->uc_mcontext.gregs[REG_ERR] & 2) ? 2 : 1;
+#else
+    (void)context;
+    return 0;
+#endif
+}
+
 uintptr_t program_counter(void* context) {
     const ucontext_t* uc = (const ucontext_t*)context;
 #if defined(__x86_64__)
@@ -431,6 +455,7 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     g_fault_signal = sig;
     g_fault_address = info->si_addr;
     g_fault_pc = program_counter(context);
+    g_fault_access = sig == SIGSEGV ? fault_access(context) : 0;
     MINUNET_SIM_IF_TSAN(race::switch_to(race::g_host));  // TSan finds the jump buffer in the fiber that set it
     siglongjmp(g_crash_jump, 1);
 }
@@ -469,6 +494,15 @@ void report_crash() {
     if (!g_current) {
         report("kernel '%s': %s at address %p in the simulator itself, block (%u,%u,%u)", g_kernel, what,
                g_fault_address, blockIdx.x, blockIdx.y, blockIdx.z);
+        return;
+    }
+    unsigned region;
+    long long offset;
+    if ((g_fault_signal == SIGSEGV || g_fault_signal == SIGBUS) && g_global.locate(address, &region, &offset)) {
+        g_finding = {GLOBAL_FAULT, g_fault_access, region, offset, ""};
+        snprintf(g_finding.thread, sizeof g_finding.thread, "%s", where(g_current));
+        report("kernel '%s': %s accessed global memory outside its array arguments at address %p", g_kernel,
+               where(g_current), g_fault_address);
         return;
     }
     report("kernel '%s' crashed in %s: %s", g_kernel, where(g_current), what);
@@ -544,6 +578,33 @@ extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim
     return g_fault_pc - (uintptr_t)self.dli_fbase;
 }
 
+// Before a launch: copy the array arguments' regions into guarded memory (global_memory.h), against the guard
+// page after each (or before: at_start); device[i] is where region i is for the kernel. Returns 0, or 1 if
+// memory ran out.
+extern "C" __attribute__((visibility("default"))) int minunet_sim_global_place(
+    unsigned count, char* const* host, const unsigned long long* bytes, const int* writable, int at_start,
+    unsigned long long* device) {
+    if (!g_global.place(count, host, bytes, writable, at_start != 0)) return 1;
+    for (unsigned i = 0; i < count; i++) device[i] = (unsigned long long)(uintptr_t)g_global.regions[i].device;
+    return 0;
+}
+
+// After a launch (finished or failed): copy the writable regions back; 1 if the kernel wrote outside them
+// (the region and offset in the finding), after a launch that did not fail otherwise.
+extern "C" __attribute__((visibility("default"))) int minunet_sim_global_finish(int failed) {
+    g_global.copy_back();
+    if (failed) return 0;
+    unsigned region;
+    long long offset;
+    if (!g_global.canary_written(&region, &offset)) return 0;
+    g_finding = {GLOBAL_CANARY, 2, region, offset, ""};
+    snprintf(g_error, sizeof g_error, "kernel '%s' wrote global memory outside its array arguments", g_kernel);
+    return 1;
+}
+
+// The last finding about memory (Finding above), for the Python side to name the array and element.
+extern "C" __attribute__((visibility("default"))) const void* minunet_sim_finding() { return &g_finding; }
+
 // Run body (a kernel's entry point) over the grid. Returns 0, or 1 with the message in minunet_sim_last_error.
 extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     const char* kernel, void (*body)(void**), void** args, const unsigned* grid, const unsigned* block,
@@ -553,6 +614,7 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     g_error[0] = '\0';
     g_failed = false;
     g_fault_pc = 0;
+    g_finding.kind = NO_FINDING;
     g_kernel = kernel;
     g_body = body;
     g_args = args;

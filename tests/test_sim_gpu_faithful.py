@@ -1,0 +1,90 @@
+"""The simulator names kernel bugs a GPU would show (issue #26): one kernel file per bug class in
+tests/sim_kernels/gpu_faithful/, each bug beside a correct twin that runs clean.
+
+- global_out_of_bounds.cu: global memory past either end of an argument array, in every mode (the runtime's
+  copies of the arrays lie between guard pages, global_memory.h).
+"""
+import numpy as np
+import pytest
+
+from minunet import paths
+from minunet.sim import SimError, SimLauncher, SimModule
+from minunet.sim.global_memory import Regions
+from test_sim import KERNELS, REAL
+
+FAITHFUL = KERNELS / "gpu_faithful"
+
+
+def module(file, dtype=np.float32, **options):
+    return SimModule(FAITHFUL / file, defines={"MINUNET_REAL": REAL[dtype]}, include_dirs=[paths.kernels_dir()],
+                     **options)
+
+
+def nan_array(shape, dtype=np.float32):
+    return SimLauncher().empty(shape, dtype)
+
+
+# ---- global memory out of bounds: every mode ---------------------------------------------------------------
+def launch_twice(f, *launch):
+    """Two launches of one kernel function: the first guards the arrays' ends, the second their starts."""
+    for _ in range(2):
+        f(*launch)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_read_past_the_end_of_a_global_array_is_named(rng, dtype):
+    mod = module("global_out_of_bounds.cu", dtype)
+    a = rng.standard_normal((4, 20)).astype(dtype)  # k = 20: the second tile of 16 is partial
+    sums = nan_array(4, dtype)
+    launch_twice(mod.get_function("tile_loader_checked"), 4, 16, (a, sums, np.int32(20)))
+    np.testing.assert_allclose(sums, a.sum(1), rtol=1e-5)
+    with pytest.raises(SimError, match=r"kernel 'tile_loader_reads_past_end': thread \(4,0,0\) of block \(3,0,0\) "
+                                       rf"reads element 80 of global array 'a' \(argument 0, {np.dtype(dtype)} "
+                                       r"\(4, 20\)\), 1 past its end .*global_out_of_bounds.cu:15 "):
+        mod.get_function("tile_loader_reads_past_end")(4, 16, (a, sums, np.int32(20)))
+
+
+def test_a_read_before_the_start_of_a_global_array_is_named(rng):
+    mod = module("global_out_of_bounds.cu")
+    image = rng.standard_normal((6, 7)).astype(np.float32)
+    out = nan_array(42)
+    launch_twice(mod.get_function("stencil_checked"), 2, 32, (image, out, np.int32(6), np.int32(7)))
+    padded = np.pad(image, ((1, 1), (0, 0)))
+    np.testing.assert_array_equal(out, (padded[:-2] + padded[2:]).ravel())
+    with pytest.raises(SimError, match=r"'stencil_reads_before_start': thread \(0,0,0\) of block \(0,0,0\) reads "
+                                       r"element -7 of global array 'x' .*7 before its start .*"
+                                       r"global_out_of_bounds.cu:55 "):
+        launch_twice(mod.get_function("stencil_reads_before_start"), 2, 32, (image, out, np.int32(6), np.int32(7)))
+
+
+def test_a_write_before_the_start_is_seen_after_the_launch_and_at_its_line(rng):
+    mod = module("global_out_of_bounds.cu")
+    x = rng.standard_normal(100).astype(np.float32)
+    out = nan_array(100)
+    launch_twice(mod.get_function("difference_checked"), 4, 32, (x, out, np.int32(100)))
+    np.testing.assert_array_equal(out, np.diff(x, prepend=np.float32(0)))
+    f = mod.get_function("difference_writes_before_start")
+    with pytest.raises(SimError, match=r"'difference_writes_before_start' wrote element -1 of global array 'out' "
+                                       r"\(argument 1, float32 \(100,\)\), 1 before its start \(seen in its guard "
+                                       r"bytes after the launch.*MINUNET_SIM_INITCHECK=1 names both"):
+        f(4, 32, (x, out, np.int32(100)))  # the end is guarded: the stray write lands in the canary bytes
+    with pytest.raises(SimError, match=r"thread \(0,0,0\) of block \(0,0,0\) writes element -1 of global array "
+                                       r"'out'.*global_out_of_bounds.cu:42 "):
+        f(4, 32, (x, out, np.int32(100)))  # the start is guarded: it faults
+
+
+def test_arguments_that_share_memory_stay_one_buffer_for_the_kernel(rng):
+    """The runtime copies overlapping arguments as one region: an in-place launch sees its own writes."""
+    f = SimModule(KERNELS / "basics.cu", defines={"MINUNET_REAL": "float"},
+                  include_dirs=[paths.kernels_dir()]).get_function("vector_add")
+    a, b = rng.standard_normal(64).astype(np.float32), rng.standard_normal(64).astype(np.float32)
+    expect = a + b
+    f(1, 64, (a, b, a, np.int32(64)))  # out is a
+    np.testing.assert_array_equal(a, expect)
+    x, y = np.arange(10, dtype=np.float32), np.zeros(3, np.float32)
+    regions = Regions(f.params, (x[:8], x[2:], x[1:9], np.int32(8)))  # three views of one buffer: one region
+    assert regions.spans == [[x.ctypes.data, 40, True]]
+    assert [(name, offset) for _, name, _, offset, _ in regions.members] == [("a", 0), ("out", 4), ("b", 8)]
+    regions = Regions(f.params, (x[:3], y, x[3:6], np.int32(3)))  # adjacent, not overlapping: three regions
+    assert sorted((size, writable) for _, size, writable in regions.spans) == [(12, False), (12, False), (12, True)]
+
