@@ -3,6 +3,8 @@ tests/sim_kernels/gpu_faithful/, each bug beside a correct twin that runs clean.
 
 - global_out_of_bounds.cu: global memory past either end of an argument array, in every mode (the runtime's
   copies of the arrays lie between guard pages, global_memory.h).
+- warp_lanes.cu: a shuffle reading a lane that does not exist or does not take part, a lane calling with a mask
+  that leaves it out, in every mode; a mask naming lanes that do not exist stays allowed, as on sm_70+.
 """
 import numpy as np
 import pytest
@@ -88,3 +90,38 @@ def test_arguments_that_share_memory_stay_one_buffer_for_the_kernel(rng):
     regions = Regions(f.params, (x[:3], y, x[3:6], np.int32(3)))  # adjacent, not overlapping: three regions
     assert sorted((size, writable) for _, size, writable in regions.spans) == [(12, False), (12, False), (12, True)]
 
+
+# ---- warp functions as the PTX ISA defines them: every mode ------------------------------------------------
+def test_a_shuffle_reading_lanes_that_do_not_exist_is_an_error(rng):
+    mod = module("warp_lanes.cu")
+    x = rng.standard_normal(80).astype(np.float32)
+    sums = nan_array(3)
+    # The full mask in a partial warp is allowed (sm_70+: lanes that do not exist are not waited for) ...
+    mod.get_function("warp_sum_within_lanes")(1, 80, (x, sums))
+    np.testing.assert_allclose(sums, [x[:32].sum(), x[32:64].sum(), x[64:].sum()], rtol=1e-5)
+    # ... reading them is the bug.
+    with pytest.raises(SimError, match=r"kernel 'warp_sum_reads_missing_lanes': __shfl_down_sync at "
+                                       r"warp_lanes.cu:11 in warp 2 of block \(0,0,0\): lanes 0-15 read lanes 16-31, "
+                                       r"which do not exist \(the block's 80 threads end at lane 15 of this warp\)"):
+        mod.get_function("warp_sum_reads_missing_lanes")(1, 80, (x, sums))
+    mod.get_function("warp_sum_reads_missing_lanes")(1, 64, (x, sums))  # full warps: correct
+
+
+def test_a_shuffle_reading_a_lane_outside_its_mask_is_an_error(rng):
+    mod = module("warp_lanes.cu")
+    x = rng.standard_normal(32).astype(np.float32)
+    out = nan_array(32)
+    mod.get_function("broadcast_within_mask")(1, 32, (x, out))
+    np.testing.assert_array_equal(out, np.where(np.arange(32) < 16, x[15], x))
+    with pytest.raises(SimError, match=r"'broadcast_from_lane_not_taking_part': __shfl_sync at warp_lanes.cu:30 in "
+                                       r"warp 0 of block \(0,0,0\): lanes 0-15 read lane 20, which is not in the mask "
+                                       r"0x0000ffff"):
+        mod.get_function("broadcast_from_lane_not_taking_part")(1, 32, (x, out))
+
+
+def test_a_lane_calling_with_a_mask_that_leaves_it_out_is_an_error(rng):
+    x = rng.standard_normal(32).astype(np.float32)
+    with pytest.raises(SimError, match=r"'caller_not_in_its_mask': __shfl_sync at warp_lanes.cu:45 in thread \(0,0,0\) "
+                                       r"of block \(0,0,0\), lane 0 of its warp, with mask 0xfffffffe, which leaves the "
+                                       r"calling lane out"):
+        module("warp_lanes.cu").get_function("caller_not_in_its_mask")(1, 32, (x, nan_array(32)))

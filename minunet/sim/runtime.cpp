@@ -233,10 +233,73 @@ void copy_value(void* to, const void* from, int size) {
     }
 }
 
-// Complete every warp function of the warp starting at thread `first` whose lanes have all arrived.
-void resolve_warp(unsigned first) {
+const char* op_name(int op);
+
+// "3", "0-15" or "0-3, 8, 10-11": the lanes of a bit mask.
+const char* lane_list(unsigned lanes) {
+    static char text[2][160];
+    static int which;
+    char* out = text[which ^= 1];
+    out[0] = '\0';
+    for (unsigned a = 0; a < 32; a++) {
+        if (!(lanes >> a & 1u)) continue;
+        unsigned b = a;
+        while (b + 1 < 32 && (lanes >> (b + 1) & 1u)) b++;
+        size_t used = strlen(out);
+        snprintf(out + used, 160 - used, b == a ? "%s%u" : "%s%u-%u", used ? ", " : "", a, b);
+        a = b;
+    }
+    return out;
+}
+
+// A shuffle reads only from lanes that exist and take part in it (the PTX ISA: otherwise the value is
+// undefined). Reports the group's readers of lanes that do not, and returns false, or returns true.
+bool shuffle_sources_defined(unsigned first, unsigned lanes, unsigned members) {
+    const char* const reasons[][2] = {{"does not exist", "do not exist"},
+                                      {"is not in the mask", "are not in the mask"},
+                                      {"has exited", "have exited"},
+                                      {"is not at this call", "are not at this call"}};
+    unsigned readers[4] = {0, 0, 0, 0}, sources[4] = {0, 0, 0, 0};
+    const Thread* callers[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (unsigned b = 0; b < lanes; b++) {
+        const Thread* tb = &g_threads[first + b];
+        if (!(members >> b & 1u) || tb->op < SHFL_IDX || tb->op > SHFL_XOR) continue;
+        int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
+        int reason = j >= (int)lanes ? 0
+                     : !(tb->mask >> j & 1u) ? 1
+                     : g_threads[first + j].state == DONE ? 2
+                     : !(members >> j & 1u) ? 3 : -1;
+        if (reason < 0) continue;
+        readers[reason] |= 1u << b;
+        sources[reason] |= 1u << j;
+        if (!callers[reason]) callers[reason] = tb;
+    }
+    for (int reason = 0; reason < 4; reason++) {
+        if (!readers[reason]) continue;
+        const Thread* caller = callers[reason];
+        bool one = !(readers[reason] & (readers[reason] - 1));
+        bool one_source = !(sources[reason] & (sources[reason] - 1));
+        report("kernel '%s': %s at %s:%d in warp %u of block (%u,%u,%u): %s %s %s %s %s, which %s", g_kernel,
+               op_name(caller->op), base_name(caller->file), caller->line, first / 32, blockIdx.x, blockIdx.y,
+               blockIdx.z, one ? "lane" : "lanes", lane_list(readers[reason]), one ? "reads" : "read",
+               one_source ? "lane" : "lanes", lane_list(sources[reason]), reasons[reason][one_source ? 0 : 1]);
+        if (reason == 0) report(" (the block's %u threads end at lane %u of this warp)", g_count, lanes - 1);
+        if (reason == 1) report(" 0x%08x", caller->mask);
+        report("; a shuffle may read only lanes that exist and take part (on a GPU the value is undefined): "
+               "keep the source inside them, e.g. with the width argument or a smaller offset");
+        return false;
+    }
+    return true;
+}
+
+// Complete every warp function of the warp starting at thread `first` whose lanes have all arrived: the
+// non-exited lanes named in the masks (sm_70 and later: a mask may name lanes that do not exist or have
+// exited). Returns false when a shuffle reads from a lane that does not take part (reported).
+bool resolve_warp(unsigned first) {
     unsigned lanes = g_count - first < 32 ? g_count - first : 32;
-    unsigned exists = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+    unsigned live = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;  // lanes that exist and have not exited
+    for (unsigned b = 0; b < lanes; b++)
+        if (g_threads[first + b].state == DONE) live &= ~(1u << b);
     unsigned handled = 0;
     for (unsigned a = 0; a < lanes; a++) {
         Thread* ta = &g_threads[first + a];
@@ -250,8 +313,9 @@ void resolve_warp(unsigned first) {
             }
         }
         handled |= members;
-        required &= exists;
+        required &= live;
         if ((required & members) != required) continue;  // someone named in a mask has not arrived
+        if (!shuffle_sources_defined(first, lanes, members)) return false;
         MINUNET_SIM_IF_TSAN(race::sync_group(lanes, [&](unsigned b) {
             return (members >> b & 1u) ? g_threads[first + b].race_fiber : nullptr;
         }));
@@ -269,16 +333,14 @@ void resolve_warp(unsigned first) {
                                                   : own == (tb->mask & members);
                 copy_value(tb->result, &answer, 4);
             } else if (tb->op != SYNCWARP) {
-                int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
-                const Thread* src = &g_threads[first + j];
-                // A lane that does not exist or did not take part gives an undefined value: poison.
-                static const unsigned long long poison = ~0ull;
-                bool defined = j < (int)lanes && (members >> j & 1u) && src->size == tb->size;
-                copy_value(tb->result, defined ? src->value : &poison, tb->size);
+                const Thread* src = &g_threads[first + source_lane(tb->op, (int)b, tb->arg, tb->width)];
+                static const unsigned long long poison = ~0ull;  // a value of another size: undefined
+                copy_value(tb->result, src->size == tb->size ? src->value : &poison, tb->size);
             }
             tb->state = RUNNABLE;
         }
     }
+    return true;
 }
 
 const char* op_name(int op) {
@@ -302,13 +364,13 @@ void report_stuck_warp() {
         for (unsigned b = 0; b < 32 && first + b < g_count; b++) {
             const Thread* other = &g_threads[first + b];
             if (!((t->mask | (1u << (i - first))) >> b & 1u)) continue;
-            if (other->state == AT_WARP && same_call(t, other)) continue;
+            if ((other->state == AT_WARP && same_call(t, other)) || other->state == DONE) continue;
             report("kernel '%s': %s waits at %s (mask 0x%08x) at %s:%d, but lane %u, %s, %s",
                    g_kernel, where(t), op_name(t->op), t->mask, base_name(t->file), t->line, b, where(other),
                    STATE_NAMES[other->state]);
             if (other->state == AT_BARRIER || other->state == AT_WARP)
                 report(" at %s:%d", base_name(other->file), other->line);
-            report(" (every lane named in the mask must reach the same warp function)");
+            report(" (every lane named in the mask that has not exited must reach the same warp function)");
             return;
         }
     }
@@ -379,8 +441,7 @@ bool run_warp(unsigned first) {
             resume(&g_threads[g_order[k]]);
             if (g_failed) return false;
         }
-        if (race_reported()) return false;
-        resolve_warp(first);
+        if (race_reported() || !resolve_warp(first)) return false;
     }
 }
 
@@ -531,6 +592,13 @@ void warp_op(int op, unsigned mask, const void* value, void* result, int size, i
     if (width < 1 || width > 32 || (width & (width - 1)))
         trap("warp function with a width that is not a power of two in [1, 32]", line, file);
     Thread* t = g_current;
+    unsigned lane = (unsigned)(t - g_threads) % 32;
+    if (!(mask >> lane & 1u)) {
+        report("kernel '%s': %s at %s:%d in %s, lane %u of its warp, with mask 0x%08x, which leaves the calling "
+               "lane out (undefined in the PTX ISA: every lane that calls a warp function must be in its mask)",
+               g_kernel, op_name(op), base_name(file), line, where(t), lane, mask);
+        yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+    }
     t->state = AT_WARP;
     t->op = op;
     t->mask = mask;
