@@ -5,6 +5,8 @@ tests/sim_kernels/gpu_faithful/, each bug beside a correct twin that runs clean.
   copies of the arrays lie between guard pages, global_memory.h).
 - warp_lanes.cu: a shuffle reading a lane that does not exist or does not take part, a lane calling with a mask
   that leaves it out, in every mode; a mask naming lanes that do not exist stays allowed, as on sm_70+.
+- extern_shared_alias.cu: two extern __shared__ arrays used as separate buffers (on a GPU they start at the
+  same byte): refused by name unless declared `// minunet: aliases`, and then one buffer, as on a GPU.
 """
 import numpy as np
 import pytest
@@ -125,3 +127,26 @@ def test_a_lane_calling_with_a_mask_that_leaves_it_out_is_an_error(rng):
                                        r"of block \(0,0,0\), lane 0 of its warp, with mask 0xfffffffe, which leaves the "
                                        r"calling lane out"):
         module("warp_lanes.cu").get_function("caller_not_in_its_mask")(1, 32, (x, nan_array(32)))
+
+
+# ---- extern __shared__ as on a GPU: one buffer -----------------------------------------------------------
+def test_two_extern_shared_arrays_of_one_kernel_are_refused_with_their_names(rng):
+    mod = module("extern_shared_alias.cu")
+    with pytest.raises(SimError, match=r"kernel 'two_extern_buffers' uses 2 extern __shared__ arrays, 'keys', "
+                                       r"'values': on a GPU every extern __shared__ array starts at the same byte.*"
+                                       r"`// minunet: aliases` \(missing on 'keys', 'values'\)"):
+        mod.get_function("two_extern_buffers")
+    x, y = rng.standard_normal(32).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    out = nan_array(32)
+    mod.get_function("one_buffer_carved")(1, 32, (x, y, out), shared_mem=2 * 32 * 4)  # the twin
+    np.testing.assert_array_equal(out, np.roll(x, -1) * np.roll(y, -1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extern_shared_arrays_start_at_the_same_byte(rng, dtype):
+    """Declared `// minunet: aliases`, two names are allowed, and they are one buffer, as on a GPU."""
+    x = rng.standard_normal(32).astype(dtype)
+    out = nan_array(32, dtype)
+    module("extern_shared_alias.cu", dtype).get_function("aliased_on_purpose")(1, 32, (x, out),
+                                                                               shared_mem=32 * x.itemsize)
+    np.testing.assert_array_equal(out, x)  # the bytes read through as_bytes are what as_reals wrote

@@ -2,8 +2,8 @@
 
 The wrapper holds the .cu file's text with one change, `extern __shared__` becomes `extern` (`__shared__` is
 `static`, cuda_sim.h), after a `#line` directive, so errors name the original file and line; it adds, per
-kernel, an entry point that unpacks an array of argument pointers, plus storage for each `extern
-__shared__` array.
+kernel, an entry point that unpacks an array of argument pointers, plus the storage of dynamic shared memory,
+which every `extern __shared__` array names (as on a GPU, they all start at the same byte).
 The runtime (runtime.cpp) is compiled once into an object file and linked into every kernel library.
 Each kernel's shared arrays and static shared-memory size come from the linker (shared_layout.py) and are
 stored beside the library as JSON.
@@ -151,6 +151,16 @@ def find_kernels(source: str) -> dict:
     return kernels
 
 
+# `extern __shared__ T name[];  // minunet: aliases`: the author means this array to share its bytes with the
+# kernel's other extern __shared__ arrays (on a GPU all of them start at the same byte).
+_ALIASED = re.compile(r"extern\s+__shared__[^;{}]*?\b(\w+)\s*\[\s*\]\s*;[ \t]*(?://|/\*)\s*minunet:\s*aliases\b")
+
+
+def find_aliased_on_purpose(source: str) -> set:
+    """Names of the extern __shared__ arrays whose declaration ends with the comment `// minunet: aliases`."""
+    return set(_ALIASED.findall(source))
+
+
 def find_extern_shared(source: str, path) -> dict:
     """{name: element type} of the `extern __shared__ T name[];` declarations."""
     found = {}
@@ -200,6 +210,8 @@ def generate_wrapper(cu_path: Path, source: str, kernels: dict, extern_shared: d
              f'#line 1 "{cu_path}"',
              without_extern_shared(source),
              '#line 1 "minunet_sim_wrapper.cpp"']
+    if extern_shared:
+        lines.append("MINUNET_SIM_DYNAMIC_SHARED_STORAGE")
     lines += [f"MINUNET_SIM_DYNAMIC_SHARED({ctype}, {name})" for name, ctype in sorted(extern_shared.items())]
     lines += [f"MINUNET_SIM_KERNEL({name}, {launch_bounds[name]})" for name in kernels]
     return "\n".join(lines) + "\n"
@@ -255,6 +267,7 @@ def runtime_object(cxx: str, racecheck=False, gpu_math=None) -> Path:
 class KernelInfo:
     params: list          # parameter names, from the source
     shared: SharedLayout  # the shared arrays it reaches (shared_layout.py)
+    aliased: set          # extern __shared__ arrays declared `// minunet: aliases` (find_aliased_on_purpose)
 
 
 def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None):
@@ -296,7 +309,9 @@ def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu
             runtime = runtime_object(cxx, racecheck, gpu_math)
             _compile(cxx, flags, runtime, wrapper, cu_path, kernels, set(extern_shared), Path(scratch), target)
     layouts = json.loads(layout_file.read_text())
-    return target, {name: KernelInfo(params, SharedLayout(**layouts[name])) for name, params in kernels.items()}
+    aliased = find_aliased_on_purpose(whole)
+    return target, {name: KernelInfo(params, SharedLayout(**layouts[name]), aliased)
+                    for name, params in kernels.items()}
 
 
 def _compile(cxx, flags, runtime, wrapper, cu_path, kernels, extern_names, scratch: Path, target: Path):

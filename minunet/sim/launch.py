@@ -170,13 +170,23 @@ class SimKernel:
                                    f"dynamic shared memory, with max_dynamic_shared")
         if max_dynamic_shared is not None:
             check_opt_in(name, self.attributes, SIM_DEVICE_LIMITS, max_dynamic_shared)
-        # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
         layout = info.shared
+        extern_names = sorted(name for name, _ in layout.dynamic)  # all of them name one storage (cuda_sim.h)
+        unmarked = [n for n in extern_names if n not in info.aliased]
+        if len(extern_names) > 1 and unmarked:
+            raise SimError(f"kernel '{name}' uses {len(extern_names)} extern __shared__ arrays, "
+                           f"{', '.join(repr(n) for n in extern_names)}: on a GPU every extern __shared__ array "
+                           f"starts at the same byte of the block's dynamic shared memory, so they overlap; carve one "
+                           f"array into parts (T* second = first + n), or, if the overlap is meant, end the line of "
+                           f"each declaration with the comment `// minunet: aliases` (missing on "
+                           f"{', '.join(repr(n) for n in unmarked)})")
+        # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
         offsets_and_sizes = [v for _, offset, size in layout.static for v in (offset, size)]
         self._static_arrays = _c_array(ctypes.c_ulonglong, offsets_and_sizes)
-        self._dynamic = _c_array(ctypes.c_ulonglong, [offset for _, offset in layout.dynamic])
-        self._dynamic_names = _c_array(ctypes.c_char_p, [name.encode() for name, _ in layout.dynamic])
-        self._shared_counts = len(layout.static), len(layout.dynamic)
+        dynamic = [(" = ".join(extern_names), layout.dynamic[0][1])] if extern_names else []
+        self._dynamic = _c_array(ctypes.c_ulonglong, [offset for _, offset in dynamic])
+        self._dynamic_names = _c_array(ctypes.c_char_p, [n.encode() for n, _ in dynamic])
+        self._shared_counts = len(layout.static), len(dynamic)
 
     def __repr__(self):
         params = ", ".join(f"{p.c_type} {p.name}" for p in self.params)
