@@ -7,8 +7,9 @@
 // - Qualifiers (__global__, __device__, ...) disappear; __shared__ becomes static: one array, shared by every
 //   fiber (one launch runs at a time), and a global of its own, so AddressSanitizer puts a redzone after
 //   it. build.py turns `extern __shared__ T name[];` into a plain extern declaration that the generated
-//   wrapper defines as a name of the one storage of dynamic shared memory. At the start of every block the runtime fills the kernel's arrays with the poison
-//   word 0x7FFFFFFF (a NaN as float and as double, INT_MAX as int), so a read nobody wrote shows up.
+//   wrapper defines as a name of the one storage of dynamic shared memory. At the start of every block the
+//   runtime fills the kernel's arrays with the poison word 0x7FFFFFFF (a NaN as float and as double, INT_MAX
+//   as int), so a read nobody wrote shows up.
 // - threadIdx/blockIdx/blockDim/gridDim are globals the scheduler sets before it resumes a fiber.
 // - __syncthreads() and the warp functions are macros, so they can record the line they are called from:
 //   the runtime names that line when threads of a block disagree about which barrier they are at.
@@ -240,6 +241,15 @@ inline unsigned int __brev(unsigned int x) {
     for (int i = 0; i < 32; i++) r |= ((x >> i) & 1u) << (31 - i);
     return r;
 }
+
+// The initcheck mode reaches each __shared__ array through a pointer the compiler cannot trace back to the
+// array (build.py's shared_through_pointers), so that it instruments every access to it.
+namespace minunet_sim {
+template <class T> inline T* launder(T* p) {
+    asm("" : "+r"(p));
+    return p;
+}
+}  // namespace minunet_sim
 
 // __ldg: a read through the read-only cache on a GPU; a plain read here.
 template <class T> inline T __ldg(const T* p) { return *p; }

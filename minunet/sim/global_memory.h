@@ -114,16 +114,16 @@ struct GlobalMemory {
         return false;
     }
 
-    // The region an address outside every array belongs to (the nearest one), or false if it is not in the
-    // arena.
+    // The region an address in the arena belongs to, or is nearest to, and its offset from the region's start;
+    // false if the address is not in the arena.
     bool locate(const char* address, unsigned* which, long long* offset) const {
         if (!arena || address < arena || address >= arena + arena_bytes || count == 0) return false;
-        long long best = -1;
+        long long best = 0;
         for (unsigned i = 0; i < count; i++) {
             const GlobalRegion& r = regions[i];
-            long long off = address - r.device;
-            long long distance = off < 0 ? -off : off - (long long)r.bytes;
-            if (best < 0 || distance < best) { best = distance; *which = i; *offset = off; }
+            long long off = address - r.device, bytes = (long long)r.bytes;
+            long long distance = off < 0 ? -off : off >= bytes ? off - bytes + 1 : 0;
+            if (i == 0 || distance < best) { best = distance; *which = i; *offset = off; }
         }
         return true;
     }

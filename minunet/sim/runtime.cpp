@@ -17,6 +17,7 @@
 #include "cuda_sim.h"
 
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 #include "fiber.h"
 #include "float_mode.h"
 #include "global_memory.h"
+#include "initcheck.h"
 #include "racecheck.h"
 #include "shared_memory.h"
 
@@ -53,6 +55,7 @@ struct Thread {
     const void* value;
     void* result;
     void* race_fiber;    // its ThreadSanitizer fiber (race checker builds)
+    uintptr_t trace;     // where it last compared two values (the diagnosis build)
 };
 
 const size_t STACK_BYTES = 64 * 1024;
@@ -81,13 +84,16 @@ char* g_shared_lo;           // this library's load address, for naming __shared
 GlobalMemory g_global;       // the launch's copies of its array arguments
 
 // What the Python side needs to name a bad access to memory (it knows the arrays' names, types and shapes).
-enum FindingKind { NO_FINDING, GLOBAL_FAULT, GLOBAL_CANARY };
+enum FindingKind { NO_FINDING, GLOBAL_FAULT, GLOBAL_CANARY, MISALIGNED, EARLY_EXIT, INITCHECK };
 struct Finding {
     int kind;
     int access;            // 0 unknown, 1 read, 2 write
     unsigned region;       // global memory: the region (global_memory.h) ...
     long long offset;      // ... and the byte offset from its start
     char thread[160];      // who, as where() says it
+    int shared;            // initcheck: 1 shared memory (address), 0 global memory (region, offset)
+    int state;             // initcheck: UNWRITTEN or OUTSIDE (initcheck.h)
+    unsigned long long address, size;
 } g_finding;
 
 // Fiber stacks: one mapping, each stack with an inaccessible guard region below it.
@@ -102,6 +108,7 @@ int g_fault_signal;
 void* g_fault_address;
 uintptr_t g_fault_pc;
 int g_fault_access;  // 0 unknown, 1 read, 2 write
+uintptr_t g_exit_trace;  // where a thread that exited while others wait last compared (diagnosis build)
 const int FAULT_SIGNALS[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 struct sigaction g_saved_actions[4];
 stack_t g_saved_altstack;
@@ -392,6 +399,8 @@ bool open_barrier() {
         if (t->state == DONE && !exited) exited = t;
     }
     if (exited) {
+        g_exit_trace = exited->trace;
+        g_finding.kind = EARLY_EXIT;
         report("kernel '%s': %s exited while %u threads wait at __syncthreads at %s:%d "
                "(every thread of a block must reach every __syncthreads; an early return before a barrier "
                "is the usual cause)", g_kernel, where(exited), waiting, base_name(waiter->file), waiter->line);
@@ -448,6 +457,9 @@ bool run_warp(unsigned first) {
 // Run the block run `position`-th in the launch.
 void run_block(const SharedMemory& shared, unsigned long long position) {
     shared.poison_block();
+#ifdef MINUNET_SIM_INITCHECK
+    shared.each_array([](char* p, size_t n) { init::g_shared.set(p, n, init::UNWRITTEN); });
+#endif
     unsigned stack_set = (unsigned)(position % STACK_SETS);
     for (unsigned i = 0; i < g_count; i++) {
         Thread* t = &g_threads[i];
@@ -457,6 +469,7 @@ void run_block(const SharedMemory& shared, unsigned long long position) {
         t->state = RUNNABLE;
         t->line = 0;
         t->file = nullptr;
+        t->trace = 0;
         size_t slot = (size_t)stack_set * g_count + i;
         context_start(&t->ctx, stack_lo(slot), stack_size(slot), fiber_entry);
         MINUNET_SIM_IF_TSAN(t->race_fiber = race::fiber_for(position, i));
@@ -506,6 +519,27 @@ uintptr_t program_counter(void* context) {
 #endif
 }
 
+// An address in this library's code as an offset from its load address (for addr2line), or 0 if elsewhere.
+unsigned long long library_offset(uintptr_t pc) {
+    Dl_info self, code;
+    if (!pc || !dladdr((void*)&library_offset, &self) || !dladdr((void*)pc, &code) ||
+        code.dli_fbase != self.dli_fbase)
+        return 0;
+    return pc - (uintptr_t)self.dli_fbase;
+}
+
+// The faulting instruction, or, when it is outside this library (in a sanitizer's runtime that kernel code
+// called: the race checker's shadow of a wild address), the innermost caller inside it.
+uintptr_t kernel_pc(uintptr_t pc) {
+    if (library_offset(pc)) return pc;
+    void* frames[64];
+    int n = backtrace(frames, 64), k = 0;
+    while (k < n && (uintptr_t)frames[k] != pc) k++;  // the handler's own frames, then the interrupted one
+    for (k++; k < n; k++)
+        if (library_offset((uintptr_t)frames[k])) return (uintptr_t)frames[k] - 1;  // in the call instruction
+    return pc;
+}
+
 void on_fault(int sig, siginfo_t* info, void* context) {
     if (!g_in_launch || !pthread_equal(pthread_self(), g_launch_thread)) {
         // Not ours (another OS thread): put the previous handler back and let the fault happen again.
@@ -515,7 +549,7 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     }
     g_fault_signal = sig;
     g_fault_address = info->si_addr;
-    g_fault_pc = program_counter(context);
+    g_fault_pc = kernel_pc(program_counter(context));
     g_fault_access = sig == SIGSEGV ? fault_access(context) : 0;
     MINUNET_SIM_IF_TSAN(race::switch_to(race::g_host));  // TSan finds the jump buffer in the fiber that set it
     siglongjmp(g_crash_jump, 1);
@@ -523,6 +557,8 @@ void on_fault(int sig, siginfo_t* info, void* context) {
 
 bool install_fault_handlers() {
     if (!g_altstack) {
+        void* frame;
+        backtrace(&frame, 1);  // loads the unwinder now, not inside the handler
         void* p = mmap(nullptr, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return false;
         g_altstack = (char*)p;
@@ -560,7 +596,7 @@ void report_crash() {
     unsigned region;
     long long offset;
     if ((g_fault_signal == SIGSEGV || g_fault_signal == SIGBUS) && g_global.locate(address, &region, &offset)) {
-        g_finding = {GLOBAL_FAULT, g_fault_access, region, offset, ""};
+        g_finding = {GLOBAL_FAULT, g_fault_access, region, offset, "", 0, 0, 0, 0};
         snprintf(g_finding.thread, sizeof g_finding.thread, "%s", where(g_current));
         report("kernel '%s': %s accessed global memory outside its array arguments at address %p", g_kernel,
                where(g_current), g_fault_address);
@@ -622,6 +658,113 @@ void trap(const char* what, int line, const char* file) {
 
 using namespace minunet_sim;
 
+#ifdef MINUNET_SIM_TRACE
+// -fsanitize-coverage=trace-cmp calls these before every comparison in kernel code: the thread's last one is
+// kept, to name the line an early return decided on.
+namespace {
+inline void compared(uintptr_t pc) {
+    if (g_current) g_current->trace = pc;
+}
+}  // namespace
+#define MINUNET_SIM_TRACE_CMP(name, T) \
+    extern "C" __attribute__((visibility("hidden"))) void name(T, T) { \
+        compared((uintptr_t)__builtin_return_address(0)); \
+    }
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp1, uint8_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp2, uint16_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp4, uint32_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp8, uint64_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp1, uint8_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp2, uint16_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp4, uint32_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp8, uint64_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmpf, float)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmpd, double)
+#undef MINUNET_SIM_TRACE_CMP
+extern "C" __attribute__((visibility("hidden"))) void __sanitizer_cov_trace_switch(uint64_t, uint64_t*) {
+    compared((uintptr_t)__builtin_return_address(0));
+}
+#endif
+
+#ifdef MINUNET_SIM_INITCHECK
+// The initcheck mode (initcheck.h): every load and store of kernel code calls one of these.
+namespace {
+void memory_access(uintptr_t address, size_t n, bool store, uintptr_t pc) {
+    if (!g_current || g_failed) return;
+    const char* p = (const char*)address;
+    for (int shared = 1; shared >= 0; shared--) {
+        const init::Shadow& shadow = shared ? init::g_shared : init::g_global;
+        unsigned char* s = shadow.of(p);
+        if (!s) continue;
+        uint64_t word = 0;  // the common case: every byte DEFINED
+        if (n <= 8) {
+            memcpy(&word, s, 8);
+            word &= n == 8 ? ~0ull : (1ull << (8 * n)) - 1;
+            if (word == 0) return;
+        }
+        size_t at = 0;
+        unsigned char state = init::check(shadow, s, p, n, store, &at);
+        if (state == init::DEFINED) return;
+        g_finding = {INITCHECK, store ? 2 : 1, 0, 0, "", shared, state, (unsigned long long)(address + at), n};
+        snprintf(g_finding.thread, sizeof g_finding.thread, "%s", where(g_current));
+        if (!shared) g_global.locate(p + at, &g_finding.region, &g_finding.offset);
+        g_fault_pc = pc;
+        report("kernel '%s': %s %s %s memory at %p, which is %s (initcheck)", g_kernel, where(g_current),
+               store ? "writes" : "reads", shared ? "shared" : "global", (void*)(p + at),
+               state == init::UNWRITTEN ? "unwritten" : "outside every array");
+        yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+        return;
+    }
+}
+}  // namespace
+
+#define MINUNET_SIM_ACCESS(n) \
+    extern "C" __attribute__((visibility("hidden"))) void __asan_load##n##_noabort(uintptr_t p) { \
+        memory_access(p, n, false, (uintptr_t)__builtin_return_address(0)); \
+    } \
+    extern "C" __attribute__((visibility("hidden"))) void __asan_store##n##_noabort(uintptr_t p) { \
+        memory_access(p, n, true, (uintptr_t)__builtin_return_address(0)); \
+    }
+MINUNET_SIM_ACCESS(1)
+MINUNET_SIM_ACCESS(2)
+MINUNET_SIM_ACCESS(4)
+MINUNET_SIM_ACCESS(8)
+MINUNET_SIM_ACCESS(16)
+#undef MINUNET_SIM_ACCESS
+extern "C" __attribute__((visibility("hidden"))) void __asan_loadN_noabort(uintptr_t p, size_t n) {
+    memory_access(p, n, false, (uintptr_t)__builtin_return_address(0));
+}
+extern "C" __attribute__((visibility("hidden"))) void __asan_storeN_noabort(uintptr_t p, size_t n) {
+    memory_access(p, n, true, (uintptr_t)__builtin_return_address(0));
+}
+#endif
+
+#ifdef MINUNET_SIM_ALIGNMENT
+// -fsanitize=alignment (build.py) calls this for an access through a misaligned pointer: the structures are
+// UBSan's (GCC and LLVM share them), the handler is ours, so the launch stops with a SimError.
+struct UbsanLocation { const char* file; unsigned line, column; };
+struct UbsanType { unsigned short kind, info; char name[1]; };
+struct UbsanTypeMismatch { UbsanLocation location; const UbsanType* type; unsigned char log_alignment, check; };
+
+extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(UbsanTypeMismatch* data,
+                                                                                     uintptr_t pointer) {
+    if (!g_current || g_failed) return;
+    report("kernel '%s': %s %s the misaligned address %p at %s:%u: a %s needs %u-byte alignment (a GPU stops the "
+           "kernel: misaligned address)", g_kernel, where(g_current),
+           data->check == 0 ? "loads from" : data->check == 1 ? "stores to" : "accesses", (void*)pointer,
+           base_name(data->location.file), data->location.line, data->type->name, 1u << data->log_alignment);
+    unsigned region;
+    long long offset;
+    if (g_global.locate((const char*)pointer, &region, &offset))
+        g_finding = {MISALIGNED, 0, region, offset, "", 0, 0, 0, 0};
+    yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+}
+extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1_abort(
+    UbsanTypeMismatch* data, uintptr_t pointer) {
+    __ubsan_handle_type_mismatch_v1(data, pointer);
+}
+#endif
+
 extern "C" __attribute__((visibility("default"))) const char* minunet_sim_last_error() { return g_error; }
 
 // The race checker's report of the last launch ("" without one), and the address a __shared__ array's
@@ -637,13 +780,15 @@ extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim
     return (unsigned long long)(uintptr_t)g_shared_lo;
 }
 
-// Where the last crash happened, as an offset into this library (for addr2line), or 0 if elsewhere.
+// Where the last crash happened, as an offset into this library, or 0 if elsewhere.
 extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_fault_offset() {
-    Dl_info self, fault;
-    if (!g_fault_pc || !dladdr((void*)&minunet_sim_last_error, &self) || !dladdr((void*)g_fault_pc, &fault) ||
-        fault.dli_fbase != self.dli_fbase)
-        return 0;
-    return g_fault_pc - (uintptr_t)self.dli_fbase;
+    return library_offset(g_fault_pc);
+}
+
+// The diagnosis build: where a thread that exited while others waited at a barrier last compared two values,
+// as an offset into this library.
+extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_exit_trace() {
+    return library_offset(g_exit_trace);
 }
 
 // Before a launch: copy the array arguments' regions into guarded memory (global_memory.h), against the guard
@@ -651,8 +796,23 @@ extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim
 // memory ran out.
 extern "C" __attribute__((visibility("default"))) int minunet_sim_global_place(
     unsigned count, char* const* host, const unsigned long long* bytes, const int* writable, int at_start,
-    unsigned long long* device) {
+    const unsigned char* const* unwritten, unsigned long long* device) {
     if (!g_global.place(count, host, bytes, writable, at_start != 0)) return 1;
+#ifdef MINUNET_SIM_INITCHECK  // the arrays' bytes defined, or unwritten where the launcher says; the rest outside
+    if (!init::g_global.cover(g_global.arena, g_global.arena_bytes)) return 1;
+    for (unsigned i = 0; i < count; i++) {
+        const GlobalRegion& r = g_global.regions[i];
+        init::g_global.set(r.slot, r.slot_bytes, init::OUTSIDE);
+        init::g_global.set(r.device, r.bytes, init::DEFINED);
+        if (unwritten && unwritten[i])
+            for (size_t k = 0; k < r.bytes; k++)
+                if (unwritten[i][k]) *init::g_global.of(r.device + k) = init::UNWRITTEN;
+    }
+#else
+    (void)unwritten;
+#endif
+    // ThreadSanitizer: new memory, and a block it knows (racecheck.h), so that a report can name its place.
+    MINUNET_SIM_IF_TSAN(race::forget_accesses(g_global.arena, g_global.arena_bytes));
     for (unsigned i = 0; i < count; i++) device[i] = (unsigned long long)(uintptr_t)g_global.regions[i].device;
     return 0;
 }
@@ -665,7 +825,7 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_global_finish(
     unsigned region;
     long long offset;
     if (!g_global.canary_written(&region, &offset)) return 0;
-    g_finding = {GLOBAL_CANARY, 2, region, offset, ""};
+    g_finding = {GLOBAL_CANARY, 2, region, offset, "", 0, 0, 0, 0};
     snprintf(g_error, sizeof g_error, "kernel '%s' wrote global memory outside its array arguments", g_kernel);
     return 1;
 }
@@ -682,6 +842,7 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     g_error[0] = '\0';
     g_failed = false;
     g_fault_pc = 0;
+    g_exit_trace = 0;
     g_finding.kind = NO_FINDING;
     g_kernel = kernel;
     g_body = body;
@@ -729,6 +890,19 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         return 1;
     }
     shared.guard_tails();
+#ifdef MINUNET_SIM_INITCHECK
+    char* shared_lo;
+    size_t shared_bytes;
+    shared.span(&shared_lo, &shared_bytes, true);
+    if (!init::g_shared.cover(shared_lo, shared_bytes)) {
+        free(order);
+        remove_fault_handlers();
+        report("kernel '%s': out of memory for the initcheck shadow", kernel);
+        return 1;
+    }
+    for (unsigned i = 0; i < shared.dynamic_count; i++)
+        init::g_shared.set(shared.dynamic_at(i) + shared.shared_mem, shared.tail(), init::OUTSIDE);
+#endif
     FlushToZero gpu_float_mode;  // GPU arithmetic mode only (float_mode.h)
 #ifdef MINUNET_SIM_TSAN
     if (const char* problem = race::start_launch(g_count)) {

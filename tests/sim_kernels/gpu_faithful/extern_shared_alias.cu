@@ -34,6 +34,7 @@ extern "C" __global__ void aliased_on_purpose(const real* x, real* out) {
     as_reals[t] = x[t];
     __syncthreads();
     real back;
-    for (int b = 0; b < (int)sizeof(real); b++) reinterpret_cast<unsigned char*>(&back)[b] = as_bytes[t * sizeof(real) + b];
+    for (int b = 0; b < (int)sizeof(real); b++)
+        reinterpret_cast<unsigned char*>(&back)[b] = as_bytes[t * sizeof(real) + b];
     out[t] = back;
 }
