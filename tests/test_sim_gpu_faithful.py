@@ -15,6 +15,7 @@ import pytest
 
 from minunet import paths
 from minunet.sim import SimError, SimLauncher, SimModule
+from minunet.sim.build import shared_through_pointers
 from minunet.sim.global_memory import Regions
 from minunet.sim.preload import tsan_loaded
 from conftest import launch_census, run_sanitized
@@ -247,6 +248,21 @@ def test_initcheck_names_a_read_of_memory_nobody_wrote(case):
     np.testing.assert_array_equal(out, expect)
     with pytest.raises(SimError, match=r"kernel '\w+': thread \(\d+,\d+,\d+\) of block \(\d+,\d+,\d+\) " + report):
         launch(mod, correct=0)
+
+
+def test_initcheck_reaches_every_shared_array_through_a_pointer():
+    """GCC skips the accesses it can prove in bounds of a static (a __shared__ scalar, tile[0]): in the initcheck
+    mode each declaration becomes a static under another name and a reference through an opaque pointer."""
+    source = ("__shared__ __align__(16) real As[BK][BM + PAD];  // row loads\n"
+              "  __shared__ int best, pair[f(1, 2)];\n"
+              "extern __shared__ real dynamic[];  // __shared__ int not_this;\n")
+    rewritten = shared_through_pointers(source, "k.cu").splitlines()
+    assert rewritten[0] == ("__shared__ __align__(16) real minunet_sim_shared_As[BK][BM + PAD]; "
+                            "auto& As = *::minunet_sim::launder(&minunet_sim_shared_As);  // row loads")
+    assert rewritten[1] == ("  __shared__ int minunet_sim_shared_best; auto& best = *::minunet_sim::launder("
+                            "&minunet_sim_shared_best); __shared__ int minunet_sim_shared_pair[f(1, 2)]; "
+                            "auto& pair = *::minunet_sim::launder(&minunet_sim_shared_pair);")
+    assert rewritten[2] == source.splitlines()[2]  # dynamic shared memory and comments stay
 
 
 @not_under_tsan

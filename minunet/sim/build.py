@@ -79,8 +79,8 @@ def compiler() -> str:
 # UBSan does this itself in the sanitize mode. For kernel code only: not the runtime, and not the link (the
 # handler is the runtime's, not libubsan's).
 ALIGNMENT_FLAGS = ("-fsanitize=alignment", "-DMINUNET_SIM_ALIGNMENT=1")
-# The diagnosis build (trace=True): every basic block records where the thread is, so that a thread that
-# returned early can be named with the line it returned from (launch.py reruns a failed launch in it).
+# The diagnosis build (trace=True): every comparison records where the thread is, so that a thread that
+# returned early can be named with the line of its last one (launch.py reruns a failed launch in it).
 TRACE_FLAGS = ("-fsanitize-coverage=trace-cmp", "-DMINUNET_SIM_TRACE=1")
 # The initcheck mode (initcheck.h): every load and store of kernel code becomes a call to the runtime.
 # GCC's kernel-address sanitizer has that form and needs no runtime library of its own; no stack
@@ -238,11 +238,15 @@ _DECLARATOR = re.compile(r"^(?P<type>.*?)(?P<stars>[*&\s]*)\b(?P<name>[A-Za-z_]\
                          re.S)
 
 
-def _split_top_level(text, separator=","):
+def _split_top_level(text):
+    """text split at the commas outside brackets: `a[N], b[f(1, 2)]` -> `a[N]`, ` b[f(1, 2)]`."""
     parts, depth, start = [], 0, 0
     for i, c in enumerate(text):
-        depth += c in "([<" and 1 or c in ")]>" and -1 or 0
-        if c == separator and depth == 0:
+        if c in "([<":
+            depth += 1
+        elif c in ")]>":
+            depth -= 1
+        elif c == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     return parts + [text[start:]]
@@ -265,7 +269,7 @@ def shared_through_pointers(source: str, path) -> str:
                 raise SimCompileError(f"{path}: the initcheck mode cannot read the declaration "
                                       f"`__shared__{m.group('body')};`")
             name, storage = d.group("name"), f"minunet_sim_shared_{d.group('name')}"
-            out.append(f"__shared__ {base_type}{d.group('stars')}{storage}{d.group('dims')}; "
+            out.append(f"__shared__ {base_type.strip()} {d.group('stars').strip()}{storage}{d.group('dims')}; "
                        f"auto& {name} = *::minunet_sim::launder(&{storage});")
         return " ".join(out)
     return _SHARED_DECLARATION.sub(rewrite, source)
