@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # what a missing __syncthreads() turns into
 BARRIER = r"never written|elements wrong|exited while|shared memory nobody wrote"
 BOUNDS = r"past the end|never written|elements wrong|crashed|shared memory nobody wrote"  # what a wrong bound turns into
+# an access past an array: the sim's guard page or canary (global_memory.h), or the checker's guard zone; a
+# kernel that reads an input past its end before it writes past an output is stopped at the read
+PAST_THE_END = r"past the end of (global array ')?{}\b"
 
 
 def mutant(exercise, function, old, new, occurrence=0):

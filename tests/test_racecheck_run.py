@@ -8,7 +8,7 @@ by hand:
     python -m minunet.sim.preload python -m pytest -q -k "not cuda and not gpu-math" tests/test_sim.py \
         tests/test_races.py tests/test_conv3x3.py tests/test_conv3x3_versions.py tests/test_up_conv2x2.py \
         tests/test_conv1x1.py tests/test_split_k.py tests/test_max_pool2x2.py tests/test_elementwise.py \
-        tests/test_softmax_cross_entropy.py tests/test_sgd.py
+        tests/test_softmax_cross_entropy.py tests/test_sgd.py tests/test_sim_gpu_faithful.py
 """
 import subprocess
 import sys
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 UNDER_THE_RACE_CHECKER = ["tests/test_sim.py", "tests/test_races.py", "tests/test_conv3x3.py",
                           "tests/test_conv3x3_versions.py", "tests/test_up_conv2x2.py", "tests/test_conv1x1.py",
                           "tests/test_split_k.py", "tests/test_max_pool2x2.py", "tests/test_elementwise.py",
-                          "tests/test_softmax_cross_entropy.py", "tests/test_sgd.py"]
+                          "tests/test_softmax_cross_entropy.py", "tests/test_sgd.py", "tests/test_sim_gpu_faithful.py"]
 
 
 def test_sim_tests_pass_under_the_race_checker():

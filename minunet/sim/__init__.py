@@ -15,12 +15,15 @@ How it works
   lanes can go on (a warp function completes when its lanes arrive and orders that warp only), then the
   next warp. When every thread of the block waits at the same barrier, the barrier opens. Blocks run one
   after another.
-- Catching bugs: a thread that returns while others wait at a barrier, barriers at different lines, a
-  shuffle that some lanes never reach, and crashes inside the kernel (caught with a signal handler on an
-  alternate stack; the line is looked up with addr2line) raise SimError naming the kernel, block, thread
-  and source line; the process stays usable. Output buffers from `empty` are filled with NaN bytes, the
-  kernel's shared arrays at the start of every block with the word 0x7FFFFFFF (NaN as float and double,
-  INT_MAX as int; fmax/fmin keep it), so an element nobody wrote shows up. Arguments are checked against
+- Catching bugs: a thread that returns while others wait at a barrier (with the line it returned after),
+  barriers at different lines, a shuffle that some lanes never reach or that reads a lane that does not exist
+  or take part, and crashes inside the kernel (caught with a signal handler on an alternate stack; the line
+  is looked up with addr2line) raise SimError naming the kernel, block, thread and source line; the process
+  stays usable. The kernel's arrays are copies between inaccessible pages (global_memory.h): an index past
+  either end is a SimError naming the argument and element. Every access is checked for alignment, as a GPU
+  does. All `extern __shared__` arrays start at the same byte, as on a GPU. Output buffers from `empty` are
+  filled with NaN bytes, the kernel's shared arrays at the start of every block with the word 0x7FFFFFFF
+  (NaN as float and double, INT_MAX as int; fmax/fmin keep it), so an element nobody wrote shows up. Arguments are checked against
   the compiled parameter types: a Python int for an `int`, np.float64 for a `float`, a float32 array for a
   `const double*` are TypeErrors.
 - Launch limits (launch.py, with the cuda launcher's checks), as a GPU refuses them: a block over the
@@ -46,11 +49,15 @@ How it works
 - GPU arithmetic: SimLauncher(gpu_math=True) or MINUNET_SIM_GPU_MATH=1 contracts multiply-adds into FMA
   instructions and flushes denormals to zero, as CuPy's NVRTC options do (float_mode.h); results then
   differ from the default mode's in the last bits, as a GPU's do.
+- Initcheck: SimLauncher(initcheck=True) or MINUNET_SIM_INITCHECK=1 makes every load and store of kernel code
+  a call into the runtime (initcheck.h), which reports a read of shared memory no thread of the block wrote,
+  of an output from `empty` no thread wrote, or of anything outside the arrays, naming array, element,
+  thread and line.
 
 Not simulated: warp lockstep without __syncwarp (code relying on it breaks; the race checker names it),
 __syncthreads_count/and/or, __activemask, cooperative groups, inline PTX, half precision, textures.
-`extern __shared__` arrays of different names do not alias one another as they do on a GPU; they must be
-declared in the .cu file, not in a header; an infinite loop in a kernel hangs. ARCHITECTURE.md lists what
+`extern __shared__` arrays must be declared in the .cu file, not in a header; an infinite loop in a kernel
+hangs. ARCHITECTURE.md lists what
 each mode catches and misses.
 
     launcher = SimLauncher()
@@ -61,6 +68,7 @@ import numpy as np
 
 from .. import paths
 from ..nvrtc_options import real_name
+from . import global_memory
 from .build import SimCompileError, SimError
 from .launch import SimKernel, SimModule
 
@@ -72,10 +80,11 @@ class SimLauncher:
     name = "sim"
     xp = np
 
-    def __init__(self, shuffle_seed=None, racecheck=None, gpu_math=None):
+    def __init__(self, shuffle_seed=None, racecheck=None, gpu_math=None, initcheck=None):
         self.shuffle_seed = shuffle_seed
         self.racecheck = racecheck
         self.gpu_math = gpu_math
+        self.initcheck = initcheck
         self._modules = {}
         self._functions = {}
 
@@ -89,13 +98,9 @@ class SimLauncher:
         return np.asarray(a)
 
     def empty(self, shape, dtype):
-        """A new array filled with NaN (floats) or all-ones bytes (integers): unwritten elements show."""
-        dtype = np.dtype(dtype)
-        if dtype.kind in "fc":
-            return np.full(shape, np.nan, dtype)
-        out = np.empty(shape, dtype)
-        out.view(np.uint8).fill(0xFF)
-        return out
+        """A new array filled with NaN (floats) or all-ones bytes (integers): unwritten elements show (and the
+        initcheck mode names a kernel that reads one before writing it)."""
+        return global_memory.empty(shape, dtype)
 
     def module(self, stem, dtype):
         dtype = np.dtype(dtype)
@@ -103,7 +108,8 @@ class SimLauncher:
         if key not in self._modules:
             self._modules[key] = SimModule(paths.kernel_path(stem), defines={"MINUNET_REAL": real_name(dtype)},
                                            include_dirs=[paths.kernels_dir()], shuffle_seed=self.shuffle_seed,
-                                           racecheck=self.racecheck, gpu_math=self.gpu_math)
+                                           racecheck=self.racecheck, gpu_math=self.gpu_math,
+                                           initcheck=self.initcheck)
         return self._modules[key]
 
     def function(self, stem, kernel_name, dtype, max_dynamic_shared=None):

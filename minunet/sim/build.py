@@ -2,8 +2,8 @@
 
 The wrapper holds the .cu file's text with one change, `extern __shared__` becomes `extern` (`__shared__` is
 `static`, cuda_sim.h), after a `#line` directive, so errors name the original file and line; it adds, per
-kernel, an entry point that unpacks an array of argument pointers, plus storage for each `extern
-__shared__` array.
+kernel, an entry point that unpacks an array of argument pointers, plus the storage of dynamic shared memory,
+which every `extern __shared__` array names (as on a GPU, they all start at the same byte).
 The runtime (runtime.cpp) is compiled once into an object file and linked into every kernel library.
 Each kernel's shared arrays and static shared-memory size come from the linker (shared_layout.py) and are
 stored beside the library as JSON.
@@ -28,8 +28,8 @@ from .. import paths
 from .shared_layout import SharedLayout, kernel_layouts
 
 SIM_DIR = Path(__file__).resolve().parent
-SIM_SOURCES = ("cuda_sim.h", "counting.h", "fiber.h", "float_mode.h", "racecheck.h", "runtime.cpp", "shared_memory.h",
-               "shared_layout.py")
+SIM_SOURCES = ("cuda_sim.h", "counting.h", "fiber.h", "float_mode.h", "global_memory.h", "initcheck.h",
+               "racecheck.h", "runtime.cpp", "shared_memory.h", "shared_layout.py")
 CXX_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing", "-fvisibility=hidden",
              "-fstack-clash-protection", "-g1", "-gdwarf-4", "-w")
 # -g1: line tables, to name the line of a crash; DWARF 4, since binutils 2.40 misnames the file of lines
@@ -66,6 +66,10 @@ def racecheck_from_env() -> bool:
     return os.environ.get("MINUNET_SIM_RACECHECK", "") not in ("", "0")
 
 
+def initcheck_from_env() -> bool:
+    return _flag("MINUNET_SIM_INITCHECK")
+
+
 def compiler() -> str:
     cxx = os.environ.get("CXX", "g++")
     if not shutil.which(cxx):
@@ -73,13 +77,37 @@ def compiler() -> str:
     return cxx
 
 
-def mode_flags(racecheck=False, gpu_math=None):
+# Every access through a pointer checks its alignment, as a GPU does (a float4 at an address that is not a
+# multiple of 16 faults there, and may not here); runtime.cpp's handler names the address, type and line.
+# UBSan does this itself in the sanitize mode. For kernel code only: not the runtime, and not the link (the
+# handler is the runtime's, not libubsan's).
+ALIGNMENT_FLAGS = ("-fsanitize=alignment", "-DMINUNET_SIM_ALIGNMENT=1")
+# The diagnosis build (trace=True): every comparison records where the thread is, so that a thread that
+# returned early can be named with the line of its last one (launch.py reruns a failed launch in it).
+TRACE_FLAGS = ("-fsanitize-coverage=trace-cmp", "-DMINUNET_SIM_TRACE=1")
+# The initcheck mode (initcheck.h): every load and store of kernel code becomes a call to the runtime.
+# GCC's kernel-address sanitizer has that form and needs no runtime library of its own; no stack
+# instrumentation (locals are not watched) and no redzones around globals (the __shared__ arrays keep
+# their sizes).
+INITCHECK_FLAGS = ("-fsanitize=kernel-address", "--param=asan-instrumentation-with-call-threshold=0",
+                   "--param=asan-stack=0", "--param=asan-globals=0", "-DMINUNET_SIM_INITCHECK=1")
+KERNEL_ONLY_FLAGS = ("-fsanitize=thread", "-fsanitize=alignment", "-fsanitize-coverage=trace-cmp",
+                     "-fsanitize=kernel-address")
+
+
+def mode_flags(racecheck=False, gpu_math=None, trace=False, initcheck=False):
     """Flags of the build mode: the assembly fiber switch, or glibc ucontext (MINUNET_SIM_FIBERS=ucontext),
     or AddressSanitizer and UBSan, which need ucontext (MINUNET_SIM_SANITIZE=1), or the race checker's
-    ThreadSanitizer (racecheck; runtime_object leaves -fsanitize=thread out of the scheduler); plus GPU
-    arithmetic (gpu_math; None: MINUNET_SIM_GPU_MATH=1)."""
+    ThreadSanitizer (racecheck; runtime_object leaves -fsanitize=thread out of the scheduler), or the
+    initcheck mode (initcheck); the alignment check outside the sanitize mode; plus GPU arithmetic (gpu_math;
+    None: MINUNET_SIM_GPU_MATH=1)."""
     gpu_math = gpu_math_enabled() if gpu_math is None else gpu_math
-    return _fiber_and_sanitizer_flags(racecheck) + (gpu_math_flags() if gpu_math else ())
+    if initcheck and (racecheck or sanitize_enabled()):
+        raise SimError(f"the initcheck mode and {'the race checker' if racecheck else 'MINUNET_SIM_SANITIZE=1'} "
+                       f"cannot be combined (both instrument every memory access): run one, then the other")
+    return (_fiber_and_sanitizer_flags(racecheck) + (() if sanitize_enabled() or trace else ALIGNMENT_FLAGS) +
+            (INITCHECK_FLAGS if initcheck else ()) + (gpu_math_flags() if gpu_math else ()) +
+            (TRACE_FLAGS if trace else ()))
 
 
 def _fiber_and_sanitizer_flags(racecheck):
@@ -154,6 +182,16 @@ def find_kernels(source: str) -> dict:
     return kernels
 
 
+# `extern __shared__ T name[];  // minunet: aliases`: the author means this array to share its bytes with the
+# kernel's other extern __shared__ arrays (on a GPU all of them start at the same byte).
+_ALIASED = re.compile(r"extern\s+__shared__[^;{}]*?\b(\w+)\s*\[\s*\]\s*;[ \t]*(?://|/\*)\s*minunet:\s*aliases\b")
+
+
+def find_aliased_on_purpose(source: str) -> set:
+    """Names of the extern __shared__ arrays whose declaration ends with the comment `// minunet: aliases`."""
+    return set(_ALIASED.findall(source))
+
+
 def find_extern_shared(source: str, path) -> dict:
     """{name: element type} of the `extern __shared__ T name[];` declarations."""
     found = {}
@@ -197,12 +235,59 @@ def without_extern_shared(source: str) -> str:
     return _EXTERN_SHARED_KEYWORDS.sub("extern", source)
 
 
-def generate_wrapper(cu_path: Path, source: str, kernels: dict, extern_shared: dict, launch_bounds: dict) -> str:
+_SHARED_DECLARATION = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\])*"|'
+                                 r"(?P<extern>\bextern\s+)?\b__shared__\b(?P<body>[^;{}]*);", re.S)
+_DECLARATOR = re.compile(r"^(?P<type>.*?)(?P<stars>[*&\s]*)\b(?P<name>[A-Za-z_]\w*)\s*(?P<dims>(?:\[[^\]]*\]\s*)*)$",
+                         re.S)
+
+
+def _split_top_level(text):
+    """text split at the commas outside brackets: `a[N], b[f(1, 2)]` -> `a[N]`, ` b[f(1, 2)]`."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c in "([<":
+            depth += 1
+        elif c in ")]>":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
+def shared_through_pointers(source: str, path) -> str:
+    """The initcheck mode: each `__shared__ T name[...];` becomes a static array under another name and a
+    reference `name` to it through a pointer the compiler cannot see through (cuda_sim.h's launder), on the
+    same line. GCC's instrumentation skips accesses it can prove in bounds of a static variable (a shared
+    scalar, tile[0]); through the reference, every access is checked (initcheck.h)."""
+    def rewrite(m):
+        if m.group("body") is None or m.group("extern"):
+            return m.group(0)  # a comment, a string, or dynamic shared memory (always checked)
+        out = []
+        for i, text in enumerate(_split_top_level(m.group("body"))):
+            d = _DECLARATOR.match(text.strip())
+            if i == 0 and d:
+                base_type = d.group("type")
+            if not d or (i > 0 and d.group("type").strip()):
+                raise SimCompileError(f"{path}: the initcheck mode cannot read the declaration "
+                                      f"`__shared__{m.group('body')};`")
+            name, storage = d.group("name"), f"minunet_sim_shared_{d.group('name')}"
+            out.append(f"__shared__ {base_type.strip()} {d.group('stars').strip()}{storage}{d.group('dims')}; "
+                       f"auto& {name} = *::minunet_sim::launder(&{storage});")
+        return " ".join(out)
+    return _SHARED_DECLARATION.sub(rewrite, source)
+
+
+def generate_wrapper(cu_path: Path, source: str, kernels: dict, extern_shared: dict, launch_bounds: dict,
+                     initcheck=False) -> str:
+    source = without_extern_shared(source)
     lines = [f"// Generated by minunet.sim for {cu_path.name}: the kernels, storage for extern __shared__ arrays,",
              "// one entry point per kernel. Compiled with -include cuda_sim.h.",
              f'#line 1 "{cu_path}"',
-             without_extern_shared(source),
+             shared_through_pointers(source, cu_path) if initcheck else source,
              '#line 1 "minunet_sim_wrapper.cpp"']
+    if extern_shared:
+        lines.append("MINUNET_SIM_DYNAMIC_SHARED_STORAGE")
     lines += [f"MINUNET_SIM_DYNAMIC_SHARED({ctype}, {name})" for name, ctype in sorted(extern_shared.items())]
     lines += [f"MINUNET_SIM_KERNEL({name}, {launch_bounds[name]})" for name in kernels]
     return "\n".join(lines) + "\n"
@@ -241,10 +326,11 @@ def _sim_sources_digest():
     return _digest(*[(SIM_DIR / name).read_bytes() for name in SIM_SOURCES])
 
 
-def runtime_object(cxx: str, racecheck=False, gpu_math=None) -> Path:
+def runtime_object(cxx: str, racecheck=False, gpu_math=None, trace=False, initcheck=False) -> Path:
     """runtime.cpp compiled once per (simulator sources, compiler, flags). Never with -fsanitize=thread: the
     scheduler's own bookkeeping is no race, and it tells TSan about the threads' orderings itself."""
-    flags = tuple(f for f in CXX_FLAGS + mode_flags(racecheck, gpu_math) if f != "-fsanitize=thread")
+    flags = tuple(f for f in CXX_FLAGS + mode_flags(racecheck, gpu_math, trace, initcheck)
+                  if f not in KERNEL_ONLY_FLAGS)
     key = _digest(_sim_sources_digest(), cxx, flags)
     target = paths.cache_dir() / "sim" / f"runtime-{key}.o"
     if not target.is_file():
@@ -258,12 +344,15 @@ def runtime_object(cxx: str, racecheck=False, gpu_math=None) -> Path:
 class KernelInfo:
     params: list          # parameter names, from the source
     shared: SharedLayout  # the shared arrays it reaches (shared_layout.py)
+    aliased: set          # extern __shared__ arrays declared `// minunet: aliases` (find_aliased_on_purpose)
 
 
-def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None, counting=False):
+def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu_math=None, trace=False,
+                  initcheck=False, counting=False):
     """Compile cu_path with defines {NAME: value} (racecheck: for the race checker; gpu_math: with GPU
-    arithmetic, None: MINUNET_SIM_GPU_MATH; counting: with the memory-access counter of counting.h, not with
-    the race checker); returns (library path, {kernel: KernelInfo})."""
+    arithmetic, None: MINUNET_SIM_GPU_MATH; trace: the diagnosis build; initcheck: the initcheck mode; counting:
+    with the memory-access counter of counting.h, not with the race checker); returns (library path,
+    {kernel: KernelInfo})."""
     cu_path = Path(cu_path).resolve()
     if not cu_path.is_file():
         raise FileNotFoundError(f"kernel source {cu_path} not found")
@@ -282,25 +371,35 @@ def build_library(cu_path, defines=None, include_dirs=None, racecheck=False, gpu
     if not kernels:
         raise SimCompileError(f'{cu_path}: no `extern "C" __global__ void name(...)` kernel found')
     extern_shared = find_extern_shared(whole, cu_path)
-    wrapper = generate_wrapper(cu_path, source, kernels, extern_shared, find_launch_bounds(whole))
+    wrapper = generate_wrapper(cu_path, source, kernels, extern_shared, find_launch_bounds(whole), initcheck)
+
+    # The initcheck mode rewrites the __shared__ declarations of the headers too: copies beside the wrapper,
+    # which its #include "..." finds first (headers included through a subfolder keep the originals).
+    header_copies = {h.name: f'#line 1 "{h}"\n' + shared_through_pointers(h.read_text(), h)
+                     for h in headers if initcheck and "__shared__" in h.read_text()}
 
     cxx = compiler()
-    flags = (*CXX_FLAGS, *mode_flags(racecheck, gpu_math), *(COUNT_FLAGS if counting else ()), "-DMINUNET_SIM",
+    flags = (*CXX_FLAGS, *mode_flags(racecheck, gpu_math, trace, initcheck), *(COUNT_FLAGS if counting else ()),
+             "-DMINUNET_SIM",
              *[f"-D{k}" if v is None else f"-D{k}={v}" for k, v in sorted(defines.items())],
              "-I", str(cu_path.parent), *[a for d in include_dirs for a in ("-I", str(d))],
              "-include", str(SIM_DIR / "cuda_sim.h"))
     key = _digest(source, *[(h, h.read_bytes()) for h in headers], _sim_sources_digest(), wrapper, cxx, flags,
-                  SECTION_FLAGS)
+                  SECTION_FLAGS, *sorted(header_copies.items()))
     tag = "-".join(re.sub(r"\W", "", str(v if v is not None else k)) for k, v in sorted(defines.items()))
     target = paths.cache_dir() / "sim" / f"{cu_path.stem}{'-' + tag if tag else ''}-{key}.so"
     layout_file = target.with_suffix(".json")
     if not (target.is_file() and layout_file.is_file()):
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=target.stem + ".") as scratch:
-            runtime = runtime_object(cxx, racecheck, gpu_math)
+            runtime = runtime_object(cxx, racecheck, gpu_math, trace, initcheck)
+            for name, text in header_copies.items():
+                (Path(scratch) / name).write_text(text)
             _compile(cxx, flags, runtime, wrapper, cu_path, kernels, set(extern_shared), Path(scratch), target)
     layouts = json.loads(layout_file.read_text())
-    return target, {name: KernelInfo(params, SharedLayout(**layouts[name])) for name, params in kernels.items()}
+    aliased = find_aliased_on_purpose(whole)
+    return target, {name: KernelInfo(params, SharedLayout(**layouts[name]), aliased)
+                    for name, params in kernels.items()}
 
 
 def _compile(cxx, flags, runtime, wrapper, cu_path, kernels, extern_names, scratch: Path, target: Path):
@@ -309,7 +408,8 @@ def _compile(cxx, flags, runtime, wrapper, cu_path, kernels, extern_names, scrat
     wrapper_path, obj, library = scratch / "wrapper.cpp", scratch / "wrapper.o", scratch / "library.so"
     wrapper_path.write_text(wrapper)
     _run([cxx, *flags, *SECTION_FLAGS, "-c", str(wrapper_path), "-o", str(obj)], cu_path.name)
-    _run([cxx, *flags, "-shared", str(obj), str(runtime), "-o", str(library)], cu_path.name)
+    link_flags = [f for f in flags if f not in ("-fsanitize=alignment", "-fsanitize=kernel-address")]
+    _run([cxx, *link_flags, "-shared", str(obj), str(runtime), "-o", str(library)], cu_path.name)
     # AddressSanitizer's constructor registers every global, so all would look reachable: ask the linker
     # about an uninstrumented object (same arrays, same names).
     reach_obj = obj

@@ -7,8 +7,9 @@
 // - Qualifiers (__global__, __device__, ...) disappear; __shared__ becomes static: one array, shared by every
 //   fiber (one launch runs at a time), and a global of its own, so AddressSanitizer puts a redzone after
 //   it. build.py turns `extern __shared__ T name[];` into a plain extern declaration that the generated
-//   wrapper defines. At the start of every block the runtime fills the kernel's arrays with the poison
-//   word 0x7FFFFFFF (a NaN as float and as double, INT_MAX as int), so a read nobody wrote shows up.
+//   wrapper defines as a name of the one storage of dynamic shared memory. At the start of every block the
+//   runtime fills the kernel's arrays with the poison word 0x7FFFFFFF (a NaN as float and as double, INT_MAX
+//   as int), so a read nobody wrote shows up.
 // - threadIdx/blockIdx/blockDim/gridDim are globals the scheduler sets before it resumes a fiber.
 // - __syncthreads() and the warp functions are macros, so they can record the line they are called from:
 //   the runtime names that line when threads of a block disagree about which barrier they are at.
@@ -241,6 +242,15 @@ inline unsigned int __brev(unsigned int x) {
     return r;
 }
 
+// The initcheck mode reaches each __shared__ array through a pointer the compiler cannot trace back to the
+// array (build.py's shared_through_pointers), so that it instruments every access to it.
+namespace minunet_sim {
+template <class T> inline T* launder(T* p) {
+    asm("" : "+r"(p));
+    return p;
+}
+}  // namespace minunet_sim
+
 // __ldg: a read through the read-only cache on a GPU; a plain read here.
 template <class T> inline T __ldg(const T* p) { return *p; }
 
@@ -296,9 +306,12 @@ inline const char* signature(void (*)(P...)) {
 }  // namespace minunet_sim
 
 #define MINUNET_SIM_EXPORT extern "C" __attribute__((visibility("default")))
-// Storage for `extern __shared__ T name[];`.
+// The storage of dynamic shared memory, and `extern __shared__ T name[];` as a name for it: as on a GPU, every
+// extern __shared__ array starts at the same byte.
+#define MINUNET_SIM_DYNAMIC_SHARED_STORAGE \
+    __attribute__((aligned(16))) unsigned char minunet_sim_dynamic_shared[MINUNET_SIM_DYNAMIC_SHARED_CAPACITY];
 #define MINUNET_SIM_DYNAMIC_SHARED(T, name) \
-    __attribute__((aligned(16))) T name[MINUNET_SIM_DYNAMIC_SHARED_CAPACITY / sizeof(T)];
+    extern T name[MINUNET_SIM_DYNAMIC_SHARED_CAPACITY / sizeof(T)] __attribute__((alias("minunet_sim_dynamic_shared")));
 // __launch_bounds__(max_threads, ...) as the compiler evaluates it (its macros expanded); 1024 without one.
 namespace minunet_sim {
 constexpr int launch_bounds_max_threads(int max_threads = 1024, int = 0, int = 0) { return max_threads; }

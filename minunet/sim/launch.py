@@ -8,6 +8,7 @@ __launch_bounds__, static + dynamic shared memory against 48 KB unless the funct
 (get_function(name, max_dynamic_shared=B)).
 """
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -17,10 +18,11 @@ import numpy as np
 
 from ..backends.launch_limits import LaunchLimitError, check_launch, check_opt_in
 from . import races
-from .build import SimError, build_library, racecheck_from_env, sanitize_enabled
+from .build import SIM_DIR, SimError, build_library, initcheck_from_env, racecheck_from_env, sanitize_enabled
+from .global_memory import Regions
 
 # One launch at a time in the whole process: the runtime's state and the crash handlers are process-wide.
-_LAUNCH_LOCK = threading.Lock()
+_LAUNCH_LOCK = threading.RLock()  # reentrant: a failed launch may rerun itself to diagnose
 _LIBRARIES = {}
 
 _CODES = {"f4": np.float32, "f8": np.float64, "i1": np.int8, "u1": np.uint8, "i2": np.int16, "u2": np.uint16,
@@ -46,24 +48,39 @@ def shuffle_seed_from_env():
         raise ValueError(f"MINUNET_SIM_SHUFFLE must be an integer seed, got {value!r}") from None
 
 
-def _source_line(library_path, offset):
-    """' (at file.cu:LINE in function)' for a crash at offset into the library, from its line tables."""
+def _code_location(library_path, offset):
+    """(file name, line, function) of the instruction at offset into the library, from its line tables: the
+    innermost frame of kernel code, past the simulator's own helpers inlined into it (an atomic, say); line is
+    None in the generated wrapper (the kernel's first instructions). None: unknown."""
     addr2line = shutil.which("addr2line")
     if not offset or not addr2line:
-        return ""
+        return None
     try:
         result = subprocess.run([addr2line, "-f", "-i", "-C", "-e", str(library_path), hex(offset)],
                                 capture_output=True, text=True, timeout=10)
-        function, location = result.stdout.splitlines()[:2]
-    except (OSError, ValueError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = result.stdout.splitlines()
+    for function, location in zip(lines[::2], lines[1::2]):  # innermost first, then the inlined-into callers
+        path, _, line = location.partition(":")
+        if path.startswith("??") or path.startswith(str(SIM_DIR)):
+            continue
+        function = function.replace("minunet_sim_run_", "")  # the kernel inlined into its entry point
+        if path.endswith("minunet_sim_wrapper.cpp"):
+            return os.path.basename(path), None, function
+        return os.path.basename(path), line.split()[0], function
+    return None
+
+
+def _source_line(library_path, offset):
+    """' (the faulting instruction is at file.cu:LINE in function)' for a crash at offset into the library."""
+    location = _code_location(library_path, offset)
+    if location is None:
         return ""
-    if location.startswith("??"):
-        return ""
-    path, _, line = location.partition(":")
-    function = function.replace("minunet_sim_run_", "")  # the kernel inlined into its entry point
-    if path.endswith("minunet_sim_wrapper.cpp"):  # the generated wrapper: the kernel's first instructions
+    name, line, function = location
+    if line is None:
         return f" (on entry to {function})"
-    return f" (the faulting instruction is at {os.path.basename(path)}:{line.split()[0]} in {function})"
+    return f" (the faulting instruction is at {name}:{line} in {function})"
 
 
 def _asan_loaded():
@@ -93,6 +110,9 @@ def _load(path, racecheck):
                         "LD_PRELOAD=$(g++ -print-file-name=libasan.so))")
             raise SimError(f"could not load the simulator library {path}: {e}{hint}") from None
         lib.minunet_sim_launch.restype = ctypes.c_int
+        lib.minunet_sim_global_place.argtypes = [ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                 ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        lib.minunet_sim_global_finish.argtypes = [ctypes.c_int]
         lib.minunet_sim_launch.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
                                            ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
                                            ctypes.c_int, ctypes.c_ulonglong,
@@ -102,8 +122,22 @@ def _load(path, racecheck):
         lib.minunet_sim_fault_offset.restype = ctypes.c_ulonglong
         lib.minunet_sim_race_report.restype = ctypes.c_char_p
         lib.minunet_sim_shared_base.restype = ctypes.c_ulonglong
+        lib.minunet_sim_finding.restype = ctypes.POINTER(_Finding)
+        lib.minunet_sim_exit_trace.restype = ctypes.c_ulonglong
         _LIBRARIES[path] = lib
     return lib
+
+
+class _Finding(ctypes.Structure):
+    """runtime.cpp's Finding: a bad access to memory, for the launcher to name the array and element."""
+    _fields_ = [("kind", ctypes.c_int), ("access", ctypes.c_int), ("region", ctypes.c_uint),
+                ("offset", ctypes.c_longlong), ("thread", ctypes.c_char * 160), ("shared", ctypes.c_int),
+                ("state", ctypes.c_int), ("address", ctypes.c_ulonglong), ("size", ctypes.c_ulonglong)]
+
+
+GLOBAL_FAULT, GLOBAL_CANARY, MISALIGNED, EARLY_EXIT, INITCHECK = 1, 2, 3, 4, 5
+UNWRITTEN, OUTSIDE = 1, 2  # initcheck.h's states
+_VERBS = {0: "accesses", 1: "reads", 2: "writes"}
 
 
 def _c_array(ctype, values):
@@ -129,6 +163,7 @@ class SimKernel:
         self.module = module
         self.name = name
         self.max_dynamic_shared = max_dynamic_shared  # the opt-in (ARCHITECTURE.md)
+        self._launches = 0  # global memory alternates between guarding the arrays' ends and starts
         lib = module.library
         param_names = info.params
         self._run = ctypes.cast(getattr(lib, f"minunet_sim_run_{name}"), ctypes.c_void_p).value
@@ -154,13 +189,23 @@ class SimKernel:
                                    f"dynamic shared memory, with max_dynamic_shared")
         if max_dynamic_shared is not None:
             check_opt_in(name, self.attributes, SIM_DEVICE_LIMITS, max_dynamic_shared)
-        # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
         layout = info.shared
+        extern_names = sorted(name for name, _ in layout.dynamic)  # all of them name one storage (cuda_sim.h)
+        unmarked = [n for n in extern_names if n not in info.aliased]
+        if len(extern_names) > 1 and unmarked:
+            raise SimError(f"kernel '{name}' uses {len(extern_names)} extern __shared__ arrays, "
+                           f"{', '.join(repr(n) for n in extern_names)}: on a GPU every extern __shared__ array "
+                           f"starts at the same byte of the block's dynamic shared memory, so they overlap; carve one "
+                           f"array into parts (T* second = first + n), or, if the overlap is meant, end the line of "
+                           f"each declaration with the comment `// minunet: aliases` (missing on "
+                           f"{', '.join(repr(n) for n in unmarked)})")
+        # What the runtime poisons and guards (shared_memory.h), kept alive as ctypes arrays.
         offsets_and_sizes = [v for _, offset, size in layout.static for v in (offset, size)]
         self._static_arrays = _c_array(ctypes.c_ulonglong, offsets_and_sizes)
-        self._dynamic = _c_array(ctypes.c_ulonglong, [offset for _, offset in layout.dynamic])
-        self._dynamic_names = _c_array(ctypes.c_char_p, [name.encode() for name, _ in layout.dynamic])
-        self._shared_counts = len(layout.static), len(layout.dynamic)
+        dynamic = [(" = ".join(extern_names), layout.dynamic[0][1])] if extern_names else []
+        self._dynamic = _c_array(ctypes.c_ulonglong, [offset for _, offset in dynamic])
+        self._dynamic_names = _c_array(ctypes.c_char_p, [n.encode() for n, _ in dynamic])
+        self._shared_counts = len(layout.static), len(dynamic)
 
     def __repr__(self):
         params = ", ".join(f"{p.c_type} {p.name}" for p in self.params)
@@ -184,8 +229,8 @@ class SimKernel:
                                  f"({what} {tuple(dims)})")
         return dims
 
-    def _marshal(self, param, value):
-        """A ctypes object holding the argument's bytes, after checking it against the parameter."""
+    def _check(self, param, value):
+        """The argument checked against the parameter."""
         where = f"kernel '{self.name}': parameter '{param.name}' ({param.c_type})"
         if param.pointer:
             if not isinstance(value, np.ndarray):
@@ -197,14 +242,60 @@ class SimKernel:
                 raise TypeError(f"{where} needs an array of dtype {param.dtype}, got {value.dtype}")
             if not param.const and not value.flags.writeable:
                 raise TypeError(f"{where} may be written by the kernel, but the array is read-only")
-            return ctypes.c_void_p(value.ctypes.data)
+            return
         if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):  # np.float64 is a float
             raise TypeError(f"{where} needs np.{param.dtype.type.__name__}(...), got a Python "
                             f"{type(value).__name__} (CuPy would pass a Python {type(value).__name__} as 8 bytes)")
         if not isinstance(value, np.generic) or value.dtype != param.dtype:
             got = f"np.{value.dtype}" if isinstance(value, np.generic) else type(value).__name__
             raise TypeError(f"{where} needs np.{param.dtype.type.__name__}, got {got}")
-        return np.ctypeslib.as_ctypes_type(param.dtype).from_buffer_copy(value.tobytes())
+
+    def _message(self, finding, message, regions, fault_offset):
+        """The SimError's text: a bad access to global memory names the array and element."""
+        if finding.kind == GLOBAL_FAULT:
+            return (f"kernel '{self.name}': {finding.thread.decode()} {_VERBS[finding.access]} "
+                    f"{regions.describe(finding.region, finding.offset)}"
+                    f"{_source_line(self.module.library_path, fault_offset)}")
+        if finding.kind == GLOBAL_CANARY:
+            return (f"kernel '{self.name}' wrote {regions.describe(finding.region, finding.offset)} (seen in its "
+                    f"guard bytes after the launch, which tells neither the thread nor the line; "
+                    f"MINUNET_SIM_INITCHECK=1 names both)")
+        if finding.kind == MISALIGNED:
+            return f"{message}; the address is {regions.describe(finding.region, finding.offset)}"
+        if finding.kind == INITCHECK:
+            return self._initcheck_message(finding, regions, fault_offset)
+        return message + _source_line(self.module.library_path, fault_offset)
+
+    def _initcheck_message(self, finding, regions, fault_offset):
+        location = _code_location(self.module.library_path, fault_offset)
+        at = f" at {location[0]}:{location[1]}" if location and location[1] else ""
+        who = f"kernel '{self.name}': {finding.thread.decode()} {_VERBS[finding.access]}"
+        if not finding.shared:
+            what = regions.describe(finding.region, finding.offset)
+            if finding.state == UNWRITTEN:
+                return (f"{who} {what}{at}, which no thread has written in this launch (the array came from the "
+                        f"sim's empty() and still holds its fill; found by the initcheck mode)")
+            return f"{who} {what}{at} (found by the initcheck mode)"
+        base = self.module.library.minunet_sim_shared_base()
+        what = races.shared_element(finding.address, finding.size, self.module.shared_arrays(), base)
+        if finding.state == UNWRITTEN:
+            return (f"{who} {what}{at}, which no thread of the block has written since the block began (found by "
+                    f"the initcheck mode)")
+        return (f"{who} {what}{at}, past the bytes of dynamic shared memory the launch asked for (found by the "
+                f"initcheck mode)")
+
+    def _where_it_returned(self, grid, block, args, shared_mem):
+        """'file.cu:LINE' where the thread that exited while others waited at a barrier made its last comparison
+        (the decision of an early return), from a rerun of the launch in the diagnosis build; or None."""
+        if self.module.diagnosis is None:
+            return None
+        twin = self.module.diagnosis().get_function(self.name, self.max_dynamic_shared)
+        try:
+            twin(grid, block, args, shared_mem)
+        except SimError:
+            pass  # the same error again, with the comparison traced
+        location = _code_location(twin.module.library_path, twin.module.library.minunet_sim_exit_trace())
+        return f"{location[0]}:{location[1]}" if location and location[1] else None
 
     # -- launch ------------------------------------------------------------------------------------------
     def __call__(self, grid, block, args, shared_mem=0):
@@ -216,27 +307,47 @@ class SimKernel:
         if len(args) != len(self.params):
             raise TypeError(f"kernel '{self.name}' takes {len(self.params)} arguments "
                             f"({', '.join(p.name for p in self.params)}), got {len(args)}")
-        holders = [self._marshal(p, a) for p, a in zip(self.params, args)]
-        argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
+        for p, a in zip(self.params, args):
+            self._check(p, a)
         grid_c = (ctypes.c_uint * 3)(*grid)
         block_c = (ctypes.c_uint * 3)(*block)
         seed = self.module.shuffle_seed
         lib = self.module.library
+        regions = Regions(self.params, args)
         with _LAUNCH_LOCK:
+            # The kernel works on guarded copies (global_memory.h), every other launch against the guard before
+            # them rather than after.
+            device = regions.place(lib, self._launches % 2 == 1, self.module.initcheck)
+            self._launches += 1
+            holders = [ctypes.c_void_p(device[i]) if p.pointer else
+                       np.ctypeslib.as_ctypes_type(p.dtype).from_buffer_copy(a.tobytes())
+                       for i, (p, a) in enumerate(zip(self.params, args))]
+            argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
             failed = lib.minunet_sim_launch(self.name.encode(), self._run, argv, grid_c, block_c,
                                             int(seed is not None), (seed or 0) & (2**64 - 1),
                                             self._static_arrays, self._shared_counts[0], self._dynamic,
                                             self._dynamic_names, self._shared_counts[1], int(shared_mem))
+            race = lib.minunet_sim_race_report().decode(errors="replace") if failed else ""
+            returned_at = None
+            if failed and lib.minunet_sim_finding().contents.kind == EARLY_EXIT:  # before the arrays change
+                returned_at = self._where_it_returned(grid, block, args, shared_mem)
+            failed = lib.minunet_sim_global_finish(failed) or failed  # the copies back to the caller's arrays
             message = lib.minunet_sim_last_error().decode(errors="replace") if failed else ""
             fault_offset = lib.minunet_sim_fault_offset() if failed else 0
-            race = lib.minunet_sim_race_report().decode(errors="replace") if failed else ""
+            finding = _Finding.from_buffer_copy(lib.minunet_sim_finding().contents)
+        if returned_at:
+            message += f"; it returned after its last comparison, at {returned_at}"
         if race:
-            arrays = [(p.name, a) for p, a in zip(self.params, args) if p.pointer]
-            raise SimError(races.describe(race, self.name, self.module.library_path, arrays,
+            raise SimError(races.describe(race, self.name, self.module.library_path, regions.arrays(),
                                           self.module.shared_arrays(), lib.minunet_sim_shared_base()))
-        del holders, args  # the arrays stayed alive for the whole launch
         if failed:
-            raise SimError(message + _source_line(self.module.library_path, fault_offset))
+            raise SimError(self._message(finding, message, regions, fault_offset))
+
+
+@functools.lru_cache(maxsize=None)
+def _diagnosis_module(path, defines, include_dirs, shuffle_seed, racecheck, gpu_math, initcheck):
+    return SimModule(path, dict(defines), list(include_dirs), shuffle_seed, racecheck, gpu_math, initcheck,
+                     _trace=True)
 
 
 class SimModule:
@@ -246,22 +357,29 @@ class SimModule:
     shuffle_seed: run threads and blocks in a random order from this seed (None: MINUNET_SIM_SHUFFLE or
     in order); racecheck: report data races between the kernel's threads as SimErrors (None:
     MINUNET_SIM_RACECHECK; the process needs ThreadSanitizer loaded, see minunet/sim/preload.py); gpu_math:
-    fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH); counting: every load
-    and store of kernel code counted per thread (counting.h; the caller sets the ranges with
-    library.minunet_sim_count_set before a launch, as minunet/exercises/counts.py does).
+    fused multiply-adds and flush-to-zero as CuPy compiles (None: MINUNET_SIM_GPU_MATH); initcheck: report a read
+    of shared memory no thread of the block wrote, of an output no thread wrote, or outside the arrays, as a
+    SimError (None: MINUNET_SIM_INITCHECK; initcheck.h); counting: every load and store of kernel code counted
+    per thread (counting.h; the caller sets the ranges with library.minunet_sim_count_set before a launch, as
+    minunet/exercises/counts.py does).
     """
 
     def __init__(self, path, defines=None, include_dirs=None, shuffle_seed=None, racecheck=None, gpu_math=None,
-                 counting=False):
+                 initcheck=None, counting=False, _trace=False):
         if defines is not None and not isinstance(defines, dict):
             defines = {name: None for name in defines}
         self.path = path
         self.shuffle_seed = shuffle_seed if shuffle_seed is not None else shuffle_seed_from_env()
         self.racecheck = racecheck_from_env() if racecheck is None else bool(racecheck)
         self.counting = counting
-        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck, gpu_math,
-                                                        counting)
+        self.initcheck = initcheck_from_env() if initcheck is None else bool(initcheck)
+        self.library_path, self.kernels = build_library(path, defines, include_dirs, self.racecheck, gpu_math, _trace,
+                                                        self.initcheck, counting)
         self.library = _load(self.library_path, self.racecheck)
+        # The diagnosis build: the same with every comparison traced (built when a launch first needs it).
+        self.diagnosis = None if _trace else functools.partial(
+            _diagnosis_module, path, tuple(sorted((defines or {}).items())), tuple(include_dirs or ()),
+            self.shuffle_seed, self.racecheck, gpu_math, self.initcheck)
         self._functions = {}
         self._shared_arrays = None
 

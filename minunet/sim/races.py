@@ -2,8 +2,9 @@
 
 TSan names threads by number and memory by address; the reader of a kernel thinks in CUDA threads, arrays and
 source lines. The runtime names each TSan fiber after its CUDA thread ("minunet thread (3,0,0) of block
-(0,0,0)"); the launcher knows each argument array's address range; the library's symbol table gives each
-__shared__ array's offset from the library's load address (the simulator keeps each in a static).
+(0,0,0)"); the launcher knows each argument array's address range (of the kernel's copy, global_memory.h);
+the library's symbol table gives each __shared__ array's offset from the library's load address (the
+simulator keeps each in a static).
 """
 import re
 import shutil
@@ -29,6 +30,7 @@ def shared_arrays(library_path):
     arrays = []
     for name, (offset, size) in bss_objects(library_path, demangle=True).items():
         name = name.split("::")[-1]  # a __shared__ array in a function: "kernel(...)::tile"
+        name = name.removeprefix("minunet_sim_shared_")  # its name in the initcheck mode (build.py)
         if not name.startswith("minunet_sim"):
             arrays.append((name, offset, size))
     return arrays
@@ -59,24 +61,30 @@ def _kernel_line(stack, library_path):
     return "an unknown line"
 
 
+def shared_element(address, size, shared, shared_base):
+    """"__shared__ array 'tile' (element 5)", counting elements of the access's size; names of one
+    extern __shared__ storage are joined."""
+    names = [(name, address - shared_base - offset) for name, offset, nbytes in shared
+             if 0 <= address - shared_base - offset < nbytes]
+    if not names:
+        return f"address {address:#x} (not an argument array or a __shared__ array)"
+    return f"__shared__ array '{' = '.join(n for n, _ in names)}' (element {names[0][1] // size})"
+
+
 def _where(address, size, arrays, shared, shared_base):
     """The memory an address belongs to: an argument array with the element's index, or a __shared__ array."""
-    for name, array in arrays:
-        lo = array.ctypes.data
+    for name, lo, array in arrays:
         if lo <= address < lo + array.nbytes:
             index = np.unravel_index((address - lo) // array.itemsize, array.shape) if array.size else ()
             index = ", ".join(str(int(i)) for i in index)
             return f"global array '{name}' (element [{index}])"
-    for name, offset, nbytes in shared:
-        lo = shared_base + offset
-        if lo <= address < lo + nbytes:
-            return f"__shared__ array '{name}' (element {(address - lo) // size})"
-    return f"address {address:#x} (not an argument array or a __shared__ array)"
+    return shared_element(address, size, shared, shared_base)
 
 
 def describe(text, kernel, library_path, arrays, shared, shared_base):
-    """The SimError message for TSan's text about the kernel of library_path; arrays: [(parameter name,
-    numpy array)], shared: [(name, offset, size)] of __shared__ arrays at shared_base."""
+    """The SimError message for TSan's text about the kernel of library_path; arrays: [(parameter name, its
+    address in the kernel's global memory, numpy array)], shared: [(name, offset, size)] of __shared__ arrays
+    at shared_base."""
     report = first_report(text)
     accesses = list(_ACCESS.finditer(report))
     names = dict(_THREAD.findall(report))

@@ -12,10 +12,12 @@
 // lanes within a warp and the blocks run in a random order.
 // A crash inside the kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, a fiber stack overflow into its guard page)
 // is caught on an alternate signal stack and jumps back here, so the Python process survives.
-// The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h).
+// The kernel's __shared__ arrays are poisoned at the start of every block and guarded (shared_memory.h); its
+// global arrays are copies that end against inaccessible pages (global_memory.h).
 #include "cuda_sim.h"
 
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -28,6 +30,8 @@
 
 #include "fiber.h"
 #include "float_mode.h"
+#include "global_memory.h"
+#include "initcheck.h"
 #include "racecheck.h"
 #include "shared_memory.h"
 
@@ -51,6 +55,7 @@ struct Thread {
     const void* value;
     void* result;
     void* race_fiber;    // its ThreadSanitizer fiber (race checker builds)
+    uintptr_t trace;     // where it last compared two values (the diagnosis build)
 };
 
 const size_t STACK_BYTES = 64 * 1024;
@@ -76,6 +81,20 @@ bool g_shuffle;
 unsigned* g_order;           // resume order of a warp's lanes
 unsigned g_warp_order[32];   // run order of a block's warps
 char* g_shared_lo;           // this library's load address, for naming __shared__ arrays in race reports
+GlobalMemory g_global;       // the launch's copies of its array arguments
+
+// What the Python side needs to name a bad access to memory (it knows the arrays' names, types and shapes).
+enum FindingKind { NO_FINDING, GLOBAL_FAULT, GLOBAL_CANARY, MISALIGNED, EARLY_EXIT, INITCHECK };
+struct Finding {
+    int kind;
+    int access;            // 0 unknown, 1 read, 2 write
+    unsigned region;       // global memory: the region (global_memory.h) ...
+    long long offset;      // ... and the byte offset from its start
+    char thread[160];      // who, as where() says it
+    int shared;            // initcheck: 1 shared memory (address), 0 global memory (region, offset)
+    int state;             // initcheck: UNWRITTEN or OUTSIDE (initcheck.h)
+    unsigned long long address, size;
+} g_finding;
 
 // Fiber stacks: one mapping, each stack with an inaccessible guard region below it.
 char* g_pool;
@@ -88,6 +107,8 @@ pthread_t g_launch_thread;
 int g_fault_signal;
 void* g_fault_address;
 uintptr_t g_fault_pc;
+int g_fault_access;  // 0 unknown, 1 read, 2 write
+uintptr_t g_exit_trace;  // where a thread that exited while others wait last compared (diagnosis build)
 const int FAULT_SIGNALS[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 struct sigaction g_saved_actions[4];
 stack_t g_saved_altstack;
@@ -219,10 +240,73 @@ void copy_value(void* to, const void* from, int size) {
     }
 }
 
-// Complete every warp function of the warp starting at thread `first` whose lanes have all arrived.
-void resolve_warp(unsigned first) {
+const char* op_name(int op);
+
+// "3", "0-15" or "0-3, 8, 10-11": the lanes of a bit mask.
+const char* lane_list(unsigned lanes) {
+    static char text[2][160];
+    static int which;
+    char* out = text[which ^= 1];
+    out[0] = '\0';
+    for (unsigned a = 0; a < 32; a++) {
+        if (!(lanes >> a & 1u)) continue;
+        unsigned b = a;
+        while (b + 1 < 32 && (lanes >> (b + 1) & 1u)) b++;
+        size_t used = strlen(out);
+        snprintf(out + used, 160 - used, b == a ? "%s%u" : "%s%u-%u", used ? ", " : "", a, b);
+        a = b;
+    }
+    return out;
+}
+
+// A shuffle reads only from lanes that exist and take part in it (the PTX ISA: otherwise the value is
+// undefined). Reports the group's readers of lanes that do not, and returns false, or returns true.
+bool shuffle_sources_defined(unsigned first, unsigned lanes, unsigned members) {
+    const char* const reasons[][2] = {{"does not exist", "do not exist"},
+                                      {"is not in the mask", "are not in the mask"},
+                                      {"has exited", "have exited"},
+                                      {"is not at this call", "are not at this call"}};
+    unsigned readers[4] = {0, 0, 0, 0}, sources[4] = {0, 0, 0, 0};
+    const Thread* callers[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (unsigned b = 0; b < lanes; b++) {
+        const Thread* tb = &g_threads[first + b];
+        if (!(members >> b & 1u) || tb->op < SHFL_IDX || tb->op > SHFL_XOR) continue;
+        int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
+        int reason = j >= (int)lanes ? 0
+                     : !(tb->mask >> j & 1u) ? 1
+                     : g_threads[first + j].state == DONE ? 2
+                     : !(members >> j & 1u) ? 3 : -1;
+        if (reason < 0) continue;
+        readers[reason] |= 1u << b;
+        sources[reason] |= 1u << j;
+        if (!callers[reason]) callers[reason] = tb;
+    }
+    for (int reason = 0; reason < 4; reason++) {
+        if (!readers[reason]) continue;
+        const Thread* caller = callers[reason];
+        bool one = !(readers[reason] & (readers[reason] - 1));
+        bool one_source = !(sources[reason] & (sources[reason] - 1));
+        report("kernel '%s': %s at %s:%d in warp %u of block (%u,%u,%u): %s %s %s %s %s, which %s", g_kernel,
+               op_name(caller->op), base_name(caller->file), caller->line, first / 32, blockIdx.x, blockIdx.y,
+               blockIdx.z, one ? "lane" : "lanes", lane_list(readers[reason]), one ? "reads" : "read",
+               one_source ? "lane" : "lanes", lane_list(sources[reason]), reasons[reason][one_source ? 0 : 1]);
+        if (reason == 0) report(" (the block's %u threads end at lane %u of this warp)", g_count, lanes - 1);
+        if (reason == 1) report(" 0x%08x", caller->mask);
+        report("; a shuffle may read only lanes that exist and take part (on a GPU the value is undefined): "
+               "keep the source inside them, e.g. with the width argument or a smaller offset");
+        return false;
+    }
+    return true;
+}
+
+// Complete every warp function of the warp starting at thread `first` whose lanes have all arrived: the
+// non-exited lanes named in the masks (sm_70 and later: a mask may name lanes that do not exist or have
+// exited). Returns false when a shuffle reads from a lane that does not take part (reported).
+bool resolve_warp(unsigned first) {
     unsigned lanes = g_count - first < 32 ? g_count - first : 32;
-    unsigned exists = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+    unsigned live = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;  // lanes that exist and have not exited
+    for (unsigned b = 0; b < lanes; b++)
+        if (g_threads[first + b].state == DONE) live &= ~(1u << b);
     unsigned handled = 0;
     for (unsigned a = 0; a < lanes; a++) {
         Thread* ta = &g_threads[first + a];
@@ -236,8 +320,9 @@ void resolve_warp(unsigned first) {
             }
         }
         handled |= members;
-        required &= exists;
+        required &= live;
         if ((required & members) != required) continue;  // someone named in a mask has not arrived
+        if (!shuffle_sources_defined(first, lanes, members)) return false;
         MINUNET_SIM_IF_TSAN(race::sync_group(lanes, [&](unsigned b) {
             return (members >> b & 1u) ? g_threads[first + b].race_fiber : nullptr;
         }));
@@ -255,16 +340,14 @@ void resolve_warp(unsigned first) {
                                                   : own == (tb->mask & members);
                 copy_value(tb->result, &answer, 4);
             } else if (tb->op != SYNCWARP) {
-                int j = source_lane(tb->op, (int)b, tb->arg, tb->width);
-                const Thread* src = &g_threads[first + j];
-                // A lane that does not exist or did not take part gives an undefined value: poison.
-                static const unsigned long long poison = ~0ull;
-                bool defined = j < (int)lanes && (members >> j & 1u) && src->size == tb->size;
-                copy_value(tb->result, defined ? src->value : &poison, tb->size);
+                const Thread* src = &g_threads[first + source_lane(tb->op, (int)b, tb->arg, tb->width)];
+                static const unsigned long long poison = ~0ull;  // a value of another size: undefined
+                copy_value(tb->result, src->size == tb->size ? src->value : &poison, tb->size);
             }
             tb->state = RUNNABLE;
         }
     }
+    return true;
 }
 
 const char* op_name(int op) {
@@ -288,13 +371,13 @@ void report_stuck_warp() {
         for (unsigned b = 0; b < 32 && first + b < g_count; b++) {
             const Thread* other = &g_threads[first + b];
             if (!((t->mask | (1u << (i - first))) >> b & 1u)) continue;
-            if (other->state == AT_WARP && same_call(t, other)) continue;
+            if ((other->state == AT_WARP && same_call(t, other)) || other->state == DONE) continue;
             report("kernel '%s': %s waits at %s (mask 0x%08x) at %s:%d, but lane %u, %s, %s",
                    g_kernel, where(t), op_name(t->op), t->mask, base_name(t->file), t->line, b, where(other),
                    STATE_NAMES[other->state]);
             if (other->state == AT_BARRIER || other->state == AT_WARP)
                 report(" at %s:%d", base_name(other->file), other->line);
-            report(" (every lane named in the mask must reach the same warp function)");
+            report(" (every lane named in the mask that has not exited must reach the same warp function)");
             return;
         }
     }
@@ -316,6 +399,8 @@ bool open_barrier() {
         if (t->state == DONE && !exited) exited = t;
     }
     if (exited) {
+        g_exit_trace = exited->trace;
+        g_finding.kind = EARLY_EXIT;
         report("kernel '%s': %s exited while %u threads wait at __syncthreads at %s:%d "
                "(every thread of a block must reach every __syncthreads; an early return before a barrier "
                "is the usual cause)", g_kernel, where(exited), waiting, base_name(waiter->file), waiter->line);
@@ -365,14 +450,16 @@ bool run_warp(unsigned first) {
             resume(&g_threads[g_order[k]]);
             if (g_failed) return false;
         }
-        if (race_reported()) return false;
-        resolve_warp(first);
+        if (race_reported() || !resolve_warp(first)) return false;
     }
 }
 
 // Run the block run `position`-th in the launch.
 void run_block(const SharedMemory& shared, unsigned long long position) {
     shared.poison_block();
+#ifdef MINUNET_SIM_INITCHECK
+    shared.each_array([](char* p, size_t n) { init::g_shared.set(p, n, init::UNWRITTEN); });
+#endif
     unsigned stack_set = (unsigned)(position % STACK_SETS);
     for (unsigned i = 0; i < g_count; i++) {
         Thread* t = &g_threads[i];
@@ -382,6 +469,7 @@ void run_block(const SharedMemory& shared, unsigned long long position) {
         t->state = RUNNABLE;
         t->line = 0;
         t->file = nullptr;
+        t->trace = 0;
         size_t slot = (size_t)stack_set * g_count + i;
         context_start(&t->ctx, stack_lo(slot), stack_size(slot), fiber_entry);
         MINUNET_SIM_IF_TSAN(t->race_fiber = race::fiber_for(position, i));
@@ -409,6 +497,16 @@ void run_block(const SharedMemory& shared, unsigned long long position) {
 }
 
 // ---- crash handling ---------------------------------------------------------------------------------------
+// Whether the faulting access was a read or a write, where the CPU says (x86-64's page-fault error code).
+int fault_access(void* context) {
+#if defined(__x86_64__)
+    return (((const ucontext_t*)context)->uc_mcontext.gregs[REG_ERR] & 2) ? 2 : 1;
+#else
+    (void)context;
+    return 0;
+#endif
+}
+
 uintptr_t program_counter(void* context) {
     const ucontext_t* uc = (const ucontext_t*)context;
 #if defined(__x86_64__)
@@ -421,6 +519,27 @@ uintptr_t program_counter(void* context) {
 #endif
 }
 
+// An address in this library's code as an offset from its load address (for addr2line), or 0 if elsewhere.
+unsigned long long library_offset(uintptr_t pc) {
+    Dl_info self, code;
+    if (!pc || !dladdr((void*)&library_offset, &self) || !dladdr((void*)pc, &code) ||
+        code.dli_fbase != self.dli_fbase)
+        return 0;
+    return pc - (uintptr_t)self.dli_fbase;
+}
+
+// The faulting instruction, or, when it is outside this library (in a sanitizer's runtime that kernel code
+// called: the race checker's shadow of a wild address), the innermost caller inside it.
+uintptr_t kernel_pc(uintptr_t pc) {
+    if (library_offset(pc)) return pc;
+    void* frames[64];
+    int n = backtrace(frames, 64), k = 0;
+    while (k < n && (uintptr_t)frames[k] != pc) k++;  // the handler's own frames, then the interrupted one
+    for (k++; k < n; k++)
+        if (library_offset((uintptr_t)frames[k])) return (uintptr_t)frames[k] - 1;  // in the call instruction
+    return pc;
+}
+
 void on_fault(int sig, siginfo_t* info, void* context) {
     if (!g_in_launch || !pthread_equal(pthread_self(), g_launch_thread)) {
         // Not ours (another OS thread): put the previous handler back and let the fault happen again.
@@ -430,13 +549,16 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     }
     g_fault_signal = sig;
     g_fault_address = info->si_addr;
-    g_fault_pc = program_counter(context);
+    g_fault_pc = kernel_pc(program_counter(context));
+    g_fault_access = sig == SIGSEGV ? fault_access(context) : 0;
     MINUNET_SIM_IF_TSAN(race::switch_to(race::g_host));  // TSan finds the jump buffer in the fiber that set it
     siglongjmp(g_crash_jump, 1);
 }
 
 bool install_fault_handlers() {
     if (!g_altstack) {
+        void* frame;
+        backtrace(&frame, 1);  // loads the unwinder now, not inside the handler
         void* p = mmap(nullptr, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return false;
         g_altstack = (char*)p;
@@ -471,6 +593,15 @@ void report_crash() {
                g_fault_address, blockIdx.x, blockIdx.y, blockIdx.z);
         return;
     }
+    unsigned region;
+    long long offset;
+    if ((g_fault_signal == SIGSEGV || g_fault_signal == SIGBUS) && g_global.locate(address, &region, &offset)) {
+        g_finding = {GLOBAL_FAULT, g_fault_access, region, offset, "", 0, 0, 0, 0};
+        snprintf(g_finding.thread, sizeof g_finding.thread, "%s", where(g_current));
+        report("kernel '%s': %s accessed global memory outside its array arguments at address %p", g_kernel,
+               where(g_current), g_fault_address);
+        return;
+    }
     report("kernel '%s' crashed in %s: %s", g_kernel, where(g_current), what);
     if (g_fault_signal == SIGSEGV || g_fault_signal == SIGBUS) report(" at address %p", g_fault_address);
     if (g_pool && address >= g_pool && address < g_pool + g_pool_slots * g_slot_bytes &&
@@ -497,6 +628,13 @@ void warp_op(int op, unsigned mask, const void* value, void* result, int size, i
     if (width < 1 || width > 32 || (width & (width - 1)))
         trap("warp function with a width that is not a power of two in [1, 32]", line, file);
     Thread* t = g_current;
+    unsigned lane = (unsigned)(t - g_threads) % 32;
+    if (!(mask >> lane & 1u)) {
+        report("kernel '%s': %s at %s:%d in %s, lane %u of its warp, with mask 0x%08x, which leaves the calling "
+               "lane out (undefined in the PTX ISA: every lane that calls a warp function must be in its mask)",
+               g_kernel, op_name(op), base_name(file), line, where(t), lane, mask);
+        yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+    }
     t->state = AT_WARP;
     t->op = op;
     t->mask = mask;
@@ -520,6 +658,113 @@ void trap(const char* what, int line, const char* file) {
 
 using namespace minunet_sim;
 
+#ifdef MINUNET_SIM_TRACE
+// -fsanitize-coverage=trace-cmp calls these before every comparison in kernel code: the thread's last one is
+// kept, to name the line an early return decided on.
+namespace {
+inline void compared(uintptr_t pc) {
+    if (g_current) g_current->trace = pc;
+}
+}  // namespace
+#define MINUNET_SIM_TRACE_CMP(name, T) \
+    extern "C" __attribute__((visibility("hidden"))) void name(T, T) { \
+        compared((uintptr_t)__builtin_return_address(0)); \
+    }
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp1, uint8_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp2, uint16_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp4, uint32_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmp8, uint64_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp1, uint8_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp2, uint16_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp4, uint32_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_const_cmp8, uint64_t)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmpf, float)
+MINUNET_SIM_TRACE_CMP(__sanitizer_cov_trace_cmpd, double)
+#undef MINUNET_SIM_TRACE_CMP
+extern "C" __attribute__((visibility("hidden"))) void __sanitizer_cov_trace_switch(uint64_t, uint64_t*) {
+    compared((uintptr_t)__builtin_return_address(0));
+}
+#endif
+
+#ifdef MINUNET_SIM_INITCHECK
+// The initcheck mode (initcheck.h): every load and store of kernel code calls one of these.
+namespace {
+void memory_access(uintptr_t address, size_t n, bool store, uintptr_t pc) {
+    if (!g_current || g_failed) return;
+    const char* p = (const char*)address;
+    for (int shared = 1; shared >= 0; shared--) {
+        const init::Shadow& shadow = shared ? init::g_shared : init::g_global;
+        unsigned char* s = shadow.of(p);
+        if (!s) continue;
+        uint64_t word = 0;  // the common case: every byte DEFINED
+        if (n <= 8) {
+            memcpy(&word, s, 8);
+            word &= n == 8 ? ~0ull : (1ull << (8 * n)) - 1;
+            if (word == 0) return;
+        }
+        size_t at = 0;
+        unsigned char state = init::check(shadow, s, p, n, store, &at);
+        if (state == init::DEFINED) return;
+        g_finding = {INITCHECK, store ? 2 : 1, 0, 0, "", shared, state, (unsigned long long)(address + at), n};
+        snprintf(g_finding.thread, sizeof g_finding.thread, "%s", where(g_current));
+        if (!shared) g_global.locate(p + at, &g_finding.region, &g_finding.offset);
+        g_fault_pc = pc;
+        report("kernel '%s': %s %s %s memory at %p, which is %s (initcheck)", g_kernel, where(g_current),
+               store ? "writes" : "reads", shared ? "shared" : "global", (void*)(p + at),
+               state == init::UNWRITTEN ? "unwritten" : "outside every array");
+        yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+        return;
+    }
+}
+}  // namespace
+
+#define MINUNET_SIM_ACCESS(n) \
+    extern "C" __attribute__((visibility("hidden"))) void __asan_load##n##_noabort(uintptr_t p) { \
+        memory_access(p, n, false, (uintptr_t)__builtin_return_address(0)); \
+    } \
+    extern "C" __attribute__((visibility("hidden"))) void __asan_store##n##_noabort(uintptr_t p) { \
+        memory_access(p, n, true, (uintptr_t)__builtin_return_address(0)); \
+    }
+MINUNET_SIM_ACCESS(1)
+MINUNET_SIM_ACCESS(2)
+MINUNET_SIM_ACCESS(4)
+MINUNET_SIM_ACCESS(8)
+MINUNET_SIM_ACCESS(16)
+#undef MINUNET_SIM_ACCESS
+extern "C" __attribute__((visibility("hidden"))) void __asan_loadN_noabort(uintptr_t p, size_t n) {
+    memory_access(p, n, false, (uintptr_t)__builtin_return_address(0));
+}
+extern "C" __attribute__((visibility("hidden"))) void __asan_storeN_noabort(uintptr_t p, size_t n) {
+    memory_access(p, n, true, (uintptr_t)__builtin_return_address(0));
+}
+#endif
+
+#ifdef MINUNET_SIM_ALIGNMENT
+// -fsanitize=alignment (build.py) calls this for an access through a misaligned pointer: the structures are
+// UBSan's (GCC and LLVM share them), the handler is ours, so the launch stops with a SimError.
+struct UbsanLocation { const char* file; unsigned line, column; };
+struct UbsanType { unsigned short kind, info; char name[1]; };
+struct UbsanTypeMismatch { UbsanLocation location; const UbsanType* type; unsigned char log_alignment, check; };
+
+extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(UbsanTypeMismatch* data,
+                                                                                     uintptr_t pointer) {
+    if (!g_current || g_failed) return;
+    report("kernel '%s': %s %s the misaligned address %p at %s:%u: a %s needs %u-byte alignment (a GPU stops the "
+           "kernel: misaligned address)", g_kernel, where(g_current),
+           data->check == 0 ? "loads from" : data->check == 1 ? "stores to" : "accesses", (void*)pointer,
+           base_name(data->location.file), data->location.line, data->type->name, 1u << data->log_alignment);
+    unsigned region;
+    long long offset;
+    if (g_global.locate((const char*)pointer, &region, &offset))
+        g_finding = {MISALIGNED, 0, region, offset, "", 0, 0, 0, 0};
+    yield_to_scheduler();  // the scheduler sees g_failed and never resumes this fiber
+}
+extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1_abort(
+    UbsanTypeMismatch* data, uintptr_t pointer) {
+    __ubsan_handle_type_mismatch_v1(data, pointer);
+}
+#endif
+
 extern "C" __attribute__((visibility("default"))) const char* minunet_sim_last_error() { return g_error; }
 
 // The race checker's report of the last launch ("" without one), and the address a __shared__ array's
@@ -535,14 +780,58 @@ extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim
     return (unsigned long long)(uintptr_t)g_shared_lo;
 }
 
-// Where the last crash happened, as an offset into this library (for addr2line), or 0 if elsewhere.
+// Where the last crash happened, as an offset into this library, or 0 if elsewhere.
 extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_fault_offset() {
-    Dl_info self, fault;
-    if (!g_fault_pc || !dladdr((void*)&minunet_sim_last_error, &self) || !dladdr((void*)g_fault_pc, &fault) ||
-        fault.dli_fbase != self.dli_fbase)
-        return 0;
-    return g_fault_pc - (uintptr_t)self.dli_fbase;
+    return library_offset(g_fault_pc);
 }
+
+// The diagnosis build: where a thread that exited while others waited at a barrier last compared two values,
+// as an offset into this library.
+extern "C" __attribute__((visibility("default"))) unsigned long long minunet_sim_exit_trace() {
+    return library_offset(g_exit_trace);
+}
+
+// Before a launch: copy the array arguments' regions into guarded memory (global_memory.h), against the guard
+// page after each (or before: at_start); device[i] is where region i is for the kernel. Returns 0, or 1 if
+// memory ran out.
+extern "C" __attribute__((visibility("default"))) int minunet_sim_global_place(
+    unsigned count, char* const* host, const unsigned long long* bytes, const int* writable, int at_start,
+    const unsigned char* const* unwritten, unsigned long long* device) {
+    if (!g_global.place(count, host, bytes, writable, at_start != 0)) return 1;
+#ifdef MINUNET_SIM_INITCHECK  // the arrays' bytes defined, or unwritten where the launcher says; the rest outside
+    if (!init::g_global.cover(g_global.arena, g_global.arena_bytes)) return 1;
+    for (unsigned i = 0; i < count; i++) {
+        const GlobalRegion& r = g_global.regions[i];
+        init::g_global.set(r.slot, r.slot_bytes, init::OUTSIDE);
+        init::g_global.set(r.device, r.bytes, init::DEFINED);
+        if (unwritten && unwritten[i])
+            for (size_t k = 0; k < r.bytes; k++)
+                if (unwritten[i][k]) *init::g_global.of(r.device + k) = init::UNWRITTEN;
+    }
+#else
+    (void)unwritten;
+#endif
+    // ThreadSanitizer: new memory, and a block it knows (racecheck.h), so that a report can name its place.
+    MINUNET_SIM_IF_TSAN(race::forget_accesses(g_global.arena, g_global.arena_bytes));
+    for (unsigned i = 0; i < count; i++) device[i] = (unsigned long long)(uintptr_t)g_global.regions[i].device;
+    return 0;
+}
+
+// After a launch (finished or failed): copy the writable regions back; 1 if the kernel wrote outside them
+// (the region and offset in the finding), after a launch that did not fail otherwise.
+extern "C" __attribute__((visibility("default"))) int minunet_sim_global_finish(int failed) {
+    g_global.copy_back();
+    if (failed) return 0;
+    unsigned region;
+    long long offset;
+    if (!g_global.canary_written(&region, &offset)) return 0;
+    g_finding = {GLOBAL_CANARY, 2, region, offset, "", 0, 0, 0, 0};
+    snprintf(g_error, sizeof g_error, "kernel '%s' wrote global memory outside its array arguments", g_kernel);
+    return 1;
+}
+
+// The last finding about memory (Finding above), for the Python side to name the array and element.
+extern "C" __attribute__((visibility("default"))) const void* minunet_sim_finding() { return &g_finding; }
 
 // Run body (a kernel's entry point) over the grid. Returns 0, or 1 with the message in minunet_sim_last_error.
 extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
@@ -553,6 +842,8 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
     g_error[0] = '\0';
     g_failed = false;
     g_fault_pc = 0;
+    g_exit_trace = 0;
+    g_finding.kind = NO_FINDING;
     g_kernel = kernel;
     g_body = body;
     g_args = args;
@@ -599,6 +890,19 @@ extern "C" __attribute__((visibility("default"))) int minunet_sim_launch(
         return 1;
     }
     shared.guard_tails();
+#ifdef MINUNET_SIM_INITCHECK
+    char* shared_lo;
+    size_t shared_bytes;
+    shared.span(&shared_lo, &shared_bytes, true);
+    if (!init::g_shared.cover(shared_lo, shared_bytes)) {
+        free(order);
+        remove_fault_handlers();
+        report("kernel '%s': out of memory for the initcheck shadow", kernel);
+        return 1;
+    }
+    for (unsigned i = 0; i < shared.dynamic_count; i++)
+        init::g_shared.set(shared.dynamic_at(i) + shared.shared_mem, shared.tail(), init::OUTSIDE);
+#endif
     FlushToZero gpu_float_mode;  // GPU arithmetic mode only (float_mode.h)
 #ifdef MINUNET_SIM_TSAN
     if (const char* problem = race::start_launch(g_count)) {

@@ -5,7 +5,8 @@ and those of the functions it calls); the simulator asks the linker the same que
 compiled with one section per function and per variable (-ffunction-sections -fdata-sections); linking
 it with --gc-sections and the kernel's entry point as the only root keeps exactly the sections that entry
 point reaches. `__shared__` is `static` (cuda_sim.h) and never initialised, so its arrays are the .bss
-objects; the ones named like an `extern __shared__` array are the storage of dynamic shared memory.
+objects; the ones named like an `extern __shared__` array are names of the one storage of dynamic shared
+memory, and a kernel uses those its code refers to.
 """
 import re
 import subprocess
@@ -36,11 +37,19 @@ def bss_objects(path, demangle=False) -> dict:
             if sections.get(int(index), "").startswith(".bss")}
 
 
-def reachable_names(object_path, entry: str, linker: str, scratch) -> set:
-    """Names of the .bss objects that `entry` reaches in object_path (a relocatable link keeps only those)."""
+_RELOCATION = re.compile(r"^[0-9a-f]+\s+[0-9a-f]+\s+\S+\s+[0-9a-f]+\s+(\w+)", re.M)
+DYNAMIC_STORAGE = "minunet_sim_dynamic_shared"  # cuda_sim.h: every extern __shared__ name is an alias of it
+
+
+def reachable_names(object_path, entry: str, linker: str, scratch):
+    """(names of the .bss objects that `entry` reaches in object_path, names of the symbols its code refers to):
+    a relocatable link keeps only the sections entry reaches. The extern __shared__ names all live in one
+    section, so which of them a kernel uses is told by the symbols its relocations name."""
     subprocess.run([linker, "-r", "--gc-sections", "-u", entry, "-e", entry, str(object_path), "-o", str(scratch)],
                    capture_output=True, text=True, check=True)
-    return set(bss_objects(scratch))
+    text = subprocess.run(["readelf", "-rW", str(scratch)], capture_output=True, text=True, check=True).stdout
+    code = [part for part in re.split(r"^Relocation section ", text, flags=re.M) if not part.startswith("'.rela.debug")]
+    return set(bss_objects(scratch)), set(_RELOCATION.findall("".join(code)))
 
 
 def kernel_layouts(object_path, library_path, kernels, extern_names, linker, scratch) -> dict:
@@ -49,10 +58,12 @@ def kernel_layouts(object_path, library_path, kernels, extern_names, linker, scr
     layouts = {}
     for kernel in kernels:
         layout = layouts[kernel] = SharedLayout()
-        for name in sorted(reachable_names(object_path, f"minunet_sim_run_{kernel}", linker, scratch)):
+        objects, referenced = reachable_names(object_path, f"minunet_sim_run_{kernel}", linker, scratch)
+        for name in sorted(objects):
             offset, size = placed[name]
             if name in extern_names:
-                layout.dynamic.append((name, offset))
-            else:
+                if name in referenced:
+                    layout.dynamic.append((name, offset))
+            elif name != DYNAMIC_STORAGE:
                 layout.static.append((name, offset, size))
     return layouts

@@ -65,15 +65,20 @@ struct SharedMemory {
     char* dynamic_at(unsigned i) const { return base + dynamic[i]; }
     size_t tail() const { return MINUNET_SIM_DYNAMIC_SHARED_CAPACITY - shared_mem; }
 
-    // The smallest range that holds every array of the kernel (the race checker forgets accesses there).
-    void span(char** lo, size_t* bytes) const {
+    // Each array of the block: static arrays, then the launch's shared_mem bytes of dynamic shared memory.
+    template <class F> void each_array(F f) const {
+        for (unsigned i = 0; i < array_count; i++) f(base + arrays[2 * i], (size_t)arrays[2 * i + 1]);
+        for (unsigned i = 0; i < dynamic_count; i++) f(dynamic_at(i), shared_mem);
+    }
+    // The smallest range that holds every array of the kernel (the race checker forgets accesses there), and
+    // all of the dynamic storage with whole_storage (the initcheck mode watches accesses past shared_mem).
+    void span(char** lo, size_t* bytes, bool whole_storage = false) const {
         char *first = nullptr, *last = nullptr;
-        auto take = [&](char* p, size_t n) {
+        each_array([&](char* p, size_t n) {
+            if (whole_storage && dynamic_count && p == dynamic_at(0)) n = MINUNET_SIM_DYNAMIC_SHARED_CAPACITY;
             if (!first || p < first) first = p;
             if (!last || p + n > last) last = p + n;
-        };
-        for (unsigned i = 0; i < array_count; i++) take(base + arrays[2 * i], arrays[2 * i + 1]);
-        for (unsigned i = 0; i < dynamic_count; i++) take(dynamic_at(i), shared_mem);
+        });
         *lo = first;
         *bytes = last - first;
     }
