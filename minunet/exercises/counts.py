@@ -50,19 +50,26 @@ class Counted:
 def counted_launch(kernel, grid, block, args, shared_mem):
     """Launch a SimKernel of a counting build and count its accesses: Counted."""
     library = kernel.module.library
-    ranges = [(a.ctypes.data, a.ctypes.data + a.nbytes, 0) for p, a in zip(kernel.params, args) if p.pointer]
     base = _load_address(library)
     layout = kernel.module.kernels[kernel.name].shared
-    ranges += [(base + offset, base + offset + size, 1) for _, offset, size in layout.static]
-    ranges += [(base + offset, base + offset + shared_mem, 1) for _, offset in layout.dynamic]
-    table = (_Range * len(ranges))(*[_Range(*r) for r in ranges])
+    shared = [(base + offset, base + offset + size, 1) for _, offset, size in layout.static]
+    shared += [(base + offset, base + offset + shared_mem, 1) for _, offset in layout.dynamic]
     threads = int(np.prod(grid)) * int(np.prod(block))
     counts = np.zeros((threads, len(COUNTERS)), np.uint64)
+    tables = []  # kept alive until the launch is over
     library.minunet_sim_count_set.argtypes = [ctypes.c_void_p, ctypes.c_ulonglong, ctypes.c_void_p]
-    library.minunet_sim_count_set(ctypes.addressof(table), len(ranges), counts.ctypes.data)
+
+    def count_at(device):  # the kernel works on guarded copies of its arrays (minunet/sim/global_memory.py)
+        ranges = [(device[i], device[i] + a.nbytes, 0)
+                  for i, (p, a) in enumerate(zip(kernel.params, args)) if p.pointer] + shared
+        tables.append((_Range * len(ranges))(*[_Range(*r) for r in ranges]))
+        library.minunet_sim_count_set(ctypes.addressof(tables[-1]), len(ranges), counts.ctypes.data)
+
+    kernel.before_launch = count_at
     try:
         kernel(grid, block, args, shared_mem)
     finally:
+        kernel.before_launch = None
         library.minunet_sim_count_set(None, 0, None)
     outputs = sum(a.size for p, a in zip(kernel.params, args) if p.pointer and not p.const)
     return Counted(kernel.name, counts, outputs)
