@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import checkpoint, cli, distributed, run_folder, threads
 from . import functional as F
-from .backends import resolve_device
+from .backends import resolve_device, standin_note
 from .memory import keep_freed_memory
 from .data.tiles import random_augmented_tile, random_tile
 from .data.training import DATA_DIR_LAYOUT, prepare_training_data
@@ -131,7 +131,8 @@ def resolve_config(args):
         elif not (key == "steps" and config["epochs"] is not None):
             config[key] = defaults[key]  # steps from --epochs are counted once the data is loaded (Trainer)
     check_config(config)
-    why = (SIM_NOTE if device == "sim" else "") + defaults["why"]
+    standin = standin_note() if device == "cuda" else None  # the tests' CuPy stand-in: said first
+    why = (SIM_NOTE if device == "sim" else f"{standin}; " if standin else "") + defaults["why"]
     return config, why + (f"; yours instead: {', '.join(yours)}" if yours else "")
 
 

@@ -63,12 +63,12 @@ def class_lines(file, name):
 
 
 def without_pytorch_lines(file):
-    """Lines of the file that run without PyTorch: all but the bodies of torch_cuda and _tf32_switch, of
+    """Lines of the file that run without PyTorch: all but the bodies of torch_cuda and tf32_switch, of
     `if torch:` and what follows `if torch is None: return` (PyTorch with CUDA, never installed without a GPU)."""
     tree = ast.parse((ROOT / "minunet" / file).read_text())
     torch_only = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name in ("torch_cuda", "_tf32_switch"):
+        if isinstance(node, ast.FunctionDef) and node.name in ("torch_cuda", "tf32_switch"):
             torch_only |= set().union(*map(span, node.body))
         for body in (getattr(node, "body", None), getattr(node, "orelse", None)):
             for i, stmt in enumerate(body if isinstance(body, list) else []):
