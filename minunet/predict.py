@@ -162,14 +162,14 @@ def main(argv=None):
     keep_freed_memory()
     written, files = [], []
     try:
-        blas_threads = threads.resolve_threads(args.threads)
+        cpu_threads = threads.resolve_threads(args.threads)
         model, _ = load_model(args.checkpoint, args.device)
         files = _image_files(args.input)
         if args.tile is not None:  # checked before any image is read or any folder made
             _check_tile(model, args.tile)
         print(f"model: {model.n_parameters():,} parameters on {model.parameters()[0].device}; "
-              f"{threads.describe(blas_threads, given=args.threads is not None)}")
-        with threads.blas_threads(blas_threads):
+              f"{threads.describe(cpu_threads, given=args.threads is not None)}")
+        with threads.cpu_threads(cpu_threads):
             _predict_files(model, files, Path(args.out), args, written)
         print(f"wrote {len(files)} prediction(s) to {args.out}/ (*_prob.png, *_labels.png, *_overlay.png, *_prob.npy)")
     except KeyboardInterrupt:

@@ -19,6 +19,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import numpy as np
+
 OPTION_HELP = ("threads of the numpy device: matrix products and element-wise passes (default: OPENBLAS_NUM_THREADS, "
                "OMP_NUM_THREADS or MKL_NUM_THREADS where set; for K processes an MPI launcher started on this machine, "
                "1/K of its usable cores each; else the usable cores minus one, at least 1: a core left for the "
@@ -167,9 +169,20 @@ def parallel(task, count):
 SLICE_ELEMENTS = 1 << 16  # an element-wise pass in slices of 64 Ki elements: 256 KiB of float32, in cache
 
 
-def elementwise(task, size):
-    """task(slice) over consecutive slices of range(size) of about SLICE_ELEMENTS each, on the numpy device's
-    threads: for passes whose every output element depends on the same element of the inputs (flat views)."""
-    parts = max(1, -(-size // SLICE_ELEMENTS))
-    bounds = [size * i // parts for i in range(parts + 1)]
+def slices(task, count, item_size=1):
+    """task(slice) over consecutive slices of range(count) (items of item_size elements each: 1 for a flat
+    view, H*W for the planes of an image), each about SLICE_ELEMENTS elements, on the numpy device's threads."""
+    parts = max(1, min(count, -(-count * item_size // SLICE_ELEMENTS)))
+    bounds = [count * i // parts for i in range(parts + 1)]
     parallel(lambda i: task(slice(bounds[i], bounds[i + 1])), parts)
+
+
+def planes(a):
+    """(N, C, H, W) -> (N*C, H, W), a view (a C-contiguous array's planes, for slices())."""
+    return a.reshape(-1, *a.shape[2:])
+
+
+def copy(dst, src):
+    """dst[...] = src for 4-D arrays (views) of one shape, by image and block of channels on the threads."""
+    N, C, H, W = src.shape
+    slices(lambda s: [np.copyto(dst[n, s], src[n, s]) for n in range(N)], C, N * H * W)

@@ -264,11 +264,12 @@ def _trim_log(path, step):
         path.write_text("".join(line + "\n" for line in keep))
 
 
-def run(config, run_dir, resumed=None, quiet=False, blas_threads=None):
+def run(config, run_dir, resumed=None, quiet=False, cpu_threads=None):
     """Train; returns (trainer, exit code). 0 done, 1 non-finite loss, 130 interrupted (checkpoint saved).
     resumed: what checkpoint.load returned for --resume, or None.
-    blas_threads: BLAS threads for the whole run, data and validation included (default threads.default_threads)."""
-    with threads.blas_threads(threads.resolve_threads(blas_threads)):
+    cpu_threads: the numpy device's threads for the whole run, data and validation included (default
+    threads.default_threads)."""
+    with threads.cpu_threads(threads.resolve_threads(cpu_threads)):
         return _run(config, run_dir, resumed, quiet)
 
 
@@ -366,7 +367,7 @@ def main(argv=None):
     if distributed.launched_rank() > 0:  # DATA PARALLEL: process 0 speaks for all; errors still reach stderr
         sys.stdout, args.quiet = open(os.devnull, "w"), True
     try:
-        blas_threads = threads.resolve_threads(args.threads)
+        cpu_threads = threads.resolve_threads(args.threads)
         if args.resume:
             config, run_dir, resumed = _resumed(parser, args)
         else:
@@ -374,8 +375,8 @@ def main(argv=None):
             run_dir = Path(args.out or f"runs/{config['data']}-{time.strftime('%Y%m%d-%H%M%S')}")
             print(f"device {config['device']}: {why}")
             resumed = None
-        print(threads.describe(blas_threads, given=args.threads is not None))
-        _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads)
+        print(threads.describe(cpu_threads, given=args.threads is not None))
+        _, code = run(config, run_dir, resumed, quiet=args.quiet, cpu_threads=cpu_threads)
         return code
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

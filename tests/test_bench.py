@@ -229,7 +229,7 @@ def test_cpu_run_end_to_end(tmp_path):
     # BLAS threads: the reported setting is the one timed; each thread count idle and beside a busy process.
     from minunet import threads
     assert data["training"]["threads"] == threads.default_threads()
-    assert f"BLAS threads {threads.default_threads()} (default: " in result.stdout
+    assert f"threads {threads.default_threads()} (default: " in result.stdout
     by_setting = {(r["threads"], r["competing"], r["impl"]) for r in data["step_by_threads"]}
     assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in blas_threads.thread_counts() for c in (0, 1)}
     assert {1, threads.usable_cores()} <= set(blas_threads.thread_counts())
