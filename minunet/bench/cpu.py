@@ -1,13 +1,24 @@
 """On a CPU: the numpy device's convolutions and PyTorch CPU's on the layers of the small U-Net that
-python -m minunet.train trains by default, and one training step of both."""
+python -m minunet.train trains by default, and one training step of both; the ratios to PyTorch at one thread
+and at every core, with the convolution algorithm the numpy device chose per layer."""
+import statistics
+import time
+
 import numpy as np
 
+from .. import threads
+from ..ops import choice
+from .blas_threads import limited, load_averages
 from .check_then_time import Candidate, check_then_time
-from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes
+from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes, unet_layers
 from .timing import cpu_timer, median_time
 from .training import training_step_minunet, training_step_torch
 
 SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
+# The networks whose training step is compared with PyTorch's: the bench's and python -m minunet.train's, and
+# the same network on a 188 px tile, one image (issue #25's).
+NETWORKS = {"depth 3, 16 channels, 124 px, batch 2": SMALL_UNET,
+            "depth 3, 16 channels, 188 px, batch 1": dict(tile=188, batch=1, depth=3, base=16)}
 
 
 def bench_kernels_cpu(layers, quick, log):
@@ -58,3 +69,66 @@ def _torch():
     except ImportError:
         return None
     return torch
+
+
+def bench_against_torch(quick, log):
+    """The numpy device against PyTorch CPU at one thread and at every usable core, in this one run: each
+    network's training step (the two alternating, step by step), conv3x3's three directions summed over the
+    small U-Net's layers (each checked against the float64 reference first), and the algorithm the numpy
+    device chose for each layer and direction. {"steps", "conv", "choices"}: rows with the load averages."""
+    torch = _torch()
+    results = {"steps": [], "conv": [], "choices": []}
+    conv_layers = [layer for layer in unet_layers(**SMALL_UNET) if layer["op"] == "conv3x3"]
+    for n in sorted({1, threads.usable_cores()}):
+        with limited(n):
+            for network, config in NETWORKS.items():
+                results["steps"] += _steps_side_by_side(network, config, n, torch, quick, log)
+            rows = bench_kernels_cpu(conv_layers, quick, lambda *a: None)
+            load = load_averages()
+            for direction in DIRECTIONS:
+                for impl in ("numpy", "torch cpu"):
+                    timed = [r for r in rows if r["direction"] == direction and r["impl"] == impl and r["seconds"]]
+                    if timed:
+                        seconds = sum(r["seconds"] * len(r["layers"]) for r in timed)
+                        results["conv"].append(dict(threads=n, direction=direction, impl=impl, seconds=seconds,
+                                                    load=load))
+                        log(f"conv3x3 {direction} over the small U-Net's layers, {impl}, {n} threads: "
+                            f"{seconds * 1e3:.2f} ms (load {load})")
+            results["choices"] += _choices(conv_layers, n, log)
+    return results
+
+
+def _steps_side_by_side(network, config, n, torch, quick, log):
+    rng = np.random.default_rng(0)
+    steps = {"minunet numpy": training_step_minunet("numpy", rng=rng, **config)[0]}
+    if torch:
+        steps["torch cpu"] = training_step_torch("cpu", rng=rng, **config)
+    times = {impl: [] for impl in steps}
+    for step in steps.values():
+        step()  # warm-up: the numpy device's choice of algorithms is made here
+    for _ in range(1 if quick else 7):
+        for impl, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[impl].append(time.perf_counter() - start)
+    load = load_averages()
+    rows = [dict(network=network, threads=n, impl=impl, seconds=statistics.median(ts), runs=len(ts), load=load)
+            for impl, ts in times.items()]
+    log(f"training step, {network}, {n} threads: " + ", ".join(f"{r['impl']} {r['seconds'] * 1e3:.1f} ms"
+                                                             for r in rows) + f" (load {load})")
+    return rows
+
+
+def _choices(conv_layers, n, log):
+    """The algorithm the numpy device chose for each conv3x3 layer and direction at n threads (float32), and
+    the least time of each candidate where this process measured them (None: forced, or read from the file)."""
+    made, rows = choice.chosen(), []
+    for layer in conv_layers:
+        shapes = tuple(layer[k] for k in ("N", "Ci", "H", "W", "Co")) + (0,)
+        for direction in DIRECTIONS:
+            found = made.get(choice.choice_key(f"conv3x3_{direction}", shapes, np.float32, n))
+            if found:
+                rows.append(dict(threads=n, layer=layer["name"], direction=direction, **found))
+    log(f"conv3x3 algorithms chosen at {n} threads: " + ", ".join(
+        f"{r['layer']} {r['direction']} {r['algorithm']}" for r in rows))
+    return rows

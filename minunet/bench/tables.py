@@ -136,3 +136,32 @@ def training_table(results):
             mem_text += f" ({r['peak_allocated_bytes'] / 2**20:.0f} allocated)"
         lines.append(f"| {name} | {r['seconds'] * 1e3:.1f} | {r['runs']} | {mem_text} |")
     return "\n".join(lines)
+
+
+def against_torch_table(results):
+    """The numpy device / PyTorch CPU per thread count: each network's training step, and conv3x3's directions
+    summed over the small U-Net's layers."""
+    lines = ["| threads | what | numpy ms | torch cpu ms | numpy / torch | load averages (1, 5, 15 min) |",
+             "|---:|---|---:|---:|---:|---|"]
+    pairs = {}
+    for r in results["steps"]:
+        pairs.setdefault((r["threads"], f"training step, {r['network']}"), {})[r["impl"]] = r
+    for r in results["conv"]:
+        pairs.setdefault((r["threads"], f"conv3x3 {r['direction']}, summed over the layers"), {})[r["impl"]] = r
+    for (n, what), by in pairs.items():
+        ours, peer = by.get("minunet numpy") or by.get("numpy"), by.get("torch cpu")
+        ratio = f"{ours['seconds'] / peer['seconds']:.2f}" if peer else "-"
+        peer_ms = f"{peer['seconds'] * 1e3:.1f}" if peer else "not installed"
+        lines.append(f"| {n} | {what} | {ours['seconds'] * 1e3:.1f} | {peer_ms} | {ratio} | {ours['load']} |")
+    return "\n".join(lines)
+
+
+def choices_table(rows):
+    """Per conv3x3 layer and direction, the numpy device's algorithm at each thread count, and what each
+    candidate took when it was measured (the least of a few calls)."""
+    lines = ["| threads | layer | direction | chosen | measured ms |", "|---:|---|---|---|---|"]
+    for r in rows:
+        measured = ("-" if not r["seconds"] else
+                    ", ".join(f"{name} {t * 1e3:.2f}" for name, t in sorted(r["seconds"].items(), key=lambda kv: kv[1])))
+        lines.append(f"| {r['threads']} | {r['layer']} | {r['direction']} | {r['algorithm']} | {measured} |")
+    return "\n".join(lines)

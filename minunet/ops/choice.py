@@ -7,13 +7,15 @@ calls. conv3x3 (ops/conv3x3.py) is the op that has several.
 - Remembered in memory for the process, and on disk (cache_dir()/conv-algorithms.json, keyed by the CPU model,
   thread count, dtype and shapes), so that a second run (a resumed one) makes the same choices: every algorithm
   is right to rounding, but only the same algorithm gives the same bits. Delete the file to measure again.
-- Each measurement is the least of REPEATS timed calls; every call computes the real result, and the winner's
+- Each measurement is the least of REPEATS timed calls, the candidates in turn; every call computes the real result, and the winner's
   result is returned, so a first call costs the sum of the candidates' times, REPEATS times.
 """
 import json
 import os
 import platform
 import time
+
+import numpy as np
 
 from .. import paths, threads
 
@@ -44,7 +46,7 @@ def choose(op, algorithms, shapes, dtype, run):
             raise ValueError(f"{ENV}={forced!r}: {op} has the algorithms {', '.join(names)}")
         if forced in algorithms:
             return run(algorithms[forced])
-    key = f"{op} {dtype.name} {'x'.join(map(str, shapes))} threads={threads.cpu_threads_now()}"
+    key = choice_key(op, shapes, dtype, threads.cpu_threads_now())
     if key not in _chosen:
         name = _disk().get(f"{cpu_model()} | {key}")
         if name in algorithms:
@@ -54,13 +56,18 @@ def choose(op, algorithms, shapes, dtype, run):
     return run(algorithms[_chosen[key]["algorithm"]])
 
 
+def choice_key(op, shapes, dtype, n_threads):
+    """The key of a choice: 'conv3x3_forward float32 2x16x122x122x16x0 threads=1' (shapes: the op's own)."""
+    return f"{op} {np.dtype(dtype).name} {'x'.join(map(str, shapes))} threads={n_threads}"
+
+
 def _measure(key, algorithms, run):
-    seconds = {}
-    for name, fn in algorithms.items():
-        for _ in range(REPEATS):
+    seconds = dict.fromkeys(algorithms, float("inf"))
+    for _ in range(REPEATS):  # round after round, so that a change in the machine's load hits every candidate
+        for name, fn in algorithms.items():
             start = time.perf_counter()
             run(fn)
-            seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - start)
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
     best = min(seconds, key=seconds.get)
     _chosen[key] = dict(algorithm=best, seconds=seconds)
     _remember(key, best)
@@ -81,27 +88,30 @@ def _path():
     return paths.cache_dir() / "conv-algorithms.json"
 
 
+def _read():
+    try:
+        found = json.loads(_path().read_text())
+        return found if isinstance(found, dict) else {}
+    except (OSError, ValueError):  # none yet, or unreadable: measure
+        return {}
+
+
 def _disk():
     global _on_disk
     if _on_disk is None:
-        try:
-            _on_disk = json.loads(_path().read_text())
-        except (OSError, ValueError):  # none yet, unreadable, or half-written by an old version: measure
-            _on_disk = {}
+        _on_disk = _read()
     return _on_disk
 
 
 def _remember(key, name):
-    """Add the choice to the file, written atomically (a new file renamed over the old); a cache that cannot
-    be written only costs the next process a measurement."""
+    """Add the choice to the file, with what other processes added meanwhile, written atomically (a new file
+    renamed over the old); a cache that cannot be written only costs the next process a measurement."""
     _disk()[f"{cpu_model()} | {key}"] = name
+    _on_disk.update({k: v for k, v in _read().items() if k not in _on_disk})
     try:
-        path = _path()
-        _on_disk.update({k: v for k, v in json.loads(path.read_text()).items() if k not in _on_disk}
-                        if path.exists() else {})  # what other processes added meanwhile
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp = _path().with_name(f"conv-algorithms.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(_on_disk, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        os.replace(tmp, _path())
     except OSError:
         pass
 

@@ -137,9 +137,9 @@ def _bands(N, Ho, row_bytes):
     return [(n, r0, min(rows, Ho - r0)) for n in range(N) for r0 in range(0, Ho, rows)]
 
 
-def _forward(op, x, w, b, pad, relu):
-    """y = conv3x3(x, w, b) band by band with the algorithm chosen for the shapes, bias and ReLU applied to each
-    band while it is in cache. Also the grad_input (below), which is this on other operands."""
+def _forward(op, layer, x, w, b, pad, relu):
+    """y = conv3x3(x, w, b) band by band with the algorithm chosen for the layer's shapes (N, Ci, H, W, Co, pad),
+    bias and ReLU applied to each band while it is in cache. Also the grad_input (below), on other operands."""
     xp = _pad(x, pad)
     N, Ci, H, W = xp.shape
     Co, Ho, Wo = w.shape[0], max(H - 2, 0), max(W - 2, 0)
@@ -162,7 +162,7 @@ def _forward(op, x, w, b, pad, relu):
                 np.maximum(out, 0, out=out)
         threads.parallel(band, len(bands))
         return y
-    return choice.choose(op, _applying(FORWARD, Ci), (N, Ci, H, W, Co), x.dtype, run)
+    return choice.choose(op, _applying(FORWARD, Ci), layer, x.dtype, run)
 
 
 def _pad(x, pad):
@@ -172,7 +172,7 @@ def _pad(x, pad):
 @numpy_op
 def numpy_conv3x3(x, w, b, pad, relu=False):
     """relu=True returns max(conv3x3(x, w, b), 0): the fused bias + ReLU of the kernels' epilogue."""
-    return _forward("conv3x3_forward", x, w, b, pad, relu)
+    return _forward("conv3x3_forward", x.shape + (w.shape[0], pad), x, w, b, pad, relu)
 
 
 @numpy_op
@@ -181,7 +181,8 @@ def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
     w[o, c, ky, kx], so gx[c, p, q] = sum gy[o, p - ky, q - kx] w[o, c, ky, kx], which is conv3x3 of gy padded
     by 2 - pad with w flipped in ky and kx and its channel axes swapped: the forward's algorithms serve."""
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return _forward("conv3x3_grad_input", gy, flipped, None, 2 - pad, relu=False)  # of shape x_shape
+    layer = tuple(x_shape) + (w.shape[0], pad)
+    return _forward("conv3x3_grad_input", layer, gy, flipped, None, 2 - pad, relu=False)  # of shape x_shape
 
 
 # grad_weight: gw[o, c, ky, kx] = sum over images and output pixels of gy[o, i, j] x[c, i + ky, j + kx]; each
@@ -241,7 +242,7 @@ def numpy_conv3x3_grad_weight(x, gy, pad):
             parts[i] = algorithm(xp[n], gyf[n, :, r0 * Wo:(r0 + rows) * Wo], r0, rows)
         threads.parallel(band, len(bands))
         return parts.sum(axis=0)
-    return choice.choose("conv3x3_grad_weight", _applying(GRAD_WEIGHT, Ci), (N, Ci, H, W, Co), x.dtype, run)
+    return choice.choose("conv3x3_grad_weight", _applying(GRAD_WEIGHT, Ci), x.shape + (Co, pad), x.dtype, run)
 
 
 choice.ALL_NAMES.update(conv3x3_forward=tuple(FORWARD), conv3x3_grad_input=tuple(FORWARD),
