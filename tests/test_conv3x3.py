@@ -156,6 +156,21 @@ def test_numpy_conv3x3_gives_the_same_bits_on_any_thread_count(rng, monkeypatch,
         assert np.array_equal(one, two), f"{algorithm} {what}: 1 and 2 threads differ"
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blas_gemm_accumulates_on_strided_windows_and_beta_0_ignores_the_old_values(rng, dtype):
+    # The taps' products: a window of an image's flat rows (rows far apart) times a tap's matrix, added into
+    # the band; beta 0 must not read c (np.empty's garbage, here NaN), beta 1 adds to it.
+    from minunet.ops.blas import gemm
+    for M, K, N in [(5, 7, 30), (16, 16, 1000), (1, 3, 5), (4, 1, 9)]:
+        a, image = randn(rng, M, K, dtype=dtype), randn(rng, K, N + 9, dtype=dtype)
+        window, c = image[:, 4:4 + N], np.full((M, N), np.nan, dtype)
+        gemm(a, window, c, beta=0.0)
+        assert_close_dtype(c, a.astype(np.float64) @ window, dtype, name=f"beta 0 {(M, K, N)}", scale=terms_scale(K))
+        gemm(a, window, c, beta=1.0)
+        assert_close_dtype(c, 2 * (a.astype(np.float64) @ window), dtype, name=f"beta 1 {(M, K, N)}",
+                           scale=terms_scale(2 * K))
+
+
 @pytest.fixture
 def fresh_choices(monkeypatch, tmp_path):
     """The choice module as a new process finds it, with its file in tmp_path."""

@@ -21,6 +21,7 @@ from .. import threads
 from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from . import choice
+from .blas import gemm
 from .checks import bias_args, check_tensor, check_weight_bias, grads_for, tensors
 from .launching import KernelDefines, cdiv, check_grid_yz, check_int32_size, i32, launch_split_k, launcher, pick
 
@@ -70,21 +71,18 @@ TAPS = [(ky, kx) for ky in range(3) for kx in range(3)]
 # output in another order, so each is within the usual bound of such a sum, |error| <= 9*Ci*u*sum|x*w| (u: the
 # dtype's unit roundoff, 2^-24 or 2^-53); tests/test_conv3x3.py checks each in float32 and float64.
 def _taps(x_n, w, r0, rows, out):
-    """Today's: one product per tap (ky, kx), w[:, :, ky, kx] (Co, Ci) times the window the tap sees. On the
-    flattened image the window of a "wide" band (rows of W, not Wo, pixels) is the plain slice starting at
-    (r0 + ky)*W + kx, which BLAS reads in place; the band's last W - Wo columns of each row are wrapped-around
-    garbage, dropped when the band is copied out."""
+    """Today's: one product per tap (ky, kx), w[:, :, ky, kx] (Co, Ci) times the window the tap sees, added up by
+    BLAS itself (ops/blas.py). On the flattened image the window of a "wide" band (rows of W, not Wo, pixels) is
+    the plain slice starting at (r0 + ky)*W + kx, which BLAS reads in place; the band's last W - Wo columns of
+    each row are wrapped-around garbage, dropped when the band is copied out."""
     Ci, H, W = x_n.shape
     Wo = W - 2
     xf, L = x_n.reshape(Ci, H * W), (rows - 1) * W + Wo
+    per_tap = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (3, 3, Co, Ci): each tap's matrix, rows contiguous
     wide = np.empty((w.shape[0], rows * W), x_n.dtype)
     for t, (ky, kx) in enumerate(TAPS):
         start = (r0 + ky) * W + kx
-        product = w[:, :, ky, kx] @ xf[:, start:start + L]
-        if t == 0:
-            wide[:, :L] = product
-        else:
-            wide[:, :L] += product
+        gemm(per_tap[ky, kx], xf[:, start:start + L], wide[:, :L], beta=0.0 if t == 0 else 1.0)
     out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
 
 
