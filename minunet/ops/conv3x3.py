@@ -7,12 +7,13 @@ path (numpy_conv3x3, ..._grad_input, ..._grad_weight); the launches of kernels/c
 (kernel_conv3x3, ...) and one launcher per kernel version, named as its kernel (conv3x3_forward_v3).
 
 The numpy path hands the sums to BLAS, in bands of output rows that the device's threads share
-(minunet/threads.py), with one of several algorithms per layer and direction: today's nine products, one per
-tap; one product with an im2col matrix; direct multiply-adds for one input channel. Which is fastest depends
-on the layer's shape and the machine, so the first call of each shape times them all and keeps the fastest
-(minunet/ops/choice.py; MINUNET_CONV_ALGO=<name> forces one). grad_input is the forward's algorithms applied
-to gy, padded, with the kernel flipped; grad_weight has its own three. The dtype of x is kept (float32 or
-float64), and the bands' sizes do not depend on the thread count, so neither do the results.
+(minunet/threads.py), with one of several algorithms per layer and direction: nine products, one per tap
+(the algorithm before #25); one product with an im2col matrix; direct multiply-adds for one input channel.
+Which is fastest depends on the layer's shape and the machine, so the first call of each shape times them all
+and keeps the fastest (minunet/ops/choice.py; MINUNET_CONV_ALGO=<name> forces one). grad_input is the
+forward's algorithms applied to gy, padded, with the kernel flipped; grad_weight has its own three. The dtype
+of x is kept (float32 or float64), and the bands' sizes do not depend on the thread count, so neither do the
+results.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -71,7 +72,7 @@ TAPS = [(ky, kx) for ky in range(3) for kx in range(3)]
 # output in another order, so each is within the usual bound of such a sum, |error| <= 9*Ci*u*sum|x*w| (u: the
 # dtype's unit roundoff, 2^-24 or 2^-53); tests/test_conv3x3.py checks each in float32 and float64.
 def _taps(x_n, w, r0, rows, out):
-    """Today's: one product per tap (ky, kx), w[:, :, ky, kx] (Co, Ci) times the window the tap sees, added up by
+    """One product per tap (ky, kx), w[:, :, ky, kx] (Co, Ci) times the window the tap sees (K = Ci), added up by
     BLAS itself (ops/blas.py). On the flattened image the window of a "wide" band (rows of W, not Wo, pixels) is
     the plain slice starting at (r0 + ky)*W + kx, which BLAS reads in place; the band's last W - Wo columns of
     each row are wrapped-around garbage, dropped when the band is copied out."""
@@ -186,8 +187,8 @@ def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
 # grad_weight: gw[o, c, ky, kx] = sum over images and output pixels of gy[o, i, j] x[c, i + ky, j + kx]; each
 # band's sum is a partial (Co, Ci, 3, 3), the partials added in band order.
 def _grad_weight_taps(x_n, g, r0, rows):
-    """Today's: one product per tap, gy's band (on the wide grid, zero in the garbage columns) times the
-    transpose of the window the tap sees."""
+    """One product per tap, gy's band (on the wide grid, zero in the garbage columns) times the transpose of
+    the window the tap sees (read in place, as in _taps)."""
     Ci, H, W = x_n.shape
     Co, Wo = g.shape[0], W - 2
     xf, L = x_n.reshape(Ci, H * W), (rows - 1) * W + Wo
