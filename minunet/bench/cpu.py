@@ -9,10 +9,11 @@ import numpy as np
 from .. import threads
 from ..ops import choice
 from .blas_threads import limited, load_averages
-from .check_then_time import Candidate, check_then_time
+from .check_then_time import Candidate, check_then_time, to_numpy
 from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes, unet_layers
 from .timing import cpu_timer, median_time
 from .training import training_step_minunet, training_step_torch
+from .validate import check, reference
 
 SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
 # The networks whose training step is compared with PyTorch's: the bench's and python -m minunet.train's, and
@@ -73,29 +74,55 @@ def _torch():
 
 def bench_against_torch(quick, log):
     """The numpy device against PyTorch CPU at one thread and at every usable core, in this one run: each
-    network's training step (the two alternating, step by step), conv3x3's three directions summed over the
-    small U-Net's layers (each checked against the float64 reference first), and the algorithm the numpy
-    device chose for each layer and direction. {"steps", "conv", "choices"}: rows with the load averages."""
+    network's training step and conv3x3's three directions summed over the small U-Net's layers (the two
+    implementations alternating, call by call, so that a change in the machine's load hits both), and the
+    algorithm the numpy device chose for each layer and direction, measured in this run (the choices
+    remembered on disk are set aside). {"steps", "conv", "choices"}: rows with the load averages."""
     torch = _torch()
+    choice.forget(read_file=False)
     results = {"steps": [], "conv": [], "choices": []}
     conv_layers = [layer for layer in unet_layers(**SMALL_UNET) if layer["op"] == "conv3x3"]
     for n in sorted({1, threads.usable_cores()}):
         with limited(n):
             for network, config in NETWORKS.items():
                 results["steps"] += _steps_side_by_side(network, config, n, torch, quick, log)
-            rows = bench_kernels_cpu(conv_layers, quick, lambda *a: None)
-            load = load_averages()
-            for direction in DIRECTIONS:
-                for impl in ("numpy", "torch cpu"):
-                    timed = [r for r in rows if r["direction"] == direction and r["impl"] == impl and r["seconds"]]
-                    if timed:
-                        seconds = sum(r["seconds"] * len(r["layers"]) for r in timed)
-                        results["conv"].append(dict(threads=n, direction=direction, impl=impl, seconds=seconds,
-                                                    load=load))
-                        log(f"conv3x3 {direction} over the small U-Net's layers, {impl}, {n} threads: "
-                            f"{seconds * 1e3:.2f} ms (load {load})")
+            results["conv"] += _conv_side_by_side(conv_layers, n, torch, quick, log)
             results["choices"] += _choices(conv_layers, n, log)
     return results
+
+
+def _conv_side_by_side(conv_layers, n, torch, quick, log):
+    """Per direction, each implementation's median time on every layer (checked against the float64 reference
+    first, as check_then_time does), summed over the layers."""
+    from ..backends import get_backend
+    from ..torch_twin import op_call
+    backend, rng, totals = get_backend("numpy"), np.random.default_rng(0), {}
+    for layer in unique_shapes(conv_layers):
+        host = arrays(layer, rng)
+        tensors = {k: torch.from_numpy(v) for k, v in host.items()} if torch else None
+        count = sum(1 for other in conv_layers if all(other[k] == layer[k] for k in ("N", "Ci", "H", "W", "Co")))
+        for direction in DIRECTIONS:
+            calls = {"numpy": minunet_call(backend, layer, direction, host)}
+            if torch:
+                calls["torch cpu"] = op_call(layer, direction, tensors)
+            ref = reference(layer, direction, host)
+            for impl, call in list(calls.items()):
+                result = check(to_numpy(call()), ref)  # the first call: the numpy device chooses its algorithm
+                if result["check"] != "ok":
+                    log(f"MISMATCH conv3x3_{direction} {impl} on {layer['name']}: {result['mismatch']}; not timed")
+                    del calls[impl]
+            times = {impl: [] for impl in calls}
+            for _ in range(2 if quick else 15):
+                for impl, call in calls.items():
+                    times[impl].append(cpu_timer(call))
+            for impl, ts in times.items():
+                totals[direction, impl] = totals.get((direction, impl), 0.0) + statistics.median(ts) * count
+    load = load_averages()
+    rows = [dict(threads=n, direction=d, impl=impl, seconds=t, load=load) for (d, impl), t in totals.items()]
+    for r in rows:
+        log(f"conv3x3 {r['direction']} over the small U-Net's layers, {r['impl']}, {n} threads: "
+            f"{r['seconds'] * 1e3:.2f} ms (load {load})")
+    return rows
 
 
 def _steps_side_by_side(network, config, n, torch, quick, log):

@@ -5,14 +5,19 @@ calls. conv3x3 (ops/conv3x3.py) is the op that has several.
 - Forced: MINUNET_CONV_ALGO=<name> runs that algorithm wherever it applies (tests, teaching); where it does
   not (`direct` needs one input channel), the layer's choice is measured as usual. An unknown name is an error.
 - Remembered in memory for the process, and on disk (cache_dir()/conv-algorithms.json, keyed by the CPU model,
-  thread count, dtype and shapes), so that a second run (a resumed one) makes the same choices: every algorithm
-  is right to rounding, but only the same algorithm gives the same bits. Delete the file to measure again.
-- Each measurement is the least of REPEATS timed calls, the candidates in turn; every call computes the real result, and the winner's
-  result is returned, so a first call costs the sum of the candidates' times, REPEATS times.
+  NumPy's version, a hash of the algorithms' source, the thread count, dtype and shapes), so that a second run
+  (a resumed one) makes the same choices: every algorithm is right to rounding, but only the same algorithm
+  gives the same bits. Delete the file to measure again.
+- Each measurement is the least of REPEATS timed calls, the candidates in turn (on one thread the process's
+  CPU time, which other processes on the machine hardly change). Every call computes the real result and the
+  winner runs once more for the result returned, so a first call costs REPEATS + 1 calls of each candidate.
 """
+import hashlib
+import inspect
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -48,7 +53,7 @@ def choose(op, algorithms, shapes, dtype, run):
             return run(algorithms[forced])
     key = choice_key(op, shapes, dtype, threads.cpu_threads_now())
     if key not in _chosen:
-        name = _disk().get(f"{cpu_model()} | {key}")
+        name = _disk().get(_disk_key(key, algorithms))
         if name in algorithms:
             _chosen[key] = dict(algorithm=name, seconds=None)
         else:
@@ -62,15 +67,18 @@ def choice_key(op, shapes, dtype, n_threads):
 
 
 def _measure(key, algorithms, run):
+    # On one thread, the process's CPU time: what the algorithm costs, whatever else the machine runs. On
+    # several, the wall clock: an algorithm that splits into fewer slices uses fewer of the threads.
+    clock = time.process_time if threads.cpu_threads_now() == 1 else time.perf_counter
     seconds = dict.fromkeys(algorithms, float("inf"))
     for _ in range(REPEATS):  # round after round, so that a change in the machine's load hits every candidate
         for name, fn in algorithms.items():
-            start = time.perf_counter()
+            start = clock()
             run(fn)
-            seconds[name] = min(seconds[name], time.perf_counter() - start)
+            seconds[name] = min(seconds[name], clock() - start)
     best = min(seconds, key=seconds.get)
     _chosen[key] = dict(algorithm=best, seconds=seconds)
-    _remember(key, best)
+    _remember(_disk_key(key, algorithms), best)
     return run(algorithms[best])  # once more: the first call's bits are the chosen algorithm's, as every later call's
 
 
@@ -79,9 +87,12 @@ def chosen():
     return dict(_chosen)
 
 
-def forget():
-    """Forget the choices made in this process (not the file): the next call of each shape measures again."""
+def forget(read_file=True):
+    """Forget the choices made in this process: the next call of each shape measures again, unless the file
+    has it and read_file (the bench measures in its own run: read_file=False; the file is still written)."""
+    global _on_disk
     _chosen.clear()
+    _on_disk = None if read_file else {}
 
 
 def _path():
@@ -103,10 +114,29 @@ def _disk():
     return _on_disk
 
 
-def _remember(key, name):
+def _disk_key(key, algorithms):
+    """The key in the file: the CPU model, NumPy's version and a hash of the source of the algorithms' module
+    (a changed algorithm is measured anew), then the key."""
+    modules = sorted({inspect.getmodule(fn).__name__ for fn in _functions(algorithms)})
+    if tuple(modules) not in _source_hashes:
+        source = "".join(inspect.getsource(sys.modules[name]) for name in modules)
+        _source_hashes[tuple(modules)] = hashlib.sha1(source.encode()).hexdigest()[:12]
+    return f"{cpu_model()} | numpy {np.__version__} | code {_source_hashes[tuple(modules)]} | {key}"
+
+
+def _functions(algorithms):
+    """The functions among the algorithms' values (a function, or a tuple that holds one)."""
+    for a in algorithms.values():
+        yield from (x for x in (a if isinstance(a, tuple) else (a,)) if inspect.isfunction(x))
+
+
+_source_hashes = {}
+
+
+def _remember(disk_key, name):
     """Add the choice to the file, with what other processes added meanwhile, written atomically (a new file
     renamed over the old); a cache that cannot be written only costs the next process a measurement."""
-    _disk()[f"{cpu_model()} | {key}"] = name
+    _disk()[disk_key] = name
     _on_disk.update({k: v for k, v in _read().items() if k not in _on_disk})
     try:
         tmp = _path().with_name(f"conv-algorithms.json.{os.getpid()}.tmp")
