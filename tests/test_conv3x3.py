@@ -178,6 +178,7 @@ def fresh_choices(monkeypatch, tmp_path):
     monkeypatch.delenv("MINUNET_CONV_ALGO", raising=False)
     monkeypatch.setattr(choice, "_chosen", {})
     monkeypatch.setattr(choice, "_on_disk", None)
+    monkeypatch.setattr(choice, "_read_file", True)
     return tmp_path / "conv-algorithms.json"
 
 

@@ -27,7 +27,8 @@ from .. import paths, threads
 ENV = "MINUNET_CONV_ALGO"
 REPEATS = 3
 _chosen = {}  # key -> {"algorithm": name, "seconds": {name: least seconds}} (seconds None: forced or from disk)
-_on_disk = None
+_on_disk = None  # the file's choices, read on first use
+_read_file = True
 
 
 def cpu_model():
@@ -53,7 +54,7 @@ def choose(op, algorithms, shapes, dtype, run):
             return run(algorithms[forced])
     key = choice_key(op, shapes, dtype, threads.cpu_threads_now())
     if key not in _chosen:
-        name = _disk().get(_disk_key(key, algorithms))
+        name = _disk().get(_disk_key(key, algorithms)) if _read_file else None
         if name in algorithms:
             _chosen[key] = dict(algorithm=name, seconds=None)
         else:
@@ -90,9 +91,9 @@ def chosen():
 def forget(read_file=True):
     """Forget the choices made in this process: the next call of each shape measures again, unless the file
     has it and read_file (the bench measures in its own run: read_file=False; the file is still written)."""
-    global _on_disk
+    global _read_file
     _chosen.clear()
-    _on_disk = None if read_file else {}
+    _read_file = read_file
 
 
 def _path():
