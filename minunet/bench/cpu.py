@@ -114,11 +114,13 @@ def _conv_side_by_side(conv_layers, n, torch, quick, log):
             times = {impl: [] for impl in calls}
             for _ in range(2 if quick else 15):
                 for impl, call in calls.items():
-                    times[impl].append(cpu_timer(call))
+                    times[impl].append(_wall_and_cpu(call))
             for impl, ts in times.items():
-                totals[direction, impl] = totals.get((direction, impl), 0.0) + statistics.median(ts) * count
+                total = totals.setdefault((direction, impl), dict(seconds=0.0, cpu_seconds=0.0))
+                for key, median in _medians(ts).items():
+                    total[key] += median * count
     load = load_averages()
-    rows = [dict(threads=n, direction=d, impl=impl, seconds=t, load=load) for (d, impl), t in totals.items()]
+    rows = [dict(threads=n, direction=d, impl=impl, load=load, **t) for (d, impl), t in totals.items()]
     for r in rows:
         log(f"conv3x3 {r['direction']} over the small U-Net's layers, {r['impl']}, {n} threads: "
             f"{r['seconds'] * 1e3:.2f} ms (load {load})")
@@ -135,15 +137,25 @@ def _steps_side_by_side(network, config, n, torch, quick, log):
         step()  # warm-up: the numpy device's choice of algorithms is made here
     for _ in range(1 if quick else 7):
         for impl, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[impl].append(time.perf_counter() - start)
+            times[impl].append(_wall_and_cpu(step))
     load = load_averages()
-    rows = [dict(network=network, threads=n, impl=impl, seconds=statistics.median(ts), runs=len(ts), load=load)
+    rows = [dict(network=network, threads=n, impl=impl, runs=len(ts), load=load, **_medians(ts))
             for impl, ts in times.items()]
     log(f"training step, {network}, {n} threads: " + ", ".join(f"{r['impl']} {r['seconds'] * 1e3:.1f} ms"
                                                              for r in rows) + f" (load {load})")
     return rows
+
+
+def _wall_and_cpu(call):
+    """(wall-clock seconds, CPU seconds of the process, all its threads) of one call. On a machine other
+    processes share, the wall clock counts the time the call waited for a core too; the CPU time does not."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _medians(times):
+    return dict(seconds=statistics.median(t[0] for t in times), cpu_seconds=statistics.median(t[1] for t in times))
 
 
 def _choices(conv_layers, n, log):
