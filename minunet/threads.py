@@ -171,8 +171,10 @@ SLICE_ELEMENTS = 1 << 16  # an element-wise pass in slices of 64 Ki elements: 25
 
 def slices(task, count, item_size=1):
     """task(slice) over consecutive slices of range(count) (items of item_size elements each: 1 for a flat
-    view, H*W for the planes of an image), each about SLICE_ELEMENTS elements, on the numpy device's threads."""
-    parts = max(1, min(count, -(-count * item_size // SLICE_ELEMENTS)))
+    view, H*W for the planes of an image), each about SLICE_ELEMENTS elements, on the numpy device's threads;
+    on one thread, one slice: a pass whose every output depends on its own items gives the same result either
+    way, and a slice costs some microseconds of Python."""
+    parts = 1 if _workers == 1 else max(1, min(count, -(-count * item_size // SLICE_ELEMENTS)))
     bounds = [count * i // parts for i in range(parts + 1)]
     parallel(lambda i: task(slice(bounds[i], bounds[i + 1])), parts)
 

@@ -69,7 +69,12 @@ def test_parallel_runs_every_task_once_on_the_threads_and_raises_their_errors():
     with threads.cpu_threads(2), pytest.raises(ValueError, match="task 7"):
         threads.parallel(failing, 20)
     seen = []
-    threads.slices(lambda s: seen.append((s.start, s.stop)), 3 * threads.SLICE_ELEMENTS + 5)
+    threads.slices(lambda s: seen.append((s.start, s.stop)), 10)
+    assert seen == [(0, 10)]  # one thread: one slice
+    seen = []
+    with threads.cpu_threads(2):
+        threads.slices(lambda s: seen.append((s.start, s.stop)), 3 * threads.SLICE_ELEMENTS + 5)
+    seen.sort()
     assert seen[0][0] == 0 and seen[-1][1] == 3 * threads.SLICE_ELEMENTS + 5 and len(seen) == 4
     assert all(a[1] == b[0] for a, b in zip(seen, seen[1:]))  # consecutive, no gap, no overlap
 

@@ -91,7 +91,7 @@ def numpy_max_pool2x2_grad(gy, argmax):
 
     def scatter(s):
         for k, corner in enumerate(_window_corners(gxs[s])):  # the 4 views cover gx exactly once
-            keep_where(argmaxes[s] == k, gys[s], out=corner)
+            corner[...] = keep_where(argmaxes[s] == k, gys[s])
     threads.slices(scatter, N * C, 4 * h * w)
     return gx
 
