@@ -51,8 +51,10 @@ def main():
     parser.add_argument("commit", help="the earlier commit (e.g. the branch point)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", default="1", help="--threads of both runs (default 1)")
-    parser.add_argument("train_args", nargs="*", help="more arguments of python -m minunet.train (after --)")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    ours, train_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    args = parser.parse_args(ours)
+    args.train_args = train_args
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "before.tar"
         subprocess.run(["git", "archive", "-o", str(archive), args.commit], cwd=ROOT, check=True)

@@ -378,3 +378,15 @@ def test_a_failed_check_fails_the_run_and_comes_first_in_the_report(tmp_path, mo
     text = md.read_text()
     assert text.index("## CHECKS THAT FAILED (not timed)") < text.index("## The sim device")
     assert "| tiny | conv3x3 | forward | v4 | 3 of 4 elements off" in text
+
+
+def test_train_before_after_runs_both_checkouts_in_turn():
+    # HEAD against this checkout: both train, each row says its time, CPU time and IoU (tiny network, 2 steps).
+    tiny = ["--depth", "2", "--base-channels", "4", "--tile", "44", "--batch-size", "1", "--n-synthetic", "5",
+            "--steps", "2", "--val-every", "2"]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_before_after.py"), "HEAD", "--rounds", "1",
+                             "--", *tiny], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| before", "| after"))]
+    assert [row.split(" | ")[0] for row in rows] == ["| before, round 1", "| after, round 1"]
+    assert all(0 <= float(row.split(" | ")[5]) <= 1 for row in rows), result.stdout  # the validation IoU
