@@ -16,7 +16,7 @@ of x is kept (float32 or float64), and the bands' sizes do not depend on the thr
 results.
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from .. import threads
 from ..backends.registry import kernel_op, numpy_op
@@ -87,11 +87,19 @@ def _taps(x_n, w, r0, rows, out):
     out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
 
 
+def _windows(x_n, r0, rows):
+    """(Ci, 3, 3, rows, Wo), a view: [c, ky, kx, i, j] = x_n[c, r0 + i + ky, j + kx], every tap's window of the
+    band (numpy's sliding_window_view, without its checks: they cost as much as a small band's copy)."""
+    Ci, H, W = x_n.shape
+    c, y, x = x_n.strides
+    return as_strided(x_n[:, r0:], (Ci, 3, 3, rows, W - 2), (c, y, x, y, x), writeable=False)
+
+
 def _im2col(x_n, r0, rows):
     """(Ci*9, rows*Wo), a copy: row (c, ky, kx) in w's order, column (i, j) holds x_n[c, r0 + i + ky, j + kx]."""
-    windows = sliding_window_view(x_n[:, r0:r0 + rows + 2], (3, 3), axis=(1, 2))  # (Ci, rows, Wo, 3, 3), a view
-    Ci, _, Wo = windows.shape[:3]
-    return windows.transpose(0, 3, 4, 1, 2).reshape(Ci * 9, rows * Wo)
+    windows = _windows(x_n, r0, rows)
+    Ci, _, _, _, Wo = windows.shape
+    return windows.reshape(Ci * 9, rows * Wo)
 
 
 def _im2col_product(x_n, w, r0, rows, out):
@@ -211,10 +219,10 @@ def _grad_weight_im2col(x_n, g, r0, rows):
 
 def _grad_weight_direct(x_n, g, r0, rows):
     """One input channel: per tap, gy's band times the window's pixels (a matrix-vector product)."""
-    windows = sliding_window_view(x_n[0, r0:r0 + rows + 2], (3, 3))  # (rows, Wo, 3, 3)
+    windows = _windows(x_n, r0, rows)[0]  # (3, 3, rows, Wo)
     gw = np.empty((g.shape[0], 1, 3, 3), x_n.dtype)
     for ky, kx in TAPS:
-        gw[:, 0, ky, kx] = g @ windows[:, :, ky, kx].reshape(-1)
+        gw[:, 0, ky, kx] = g @ windows[ky, kx].reshape(-1)
     return gw
 
 
