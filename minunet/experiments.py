@@ -259,7 +259,7 @@ def run_isbi(args, progress=print):
         except ImportError:
             raise ValueError("--twin needs PyTorch (pip install torch); the minunet run alone needs nothing more") \
                 from None
-    blas_threads = threads.resolve_threads(args.threads)
+    cpu_threads = threads.resolve_threads(args.threads)
     work = Path(args.work_dir)
     train_dir, test_dir = split_isbi(args.data_dir, work)
     runs, kinds = [], [("minunet", train_minunet)] + ([("PyTorch twin", train_twin)] if args.twin else [])
@@ -267,26 +267,26 @@ def run_isbi(args, progress=print):
         for seed in args.seeds:
             config = make_config(args, seed, train_dir, test_dir)
             for name, train in kinds:
-                runs.append(_one_run(name, train, config, work, blas_threads, not args.no_tta, progress))
+                runs.append(_one_run(name, train, config, work, cpu_threads, not args.no_tta, progress))
     except KeyboardInterrupt:
         if not runs:
             raise
         progress(f"interrupted: writing the {len(runs)} run(s) scored before")
     from .metrics import UNET_PAPER_TABLE1
     record = dict(command="python -m minunet.experiments " + " ".join(args.argv), preset=args.preset,
-                  config=config, threads=blas_threads, environment=machine(config["device"]),
+                  config=config, threads=cpu_threads, environment=machine(config["device"]),
                   unet_paper_table1=UNET_PAPER_TABLE1, runs=runs)
     return record, write_results(args.out_dir, record)
 
 
-def _one_run(name, train, config, work, blas_threads, tta, progress):
+def _one_run(name, train, config, work, cpu_threads, tta, progress):
     seed = config["seed"]
-    progress(f"{name}, seed {seed}: {config['steps']} steps, device {config['device']}, {blas_threads} thread(s)")
+    progress(f"{name}, seed {seed}: {config['steps']} steps, device {config['device']}, {cpu_threads} thread(s)")
     load_start = _load()
-    with threads.blas_threads(blas_threads):
+    with threads.cpu_threads(cpu_threads):  # the numpy device's threads (BLAS one inside each)
         if name != "minunet":
             import torch
-            torch.set_num_threads(blas_threads)
+            torch.set_num_threads(cpu_threads)
         trainer, log, seconds = train(config, work / f"{name.split()[-1]}-seed{seed}", progress)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         trainer.save()  # the trained weights, for python -m minunet.predict

@@ -320,7 +320,7 @@ def _main(args, out):
     from .checkpoint import load_model
     written, failed, files = [], [], []
     try:
-        blas_threads = threads.resolve_threads(args.threads)
+        cpu_threads = threads.resolve_threads(args.threads)
         if args.batch_size < 1:
             raise cli.UsageError(f"--batch-size must be >= 1 (tiles per forward pass), got {args.batch_size}")
         if not Path(args.checkpoint).exists():
@@ -337,8 +337,8 @@ def _main(args, out):
         device = model.parameters()[0].device
         standin = standin_note() if device == "cuda" else None  # the tests' CuPy stand-in says so first
         print(f"model: {model.n_parameters():,} parameters on {device}{f' ({standin})' if standin else ''}; "
-              f"{threads.describe(blas_threads, given=args.threads is not None)}")
-        with threads.blas_threads(blas_threads), np.errstate(over="ignore", invalid="ignore"):  # _finite says it
+              f"{threads.describe(cpu_threads, given=args.threads is not None)}")
+        with threads.cpu_threads(cpu_threads), np.errstate(over="ignore", invalid="ignore"):  # _finite says it
             _predict_files(model, files, out, args, written, failed)
     except KeyboardInterrupt:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the summary short

@@ -1,20 +1,30 @@
-"""How many threads BLAS (OpenBLAS under NumPy) may use, chosen on purpose: `--threads` of train, predict, bench.
+"""How many threads the numpy device uses, chosen on purpose: `--threads` of train, predict, bench; and the
+small thread pool that splits an op's work over them.
 
 Why it matters: OpenBLAS starts one thread per core and its threads wait for each other at the end of every
 matrix product. When another process holds one of the cores (a browser, a second job), the product waits for
 the thread that is not running: on 2 cores with one competing process a small-U-Net step took 541 ms with 2
 BLAS threads against 137 ms with 1. So the default leaves one core to the rest of the machine (cores - 1, at
 least 1), unless a BLAS thread variable of the environment says otherwise; benchmarks/results/ holds the
-measurements behind it. Only the BLAS pool is limited: NumPy's
-elementwise ops and SciPy's image filters run on one thread anyway.
+measurements behind it.
+
+How the threads are used (`cpu_threads(n)`): the numpy device splits each op's work into slices that do not
+depend on n (a convolution's images and bands of rows, an element-wise pass's images or channels), and its
+n threads take the next slice as they finish one, each slice's matrix products on one BLAS thread. So the
+element-wise passes use every thread too (NumPy releases the GIL inside its loops and BLAS), a thread that
+is not scheduled holds up only its own slice, and the results do not depend on n.
 """
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-OPTION_HELP = ("BLAS threads for the numpy device's matrix products (default: OPENBLAS_NUM_THREADS, "
+import numpy as np
+
+OPTION_HELP = ("threads of the numpy device: matrix products and element-wise passes (default: OPENBLAS_NUM_THREADS, "
                "OMP_NUM_THREADS or MKL_NUM_THREADS where set; for K processes an MPI launcher started on this machine, "
                "1/K of its usable cores each; else the usable cores minus one, at least 1: a core left for the "
-               "rest of the machine keeps BLAS from waiting on a busy core)")
+               "rest of the machine keeps the threads from waiting on a busy core)")
 
 
 def usable_cores():
@@ -71,7 +81,7 @@ def resolve_threads(threads):
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"--threads must be an int >= 1, got {threads!r}")
     if threads > usable_cores():
-        raise ValueError(f"--threads {threads}: this process may use {usable_cores()} cores; more BLAS threads "
+        raise ValueError(f"--threads {threads}: this process may use {usable_cores()} cores; more threads "
                          f"than cores only wait for each other")
     return threads
 
@@ -83,7 +93,7 @@ def describe(threads, given):
     how = ("--threads" if given else f"default: {found[0]}={found[1]}" if found
            else f"default: {usable_cores()} usable cores shared by {local} processes" if local > 1
            else f"default: {usable_cores()} usable cores minus one, at least 1")
-    return f"BLAS threads {threads} ({how})"
+    return f"threads {threads} ({how})"
 
 
 @contextmanager
@@ -98,3 +108,83 @@ def blas_threads_now():
     """The thread counts of the BLAS libraries loaded now (what a test checks)."""
     from threadpoolctl import threadpool_info
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+# -- the numpy device's threads ------------------------------------------------------------------------------
+_workers = 1  # outside cpu_threads(): one thread, as a library import should be
+_pool = None
+_inside = threading.local()  # a slice that calls parallel() again runs its parts itself (no pool deadlock)
+
+
+@contextmanager
+def cpu_threads(threads):
+    """The numpy device runs on `threads` threads inside the block: parallel() splits its work over them, and
+    BLAS (every BLAS library loaded, threadpoolctl) runs one thread inside each slice."""
+    global _workers
+    previous, _workers = _workers, threads
+    try:
+        with blas_threads(1):
+            yield
+    finally:
+        _workers = previous
+
+
+def cpu_threads_now():
+    """The numpy device's thread count in force now."""
+    return _workers
+
+
+def parallel(task, count):
+    """task(i) for every i in range(count), on the numpy device's threads: each thread takes the next i as it
+    finishes one (next() on a shared iterator is atomic under the GIL), the calling thread too. The tasks
+    must write disjoint outputs; an exception in any is raised here after all have stopped."""
+    n = min(_workers, count)
+    if n <= 1 or getattr(_inside, "busy", False):
+        for i in range(count):
+            task(i)
+        return
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, usable_cores() - 1), thread_name_prefix="minunet")
+    indices = iter(range(count))
+
+    def work():
+        _inside.busy = True
+        try:
+            for i in indices:
+                task(i)
+        finally:
+            _inside.busy = False
+
+    helpers = [_pool.submit(work) for _ in range(n - 1)]
+    try:
+        work()
+    finally:
+        errors = [f.exception() for f in helpers]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+SLICE_ELEMENTS = 1 << 16  # an element-wise pass in slices of 64 Ki elements: 256 KiB of float32, in cache
+
+
+def slices(task, count, item_size=1):
+    """task(slice) over consecutive slices of range(count) (items of item_size elements each: 1 for a flat
+    view, H*W for the planes of an image), each about SLICE_ELEMENTS elements, on the numpy device's threads;
+    on one thread, one slice: a pass whose every output depends on its own items gives the same result either
+    way, and a slice costs some microseconds of Python."""
+    parts = 1 if _workers == 1 else max(1, min(count, -(-count * item_size // SLICE_ELEMENTS)))
+    bounds = [count * i // parts for i in range(parts + 1)]
+    parallel(lambda i: task(slice(bounds[i], bounds[i + 1])), parts)
+
+
+def planes(a):
+    """(N, C, H, W) -> (N*C, H, W), a view (a C-contiguous array's planes, for slices())."""
+    return a.reshape(-1, *a.shape[2:])
+
+
+def copy(dst, src):
+    """dst[...] = src for 4-D arrays (views) of one shape, by image and block of channels on the threads."""
+    N, C, H, W = src.shape
+    slices(lambda s: [np.copyto(dst[n, s], src[n, s]) for n in range(N)], C, N * H * W)

@@ -296,13 +296,14 @@ class Trainer:
             return []
 
 
-def run(config, run_dir, resumed=None, quiet=False, blas_threads=None, overwrite=False):
+def run(config, run_dir, resumed=None, quiet=False, cpu_threads=None, overwrite=False):
     """Train; returns (trainer, exit code). 0 done, 1 stopped (non-finite loss or weights, a write that failed:
     the last good checkpoint kept), 130 interrupted (checkpoint saved).
     resumed: what checkpoint.load returned for --resume, or None. overwrite: a new run may replace the run in
     run_dir (else a UsageError: run_folder.py).
-    blas_threads: BLAS threads for the whole run, data and validation included (default threads.default_threads)."""
-    with threads.blas_threads(threads.resolve_threads(blas_threads)):
+    cpu_threads: the numpy device's threads for the whole run, data and validation included (default
+    threads.default_threads)."""
+    with threads.cpu_threads(threads.resolve_threads(cpu_threads)):
         return _run(config, run_dir, resumed, quiet, overwrite)
 
 
@@ -465,7 +466,7 @@ def main(argv=None):
     if not writes:  # DATA PARALLEL: process 0 speaks for all; errors still reach stderr
         sys.stdout, args.quiet = open(os.devnull, "w"), True
     try:
-        blas_threads = threads.resolve_threads(args.threads)
+        cpu_threads = threads.resolve_threads(args.threads)
         run_dir = _check_paths(args)
         with run_folder.locked(run_dir) if writes else contextlib.nullcontext():
             if args.resume:  # read under the lock: no other run can write a newer checkpoint meanwhile
@@ -474,9 +475,9 @@ def main(argv=None):
                 config, why = resolve_config(args)
                 print(f"device {config['device']}: {why}")
                 resumed = None
-            print(threads.describe(blas_threads, given=args.threads is not None))
+            print(threads.describe(cpu_threads, given=args.threads is not None))
             restart = args.resume is not None and resumed is None  # its own folder's files are replaced
-            _, code = run(config, run_dir, resumed, quiet=args.quiet, blas_threads=blas_threads,
+            _, code = run(config, run_dir, resumed, quiet=args.quiet, cpu_threads=cpu_threads,
                           overwrite=args.overwrite or restart)
         return code
     except KeyboardInterrupt:  # while the data loaded: nothing was written yet

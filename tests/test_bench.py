@@ -2,6 +2,7 @@
 floor, the report files, the bench's op calls on sim against numpy, check-then-time (a wrong implementation is
 never timed, and fails the run), the L2 flush before each CUDA-timed launch, and the CPU run end to end."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -210,8 +211,10 @@ def test_gpu_report_is_kept_when_the_training_step_dies(tmp_path, monkeypatch):
 
 def test_cpu_run_end_to_end(tmp_path):
     out = tmp_path / "results"
+    env = dict(os.environ, MINUNET_CACHE_DIR=str(tmp_path / "cache"))  # the conv3x3 algorithms measured afresh
+    env.pop("MINUNET_CONV_ALGO", None)
     result = subprocess.run([sys.executable, "-m", "minunet.bench", "--device", "numpy", "--quick", "--plot",
-                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PyTorch is not installed" in result.stdout or "training step torch cpu" in result.stdout
     [md], [js] = sorted(out.glob("results-numpy-*.md")), sorted(out.glob("results-numpy-*.json"))
@@ -229,12 +232,26 @@ def test_cpu_run_end_to_end(tmp_path):
     # BLAS threads: the reported setting is the one timed; each thread count idle and beside a busy process.
     from minunet import threads
     assert data["training"]["threads"] == threads.default_threads()
-    assert f"BLAS threads {threads.default_threads()} (default: " in result.stdout
+    assert f"threads {threads.default_threads()} (default: " in result.stdout
     by_setting = {(r["threads"], r["competing"], r["impl"]) for r in data["step_by_threads"]}
     assert {(n, c) for n, c, _ in by_setting} == {(n, c) for n in blas_threads.thread_counts() for c in (0, 1)}
     assert {1, threads.usable_cores()} <= set(blas_threads.thread_counts())
     assert all(r["seconds"] > 0 and r["load"] for r in data["step_by_threads"])
     assert "competing processes" in md.read_text() and "load averages" in md.read_text()
+    # against PyTorch at 1 thread and every core: both networks' steps, conv3x3's directions, the algorithms
+    against = data["against_torch"]
+    counts = {1, threads.usable_cores()}
+    assert {(r["network"], r["threads"]) for r in against["steps"] if r["impl"] == "minunet numpy"} == {
+        (network, n) for network in cpu.NETWORKS for n in counts}
+    assert {(r["direction"], r["threads"]) for r in against["conv"] if r["impl"] == "numpy"} == {
+        (d, n) for d in bench.DIRECTIONS for n in counts}
+    conv_layers = [layer["name"] for layer in small_unet if layer["op"] == "conv3x3"]
+    chosen = {(r["threads"], r["layer"], r["direction"]): r for r in against["choices"]}
+    assert set(chosen) == {(n, name, d) for n in counts for name in conv_layers for d in bench.DIRECTIONS}
+    assert all(r["algorithm"] in r["seconds"] and min(r["seconds"], key=r["seconds"].get) == r["algorithm"]
+               for r in chosen.values())  # measured in this run: the least time won
+    assert chosen[1, "down0.conv1", "forward"]["seconds"].keys() == {"taps", "im2col", "direct"}
+    assert "numpy / torch" in md.read_text() and "conv3x3 algorithm per layer" in md.read_text()
 
 
 def test_threads_option_of_the_bench(capsys):
@@ -459,3 +476,15 @@ def test_the_unet_option_names_a_bad_value_and_is_for_cuda_only(capsys):
     assert "unknown ['width']; the numbers are tile, batch, depth, base" in capsys.readouterr().err
     assert main(["--device", "numpy", "--unet", "depth=2"]) == 2
     assert "--unet chooses the network measured on cuda" in capsys.readouterr().err
+
+
+def test_train_before_after_runs_both_checkouts_in_turn():
+    # HEAD against this checkout: both train, each row says its time, CPU time and IoU (tiny network, 2 steps).
+    tiny = ["--depth", "2", "--base-channels", "4", "--tile", "44", "--batch-size", "1", "--n-synthetic", "5",
+            "--steps", "2", "--val-every", "2"]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_before_after.py"), "HEAD", "--rounds", "1",
+                             "--", *tiny], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| before", "| after"))]
+    assert [row.split(" | ")[0] for row in rows] == ["| before, round 1", "| after, round 1"]
+    assert all(0 <= float(row.split(" | ")[5]) <= 1 for row in rows), result.stdout  # the validation IoU

@@ -8,6 +8,8 @@
    any tile, outputs fully written (the sim poisons outputs with NaN). Every version of the three ops, the
    fused ReLU, the gradient checks and TF32: tests/test_conv3x3_versions.py.
 """
+import json
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -16,6 +18,8 @@ from conftest import (DTYPES, as_float64, assert_adjoint, assert_close, assert_c
                       run, terms_scale)
 from minunet import reference
 from minunet.backends import get_backend
+from minunet.ops import choice
+from minunet.ops import conv3x3 as conv3x3_ops
 from minunet.ops.launching import VERSIONS
 
 NP = get_backend("numpy")
@@ -90,6 +94,147 @@ def test_conv3x3_backward_is_the_transpose(rng, ops, pad, shape):
     y_dot_gy = np.vdot(ops.conv3x3(x, w, None, pad), gy)
     assert_adjoint(y_dot_gy, np.vdot(x, ops.conv3x3_grad_input(gy, w, pad, x.shape)), "grad_input")
     assert_adjoint(y_dot_gy, np.vdot(w, ops.conv3x3_grad_weight(x, gy, pad)), "grad_weight")
+
+
+# ---------------------------------------------------------------- 2b. each numpy algorithm, and the choice among them
+
+# (N, Ci, H, W, Co): odd sizes, 1 input channel (where `direct` applies), channel counts past 9*Ci = 32; with
+# BAND_BYTES cut to 1 KiB every image is several bands of rows, the last one shorter.
+ALGORITHM_SHAPES = [(2, 1, 19, 5, 3), (1, 3, 7, 9, 2), (2, 17, 12, 11, 9), (1, 5, 23, 6, 4)]
+
+
+def _algorithm_cases():
+    return ([("conv3x3_forward", a) for a in conv3x3_ops.FORWARD] + [("conv3x3_grad_input", a) for a in
+            conv3x3_ops.FORWARD if a != "direct"] + [("conv3x3_grad_weight", a) for a in conv3x3_ops.GRAD_WEIGHT])
+
+
+@pytest.fixture
+def small_bands(monkeypatch):
+    monkeypatch.setattr(conv3x3_ops, "BAND_BYTES", 1024)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op, algorithm", _algorithm_cases())
+def test_each_numpy_algorithm_matches_the_reference(rng, monkeypatch, small_bands, op, algorithm, dtype):
+    # float64: as exact as the reference (1e-12); float32: the dtype's tolerance widened for the sum's terms.
+    monkeypatch.setenv("MINUNET_CONV_ALGO", algorithm)
+    for N, Ci, H, W, Co in ALGORITHM_SHAPES:
+        if algorithm == "direct" and Ci != 1:
+            continue
+        for pad in (0, 1):
+            x, w, b = randn(rng, N, Ci, H, W), randn(rng, Co, Ci, 3, 3), randn(rng, Co)
+            gy = randn(rng, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad)
+            xd, wd, bd, gyd = (a.astype(dtype) for a in (x, w, b, gy))
+            name = f"{op} {algorithm} {dtype.__name__} {(N, Ci, H, W, Co)} pad {pad}"
+            if op == "conv3x3_forward":
+                got, ref, terms = NP.conv3x3(xd, wd, bd, pad, relu=True), np.maximum(reference.conv3x3(x, w, b, pad), 0), 9 * Ci
+            elif op == "conv3x3_grad_input":
+                got, ref, terms = NP.conv3x3_grad_input(gyd, wd, pad, x.shape), reference.conv3x3_grad_input(gy, w, pad, x.shape), 9 * Co
+            else:
+                got, ref, terms = NP.conv3x3_grad_weight(xd, gyd, pad), reference.conv3x3_grad_weight(x, gy, pad), gy[:, 0].size
+            assert got.dtype == dtype and got.flags.c_contiguous, name
+            if dtype == np.float64:
+                assert_close(got, ref, **EXACT, name=name)
+            else:
+                assert_close_dtype(got, ref, dtype, name=name, scale=terms_scale(terms))
+
+
+@pytest.mark.parametrize("algorithm", sorted(set(conv3x3_ops.FORWARD) | set(conv3x3_ops.GRAD_WEIGHT)))
+def test_numpy_conv3x3_gives_the_same_bits_on_any_thread_count(rng, monkeypatch, small_bands, algorithm):
+    # The bands do not depend on the thread count, and grad_weight adds their partial sums in band order.
+    from minunet import threads
+    monkeypatch.setenv("MINUNET_CONV_ALGO", algorithm)
+    Ci = 1 if algorithm == "direct" else 6
+    x, w, b = randn(rng, 2, Ci, 21, 13, dtype=np.float32), randn(rng, 5, Ci, 3, 3, dtype=np.float32), randn(rng, 5)
+    gy = randn(rng, 2, 5, 19, 11, dtype=np.float32)
+    runs = []
+    for n in (1, 2):
+        with threads.cpu_threads(n):
+            runs.append([NP.conv3x3(x, w, b.astype(np.float32), 0, relu=True), NP.conv3x3_grad_weight(x, gy, 0),
+                         NP.conv3x3_grad_input(gy, w, 0, x.shape)])
+    for one, two, what in zip(*runs, ("y", "gw", "gx")):
+        assert np.array_equal(one, two), f"{algorithm} {what}: 1 and 2 threads differ"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blas_gemm_accumulates_on_strided_windows_and_beta_0_ignores_the_old_values(rng, dtype):
+    # The taps' products: a window of an image's flat rows (rows far apart) times a tap's matrix, added into
+    # the band; beta 0 must not read c (np.empty's garbage, here NaN), beta 1 adds to it.
+    from minunet.ops.blas import gemm
+    for M, K, N in [(5, 7, 30), (16, 16, 1000), (1, 3, 5), (4, 1, 9)]:
+        a, image = randn(rng, M, K, dtype=dtype), randn(rng, K, N + 9, dtype=dtype)
+        window, c = image[:, 4:4 + N], np.full((M, N), np.nan, dtype)
+        gemm(a, window, c, beta=0.0)
+        assert_close_dtype(c, a.astype(np.float64) @ window, dtype, name=f"beta 0 {(M, K, N)}", scale=terms_scale(K))
+        gemm(a, window, c, beta=1.0)
+        assert_close_dtype(c, 2 * (a.astype(np.float64) @ window), dtype, name=f"beta 1 {(M, K, N)}",
+                           scale=terms_scale(2 * K))
+
+
+@pytest.fixture
+def fresh_choices(monkeypatch, tmp_path):
+    """The choice module as a new process finds it, with its file in tmp_path."""
+    monkeypatch.setenv("MINUNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("MINUNET_CONV_ALGO", raising=False)
+    monkeypatch.setattr(choice, "_chosen", {})
+    monkeypatch.setattr(choice, "_on_disk", None)
+    monkeypatch.setattr(choice, "_read_file", True)
+    return tmp_path / "conv-algorithms.json"
+
+
+def test_the_fastest_algorithm_is_chosen_once_and_remembered_on_disk(monkeypatch, fresh_choices):
+    # A fake clock: "taps" takes 3 s a call, "im2col" 1 s. The first call times each REPEATS times, then runs
+    # the winner once more (so that its bits are the chosen algorithm's); later calls just run the choice.
+    clock, calls = [0.0], []
+
+    def algorithm(name, seconds):
+        def run():
+            clock[0] += seconds
+            calls.append(name)
+            return name
+        return run
+    monkeypatch.setattr(choice.time, "process_time", lambda: clock[0])  # one thread: CPU time
+    algorithms = {"taps": algorithm("taps", 3.0), "im2col": algorithm("im2col", 1.0)}
+    shapes = (2, 3, 9, 9, 4, 0)
+
+    def call():
+        return choice.choose("conv3x3_forward", algorithms, shapes, np.dtype(np.float32), lambda fn: fn())
+    assert call() == "im2col"
+    assert calls == ["taps", "im2col"] * choice.REPEATS + ["im2col"]
+    key = choice.choice_key("conv3x3_forward", shapes, np.float32, 1)
+    assert choice.chosen()[key] == dict(algorithm="im2col", seconds=dict(taps=3.0, im2col=1.0))
+    calls.clear()
+    assert call() == "im2col" and calls == ["im2col"]
+    [(on_disk, name)] = json.loads(fresh_choices.read_text()).items()  # by CPU, NumPy, the algorithms' code
+    assert name == "im2col" and on_disk.startswith(choice.cpu_model()) and on_disk.endswith(f" | {key}")
+    # a new process (the module's state forgotten) reads the file: the same choice, nothing timed
+    monkeypatch.setattr(choice, "_chosen", {})
+    monkeypatch.setattr(choice, "_on_disk", None)
+    algorithms["taps"] = algorithm("taps", 0.5)  # faster now, but the remembered choice stands
+    calls.clear()
+    assert call() == "im2col" and calls == ["im2col"] and choice.chosen()[key]["seconds"] is None
+
+
+def test_a_forced_algorithm_runs_where_it_applies_and_an_unknown_one_is_an_error(rng, monkeypatch, fresh_choices):
+    x, w = randn(rng, 1, 2, 6, 7, dtype=np.float32), randn(rng, 3, 2, 3, 3, dtype=np.float32)
+    monkeypatch.setenv("MINUNET_CONV_ALGO", "direct")  # needs 1 input channel: measured here instead
+    NP.conv3x3(x, w, None, 0)
+    made = choice.chosen()[choice.choice_key("conv3x3_forward", (1, 2, 6, 7, 3, 0), np.float32, 1)]
+    assert set(made["seconds"]) == {"taps", "im2col"}
+    monkeypatch.setenv("MINUNET_CONV_ALGO", "taps")
+    NP.conv3x3(x[:, :1], w[:, :1], None, 0)  # forced: nothing measured, nothing remembered
+    assert len(choice.chosen()) == 1
+    monkeypatch.setenv("MINUNET_CONV_ALGO", "winograd")
+    with pytest.raises(ValueError, match=r"MINUNET_CONV_ALGO='winograd': conv3x3_forward has the algorithms "
+                                         r"taps, im2col, direct"):
+        NP.conv3x3(x, w, None, 0)
+
+
+def test_an_unreadable_choice_file_is_measured_again_and_rewritten(rng, fresh_choices):
+    fresh_choices.write_text("{half a file")
+    x, w = randn(rng, 1, 2, 6, 7, dtype=np.float32), randn(rng, 3, 2, 3, 3, dtype=np.float32)
+    NP.conv3x3(x, w, None, 0)
+    assert list(json.loads(fresh_choices.read_text()).values())[0] in ("taps", "im2col")
 
 
 # ---------------------------------------------------------------- 3. kernels against the reference

@@ -84,7 +84,7 @@ def test_processes_on_one_machine_share_its_cores_for_blas(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 8)
     monkeypatch.setenv("MPI_LOCALNRANKS", "2")
     assert threads.default_threads() == 4
-    assert threads.describe(4, given=False) == "BLAS threads 4 (default: 8 usable cores shared by 2 processes)"
+    assert threads.describe(4, given=False) == "threads 4 (default: 8 usable cores shared by 2 processes)"
     monkeypatch.delenv("MPI_LOCALNRANKS")
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "64")
     assert threads.default_threads() == 1

@@ -214,6 +214,6 @@ def test_cli_threads_option(tmp_path, small_net, monkeypatch, capsys):
     argv = ["--checkpoint", str(tmp_path / "ckpt.npz"), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
             "--device", "numpy"]
     assert main(argv + ["--threads", "1"]) == 0
-    assert set(seen) == {1} and "BLAS threads 1 (--threads)" in capsys.readouterr().out
+    assert set(seen) == {1} and "threads 1 (--threads)" in capsys.readouterr().out
     assert main(argv + ["--threads", "-2"]) == 2
     assert "--threads must be an int >= 1, got -2" in capsys.readouterr().err

@@ -220,22 +220,23 @@ def test_resume_refuses_a_different_network_and_honours_a_new_learning_rate(tmp_
     assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.5
 
 
-def test_the_threads_option_limits_blas_for_training_and_validation(tmp_path, monkeypatch, capsys):
+def test_the_threads_option_holds_for_training_and_validation(tmp_path, monkeypatch, capsys):
     from minunet import threads
     seen = {}
     for method in ("train_step", "validate"):
         original = getattr(Trainer, method)
 
         def record(self, original=original, method=method):
-            seen.setdefault(method, set()).update(threads.blas_threads_now())
+            # the device's thread count, and BLAS's inside it: one per thread (minunet.threads.cpu_threads)
+            seen.setdefault(method, set()).update((threads.cpu_threads_now(), n) for n in threads.blas_threads_now())
             return original(self)
         monkeypatch.setattr(Trainer, method, record)
     assert main(TINY + ["--device", "numpy", "--steps", "3", "--threads", "1", "--out", str(tmp_path)]) == 0
-    assert seen == {"train_step": {1}, "validate": {1}}
-    assert "BLAS threads 1 (--threads)" in capsys.readouterr().out
+    assert seen == {"train_step": {(1, 1)}, "validate": {(1, 1)}}
+    assert "threads 1 (--threads)" in capsys.readouterr().out
     assert main(["--resume", str(tmp_path), "--steps", "4", "--quiet"]) == 0  # a resume takes it too, unsaved
-    assert f"BLAS threads {threads.default_threads()} (default: " in capsys.readouterr().out
-    assert seen["train_step"] == {1, threads.default_threads()}
+    assert f"threads {threads.default_threads()} (default: " in capsys.readouterr().out
+    assert seen["train_step"] == {(1, 1), (threads.default_threads(), 1)}
 
 
 def test_an_iou_of_zero_says_the_network_still_predicts_one_class(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ running it (unet_shapes.layers)."""
 import numpy as np
 import pytest
 
+from conftest import assert_close
 import minunet as mu
 from minunet.unet import check_input_size, output_size, valid_input_sizes
 from minunet.unet_shapes import layers

@@ -77,7 +77,7 @@ def step_by_threads(small_unet, quick, log):
 
 @contextlib.contextmanager
 def limited(n):
-    """BLAS limited to n threads, and PyTorch's intra-op pool where PyTorch is installed: peers at one setting."""
+    """The numpy device on n threads, and PyTorch's intra-op pool where PyTorch is installed: peers at one setting."""
     try:
         import torch
     except ImportError:
@@ -86,7 +86,7 @@ def limited(n):
     if torch:
         torch.set_num_threads(n)
     try:
-        with threads.blas_threads(n):
+        with threads.cpu_threads(n):
             yield
     finally:
         if torch:

@@ -1,13 +1,25 @@
 """On a CPU: the numpy device's convolutions and PyTorch CPU's on the layers of the small U-Net that
-python -m minunet.train trains by default, and one training step of both."""
+python -m minunet.train trains by default, and one training step of both; the ratios to PyTorch at one thread
+and at every core, with the convolution algorithm the numpy device chose per layer."""
+import statistics
+import time
+
 import numpy as np
 
-from .check_then_time import Candidate, check_then_time
-from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes
+from .. import threads
+from ..ops import choice
+from .blas_threads import limited, load_averages
+from .check_then_time import Candidate, check_then_time, to_numpy
+from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes, unet_layers
 from .timing import cpu_timer, median_time
 from .training import training_step_minunet, training_step_torch
+from .validate import check, reference
 
 SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
+# The networks whose training step is compared with PyTorch's: the bench's and python -m minunet.train's, and
+# the same network on a 188 px tile, one image (issue #25's).
+NETWORKS = {"depth 3, 16 channels, 124 px, batch 2": SMALL_UNET,
+            "depth 3, 16 channels, 188 px, batch 1": dict(tile=188, batch=1, depth=3, base=16)}
 
 
 def bench_kernels_cpu(layers, quick, log):
@@ -58,3 +70,104 @@ def torch_cpu():
     except ImportError:
         return None
     return torch
+
+
+def bench_against_torch(quick, log):
+    """The numpy device against PyTorch CPU at one thread and at every usable core, in this one run: each
+    network's training step and conv3x3's three directions summed over the small U-Net's layers (the two
+    implementations alternating, call by call, so that a change in the machine's load hits both), and the
+    algorithm the numpy device chose for each layer and direction, measured in this run (the choices
+    remembered on disk are set aside). {"steps", "conv", "choices"}: rows with the load averages."""
+    torch = torch_cpu()
+    choice.forget(read_file=False)
+    results = {"steps": [], "conv": [], "choices": []}
+    conv_layers = [layer for layer in unet_layers(**SMALL_UNET) if layer["op"] == "conv3x3"]
+    for n in sorted({1, threads.usable_cores()}):
+        with limited(n):
+            for network, config in NETWORKS.items():
+                results["steps"] += _steps_side_by_side(network, config, n, torch, quick, log)
+            results["conv"] += _conv_side_by_side(conv_layers, n, torch, quick, log)
+            results["choices"] += _choices(conv_layers, n, log)
+    return results
+
+
+def _conv_side_by_side(conv_layers, n, torch, quick, log):
+    """Per direction, each implementation's median time on every layer (checked against the float64 reference
+    first, as check_then_time does), summed over the layers."""
+    from ..backends import get_backend
+    from ..torch_twin import op_call
+    backend, rng, totals = get_backend("numpy"), np.random.default_rng(0), {}
+    for layer in unique_shapes(conv_layers):
+        host = arrays(layer, rng)
+        tensors = {k: torch.from_numpy(v) for k, v in host.items()} if torch else None
+        count = sum(1 for other in conv_layers if all(other[k] == layer[k] for k in ("N", "Ci", "H", "W", "Co")))
+        for direction in DIRECTIONS:
+            calls = {"numpy": minunet_call(backend, layer, direction, host)}
+            if torch:
+                calls["torch cpu"] = op_call(layer, direction, tensors)
+            ref = reference(layer, direction, host)
+            for impl, call in list(calls.items()):
+                result = check(to_numpy(call()), ref)  # the first call: the numpy device chooses its algorithm
+                if result["check"] != "ok":
+                    log(f"MISMATCH conv3x3_{direction} {impl} on {layer['name']}: {result['mismatch']}; not timed")
+                    del calls[impl]
+            times = {impl: [] for impl in calls}
+            for _ in range(2 if quick else 15):
+                for impl, call in calls.items():
+                    times[impl].append(_wall_and_cpu(call))
+            for impl, ts in times.items():
+                total = totals.setdefault((direction, impl), dict(seconds=0.0, cpu_seconds=0.0))
+                for key, median in _medians(ts).items():
+                    total[key] += median * count
+    load = load_averages()
+    rows = [dict(threads=n, direction=d, impl=impl, load=load, **t) for (d, impl), t in totals.items()]
+    for r in rows:
+        log(f"conv3x3 {r['direction']} over the small U-Net's layers, {r['impl']}, {n} threads: "
+            f"{r['seconds'] * 1e3:.2f} ms (load {load})")
+    return rows
+
+
+def _steps_side_by_side(network, config, n, torch, quick, log):
+    rng = np.random.default_rng(0)
+    steps = {"minunet numpy": training_step_minunet("numpy", rng=rng, **config)[0]}
+    if torch:
+        steps["torch cpu"] = training_step_torch("cpu", rng=rng, **config)
+    times = {impl: [] for impl in steps}
+    for step in steps.values():
+        step()  # warm-up: the numpy device's choice of algorithms is made here
+    for _ in range(1 if quick else 7):
+        for impl, step in steps.items():
+            times[impl].append(_wall_and_cpu(step))
+    load = load_averages()
+    rows = [dict(network=network, threads=n, impl=impl, runs=len(ts), load=load, **_medians(ts))
+            for impl, ts in times.items()]
+    log(f"training step, {network}, {n} threads: " + ", ".join(f"{r['impl']} {r['seconds'] * 1e3:.1f} ms"
+                                                             for r in rows) + f" (load {load})")
+    return rows
+
+
+def _wall_and_cpu(call):
+    """(wall-clock seconds, CPU seconds of the process, all its threads) of one call. On a machine other
+    processes share, the wall clock counts the time the call waited for a core too; the CPU time does not."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _medians(times):
+    return dict(seconds=statistics.median(t[0] for t in times), cpu_seconds=statistics.median(t[1] for t in times))
+
+
+def _choices(conv_layers, n, log):
+    """The algorithm the numpy device chose for each conv3x3 layer and direction at n threads (float32), and
+    the least time of each candidate where this process measured them (None: forced, or read from the file)."""
+    made, rows = choice.chosen(), []
+    for layer in conv_layers:
+        shapes = tuple(layer[k] for k in ("N", "Ci", "H", "W", "Co")) + (0,)
+        for direction in DIRECTIONS:
+            found = made.get(choice.choice_key(f"conv3x3_{direction}", shapes, np.float32, n))
+            if found:
+                rows.append(dict(threads=n, layer=layer["name"], direction=direction, **found))
+    log(f"conv3x3 algorithms chosen at {n} threads: " + ", ".join(
+        f"{r['layer']} {r['direction']} {r['algorithm']}" for r in rows))
+    return rows

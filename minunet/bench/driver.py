@@ -92,6 +92,16 @@ def _run_cpu(device, env, sections, quick, plot, log, n_threads, default_runs):
         sections["training"]["threads"] = n_threads
         sections["markdown"].append((f"Training step on the CPU (small U-Net {cpu.SMALL_UNET}, float32, SGD), "
                                      f"{n_threads} BLAS / PyTorch threads", tables.training_table(sections["training"])))
+        sections["against_torch"] = cpu.bench_against_torch(quick, log)
+        sections["markdown"] += [
+            (f"Against PyTorch CPU at 1 thread and at every core ({env['device_name']})",
+             "Training steps: median of alternating steps; conv3x3: each layer's median, checked against the "
+             "float64 reference first, times the layers of its shape. Wall-clock time, and the process's CPU time "
+             "(all its threads), which does not count the time spent waiting for a core that other processes "
+             "hold: with a load above the core count, compare the CPU times at 1 thread.\n\n"
+             + tables.against_torch_table(sections["against_torch"])),
+            ("The numpy device's conv3x3 algorithm per layer and direction (chosen by measurement on first use)",
+             tables.choices_table(sections["against_torch"]["choices"]))]
         sections["markdown"] += _cpu_thread_sections(sections, quick, default_runs, log)
         peaks = roofline.measure_cpu_peaks(quick)
         log(f"CPU roofline, measured: {peaks['fp32'] / 1e9:.1f} GFLOP/s (sgemm), "

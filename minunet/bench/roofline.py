@@ -41,11 +41,14 @@ def add_roofline(rows, peaks):
 
 def measure_cpu_peaks(quick=False):
     """This CPU's roofline, measured now rather than assumed: the FP32 rate of a large square float32
-    matrix product (BLAS, all its threads) and the bandwidth of a large array copy (bytes read + written,
-    one thread, as NumPy's elementwise ops run), each the best of a few runs."""
+    matrix product (BLAS on as many threads as the numpy device has now) and the bandwidth of a large array
+    copy (bytes read + written, one thread), each the best of a few runs."""
+    from ..threads import blas_threads, cpu_threads_now
     n, elements, repeats = (512, 2**22, 2) if quick else (2048, 2**25, 5)  # 2**25 floats: 128 MiB, past any cache
     a, b = np.ones((n, n), np.float32), np.ones((n, n), np.float32)
     src = np.ones(elements, np.float32)
     dst = np.empty_like(src)
-    gemm, copy = best_time(lambda: a @ b, repeats), best_time(lambda: np.copyto(dst, src), repeats)
+    with blas_threads(cpu_threads_now()):
+        gemm = best_time(lambda: a @ b, repeats)
+    copy = best_time(lambda: np.copyto(dst, src), repeats)
     return dict(fp32=2 * n**3 / gemm, tf32=None, bandwidth=2 * src.nbytes / copy)

@@ -136,3 +136,41 @@ def training_table(results):
             mem_text += f" ({r['peak_allocated_bytes'] / 2**20:.0f} allocated)"
         lines.append(f"| {name} | {r['seconds'] * 1e3:.1f} | {r['runs']} | {mem_text} |")
     return "\n".join(lines)
+
+
+def against_torch(results):
+    """{(threads, what): {"minunet numpy" or "numpy": row, "torch cpu": row}} of bench_against_torch's rows,
+    what: "training step, <network>" or "conv3x3 <direction>"."""
+    pairs = {}
+    for r in results["steps"]:
+        pairs.setdefault((r["threads"], f"training step, {r['network']}"), {})[r["impl"]] = r
+    for r in results["conv"]:
+        pairs.setdefault((r["threads"], f"conv3x3 {r['direction']}"), {})[r["impl"]] = r
+    return pairs
+
+
+def against_torch_table(results):
+    """The numpy device / PyTorch CPU per thread count: each network's training step, and conv3x3's directions
+    summed over the small U-Net's layers."""
+    lines = ["| threads | what | numpy ms | torch cpu ms | numpy / torch | CPU ms numpy | CPU ms torch | numpy / torch "
+             "in CPU time | load averages (1, 5, 15 min) |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for (n, what), by in against_torch(results).items():
+        ours, peer = by.get("minunet numpy") or by.get("numpy"), by.get("torch cpu") or {}
+        cells = []
+        for key in ("seconds", "cpu_seconds"):
+            ratio = f"{ours[key] / peer[key]:.2f}" if peer else "-"
+            cells += [f"{ours[key] * 1e3:.1f}", f"{peer[key] * 1e3:.1f}" if peer else "not installed", ratio]
+        where = ", summed over the layers" if what.startswith("conv3x3") else ""
+        lines.append(f"| {n} | {what}{where} | {' | '.join(cells)} | {ours['load']} |")
+    return "\n".join(lines)
+
+
+def choices_table(rows):
+    """Per conv3x3 layer and direction, the numpy device's algorithm at each thread count, and what each
+    candidate took when it was measured (the least of a few calls)."""
+    lines = ["| threads | layer | direction | chosen | measured ms |", "|---:|---|---|---|---|"]
+    for r in rows:
+        measured = ("-" if not r["seconds"] else
+                    ", ".join(f"{name} {t * 1e3:.2f}" for name, t in sorted(r["seconds"].items(), key=lambda kv: kv[1])))
+        lines.append(f"| {r['threads']} | {r['layer']} | {r['direction']} | {r['algorithm']} | {measured} |")
+    return "\n".join(lines)

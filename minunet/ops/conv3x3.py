@@ -6,21 +6,24 @@ In order: the user function conv3x3 (its argument checks) and its autograd Funct
 path (numpy_conv3x3, ..._grad_input, ..._grad_weight); the launches of kernels/conv3x3.cu for cuda and sim
 (kernel_conv3x3, ...) and one launcher per kernel version, named as its kernel (conv3x3_forward_v3).
 
-The numpy path is a handful of matrix products so BLAS does the work: the sum over the 9 taps of one product
-each, with the input window the tap sees. The windows are not copied: on the flattened image (Ci, H*W) output
-pixel (i, j) reads tap (ky, kx) at flat index (i*W + j) + (ky*W + kx), so if the output is computed on a "wide"
-grid of Ho rows of W (not Wo) pixels, each tap's window is the plain slice [ky*W + kx, ... + L) of the flat
-image, which BLAS reads in place. The wide grid's last W - Wo columns of each row are wrapped-around garbage,
-cropped at the end (and zero in the backward passes' gy, so that they add nothing). With few input channels
-(the first layer) the 9 slices are stacked into one im2col matrix: one product with K = 9*Ci instead of nine
-with K = Ci, which BLAS does badly. The backward ops are the exact transposes of these products
-(tests/test_conv3x3.py checks it with dot-product tests). The dtype of x is kept (float32 or float64).
+The numpy path hands the sums to BLAS, in bands of output rows that the device's threads share
+(minunet/threads.py), with one of several algorithms per layer and direction: nine products, one per tap
+(the algorithm before #25); one product with an im2col matrix; direct multiply-adds for one input channel.
+Which is fastest depends on the layer's shape and the machine, so the first call of each shape times them all
+and keeps the fastest (minunet/ops/choice.py; MINUNET_CONV_ALGO=<name> forces one). grad_input is the
+forward's algorithms applied to gy, padded, with the kernel flipped; grad_weight has its own three. The dtype
+of x is kept (float32 or float64), and the bands' sizes do not depend on the thread count, so neither do the
+results.
 """
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
+from .. import threads
 from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
-from .checks import add_bias, bias_args, check_tensor, check_weight_bias, flat, grads_for, tensors
+from . import choice
+from .blas import gemm
+from .checks import bias_args, check_tensor, check_weight_bias, grads_for, tensors
 from .launching import KernelDefines, cdiv, check_grid_yz, check_int32_size, i32, launch_split_k, launcher, pick
 
 PADDING = {"valid": 0, "same": 1}
@@ -62,71 +65,195 @@ def conv3x3(x, w, b=None, padding="valid", relu=False):
 
 # -- the numpy device ------------------------------------------------------------------------------------
 TAPS = [(ky, kx) for ky in range(3) for kx in range(3)]
-IM2COL_MAX_K = 32  # conv3x3 forward: stack the taps into one product when 9*Ci is at most this
+
+
+# Each algorithm computes one band of output rows of one image, given the padded image x_n (Ci, H, W), and
+# writes the sum without bias into `out` (Co, rows*Wo), a view of y. All of them add the same 9*Ci products per
+# output in another order, so each is within the usual bound of such a sum, |error| <= 9*Ci*u*sum|x*w| (u: the
+# dtype's unit roundoff, 2^-24 or 2^-53); tests/test_conv3x3.py checks each in float32 and float64.
+def _taps(x_n, w, r0, rows, out):
+    """One product per tap (ky, kx), w[:, :, ky, kx] (Co, Ci) times the window the tap sees (K = Ci), added up by
+    BLAS itself (ops/blas.py). On the flattened image the window of a "wide" band (rows of W, not Wo, pixels) is
+    the plain slice starting at (r0 + ky)*W + kx, which BLAS reads in place; the band's last W - Wo columns of
+    each row are wrapped-around garbage, dropped when the band is copied out."""
+    Ci, H, W = x_n.shape
+    Wo = W - 2
+    xf, L = x_n.reshape(Ci, H * W), (rows - 1) * W + Wo
+    per_tap = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (3, 3, Co, Ci): each tap's matrix, rows contiguous
+    wide = np.empty((w.shape[0], rows * W), x_n.dtype)
+    for t, (ky, kx) in enumerate(TAPS):
+        start = (r0 + ky) * W + kx
+        gemm(per_tap[ky, kx], xf[:, start:start + L], wide[:, :L], beta=0.0 if t == 0 else 1.0)
+    out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
+
+
+def _windows(x_n, r0, rows):
+    """(Ci, 3, 3, rows, Wo), a view: [c, ky, kx, i, j] = x_n[c, r0 + i + ky, j + kx], every tap's window of the
+    band (numpy's sliding_window_view, without its checks: they cost as much as a small band's copy)."""
+    Ci, H, W = x_n.shape
+    c, y, x = x_n.strides
+    return as_strided(x_n[:, r0:], (Ci, 3, 3, rows, W - 2), (c, y, x, y, x), writeable=False)
+
+
+def _im2col(x_n, r0, rows):
+    """(Ci*9, rows*Wo), a copy: row (c, ky, kx) in w's order, column (i, j) holds x_n[c, r0 + i + ky, j + kx]."""
+    windows = _windows(x_n, r0, rows)
+    Ci, _, _, _, Wo = windows.shape
+    return windows.reshape(Ci * 9, rows * Wo)
+
+
+def _im2col_product(x_n, w, r0, rows, out):
+    """The band's 9*Ci input values under each output pixel copied into one matrix (im2col), then one product
+    with K = 9*Ci: BLAS works best with a large K, and the copy of a band stays in cache."""
+    np.matmul(w.reshape(w.shape[0], -1), _im2col(x_n, r0, rows), out=out)
+
+
+def _direct(x_n, w, r0, rows, out):
+    """One input channel: 9 multiply-adds of a whole band per output channel, w[o, 0, ky, kx] * window, where a
+    product with K = 1 would leave BLAS nothing to do."""
+    _, H, W = x_n.shape
+    Wo = W - 2
+    xf, L = x_n.reshape(H * W), (rows - 1) * W + Wo
+    wide = np.empty((w.shape[0], rows * W), x_n.dtype)
+    for t, (ky, kx) in enumerate(TAPS):
+        start = (r0 + ky) * W + kx
+        product = w[:, 0, ky, kx, None] * xf[None, start:start + L]
+        if t == 0:
+            wide[:, :L] = product
+        else:
+            wide[:, :L] += product
+    out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
+
+
+# name: (the band's function, the values its working set holds per output pixel: im2col's matrix, or the wide band)
+FORWARD = {"taps": (_taps, lambda Ci, Co: Co), "im2col": (_im2col_product, lambda Ci, Co: 9 * Ci),
+           "direct": (_direct, lambda Ci, Co: Co)}
+
+
+def _applying(algorithms, Ci):
+    return {name: a for name, a in algorithms.items() if name != "direct" or Ci == 1}
+
+
+BAND_BYTES = 1 << 20  # a band's working set: about 1 MiB, so that it is still in cache for the next pass over it
+
+
+def _bands(N, Ho, row_bytes):
+    """[(image, first output row, rows)]: the slices of work that the device's threads share. Their size does
+    not depend on the thread count, so neither do the results."""
+    rows = max(1, min(Ho, BAND_BYTES // row_bytes))
+    return [(n, r0, min(rows, Ho - r0)) for n in range(N) for r0 in range(0, Ho, rows)]
+
+
+def _forward(op, layer, x, w, b, pad, relu):
+    """y = conv3x3(x, w, b) band by band with the algorithm chosen for the layer's shapes (N, Ci, H, W, Co, pad),
+    bias and ReLU applied to each band while it is in cache. Also the grad_input (below), on other operands."""
+    xp = _pad(x, pad)
+    N, Ci, H, W = xp.shape
+    Co, Ho, Wo = w.shape[0], max(H - 2, 0), max(W - 2, 0)
+    y = np.empty((N, Co, Ho, Wo), x.dtype)
+    if y.size == 0:
+        return y
+    yf = y.reshape(N, Co, Ho * Wo)
+
+    def run(algorithm_and_size):
+        algorithm, per_pixel = algorithm_and_size
+        bands = _bands(N, Ho, per_pixel(Ci, Co) * W * x.itemsize)
+
+        def band(i):
+            n, r0, rows = bands[i]
+            out = yf[n, :, r0 * Wo:(r0 + rows) * Wo]
+            algorithm(xp[n], w, r0, rows, out)
+            if b is not None:
+                out += b[:, None]
+            if relu:
+                np.maximum(out, 0, out=out)
+        threads.parallel(band, len(bands))
+        return y
+    return choice.choose(op, _applying(FORWARD, Ci), layer, x.dtype, run)
 
 
 def _pad(x, pad):
     return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
 
 
-def _wide_length(W, Ho, Wo):
-    """Flat length of the wide grid up to the last real output pixel; tap (ky, kx) starts at ky*W + kx."""
-    return (Ho - 1) * W + Wo
-
-
-def _to_wide(gy, W):
-    """gy (N, Co, Ho, Wo) -> (N, Co, L) on the wide grid of row length W, zeros in the garbage columns."""
-    N, Co, Ho, Wo = gy.shape
-    wide = np.zeros((N, Co, Ho, W), gy.dtype)
-    wide[..., :Wo] = gy
-    return wide.reshape(N, Co, Ho * W)[:, :, :_wide_length(W, Ho, Wo)]
-
-
 @numpy_op
 def numpy_conv3x3(x, w, b, pad, relu=False):
     """relu=True returns max(conv3x3(x, w, b), 0): the fused bias + ReLU of the kernels' epilogue."""
-    xp = _pad(x, pad)
-    N, Ci, H, W = xp.shape
-    Co, Ho, Wo = w.shape[0], max(H - 2, 0), max(W - 2, 0)
-    yw = np.zeros((N, Co, Ho * W), x.dtype)
-    if Ho and Wo:
-        L, xf = _wide_length(W, Ho, Wo), flat(xp)
-        if 9 * Ci <= IM2COL_MAX_K:
-            cols = np.stack([xf[:, :, ky * W + kx:ky * W + kx + L] for ky, kx in TAPS], axis=2)
-            yw[:, :, :L] = w.reshape(Co, -1) @ cols.reshape(N, Ci * 9, L)  # rows (c, ky, kx), as w's
-        else:
-            for ky, kx in TAPS:
-                yw[:, :, :L] += w[:, :, ky, kx] @ xf[:, :, ky * W + kx:ky * W + kx + L]
-    y = add_bias(np.ascontiguousarray(yw.reshape(N, Co, Ho, W)[..., :Wo]), b)
-    return np.maximum(y, 0, out=y) if relu else y
+    return _forward("conv3x3_forward", x.shape + (w.shape[0], pad), x, w, b, pad, relu)
 
 
 @numpy_op
 def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
-    # Each tap's window received w[:, :, ky, kx] @ window: send gy back through the transpose.
-    N, Ci, H, W = x_shape
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    _, _, Ho, Wo = gy.shape
-    gxp = np.zeros((N, Ci, Hp * Wp), gy.dtype)
-    if Ho and Wo:
-        L, g = _wide_length(Wp, Ho, Wo), _to_wide(gy, Wp)
-        for ky, kx in TAPS:
-            gxp[:, :, ky * Wp + kx:ky * Wp + kx + L] += w[:, :, ky, kx].T @ g
-    gxp = gxp.reshape(N, Ci, Hp, Wp)
-    return np.ascontiguousarray(gxp[:, :, pad:pad + H, pad:pad + W]) if pad else gxp
+    """The "full" correlation of gy with the flipped kernel: x[c, i + ky, j + kx] went into y[o, i, j] through
+    w[o, c, ky, kx], so gx[c, p, q] = sum gy[o, p - ky, q - kx] w[o, c, ky, kx], which is conv3x3 of gy padded
+    by 2 - pad with w flipped in ky and kx and its channel axes swapped: the forward's algorithms serve."""
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    layer = tuple(x_shape) + (w.shape[0], pad)
+    return _forward("conv3x3_grad_input", layer, gy, flipped, None, 2 - pad, relu=False)  # of shape x_shape
+
+
+# grad_weight: gw[o, c, ky, kx] = sum over images and output pixels of gy[o, i, j] x[c, i + ky, j + kx]; each
+# band's sum is a partial (Co, Ci, 3, 3), the partials added in band order.
+def _grad_weight_taps(x_n, g, r0, rows):
+    """One product per tap, gy's band (on the wide grid, zero in the garbage columns) times the transpose of
+    the window the tap sees (read in place, as in _taps)."""
+    Ci, H, W = x_n.shape
+    Co, Wo = g.shape[0], W - 2
+    xf, L = x_n.reshape(Ci, H * W), (rows - 1) * W + Wo
+    wide = np.zeros((Co, rows, W), x_n.dtype)
+    wide[..., :Wo] = g.reshape(Co, rows, Wo)
+    wide = wide.reshape(Co, rows * W)[:, :L]
+    gw = np.empty((Co, Ci, 3, 3), x_n.dtype)
+    for ky, kx in TAPS:
+        start = (r0 + ky) * W + kx
+        gw[:, :, ky, kx] = wide @ xf[:, start:start + L].T
+    return gw
+
+
+def _grad_weight_im2col(x_n, g, r0, rows):
+    """One product with the band's im2col matrix: (9*Ci, pixels) times gy's band transposed (pixels, Co), the
+    order of the product OpenBLAS runs fastest (1.3-1.9x the other on the U-Net's layers)."""
+    Co, Ci = g.shape[0], x_n.shape[0]
+    return (_im2col(x_n, r0, rows) @ g.T).T.reshape(Co, Ci, 3, 3)
+
+
+def _grad_weight_direct(x_n, g, r0, rows):
+    """One input channel: per tap, gy's band times the window's pixels (a matrix-vector product)."""
+    windows = _windows(x_n, r0, rows)[0]  # (3, 3, rows, Wo)
+    gw = np.empty((g.shape[0], 1, 3, 3), x_n.dtype)
+    for ky, kx in TAPS:
+        gw[:, 0, ky, kx] = g @ windows[ky, kx].reshape(-1)
+    return gw
+
+
+GRAD_WEIGHT = {"taps": (_grad_weight_taps, lambda Ci, Co: Co), "im2col": (_grad_weight_im2col, lambda Ci, Co: 9 * Ci),
+               "direct": (_grad_weight_direct, lambda Ci, Co: Co)}
 
 
 @numpy_op
 def numpy_conv3x3_grad_weight(x, gy, pad):
     xp = _pad(x, pad)
-    Ci, W = xp.shape[1], xp.shape[3]
+    N, Ci, H, W = xp.shape
     _, Co, Ho, Wo = gy.shape
-    gw = np.zeros((Co, Ci, 3, 3), x.dtype)
-    if Ho and Wo:
-        L, g, xf = _wide_length(W, Ho, Wo), _to_wide(gy, W), flat(xp)
-        for ky, kx in TAPS:
-            gw[:, :, ky, kx] = (g @ xf[:, :, ky * W + kx:ky * W + kx + L].transpose(0, 2, 1)).sum(axis=0)
-    return gw
+    if gy.size == 0:
+        return np.zeros((Co, Ci, 3, 3), x.dtype)
+    gyf = gy.reshape(N, Co, Ho * Wo)
+
+    def run(algorithm_and_size):
+        algorithm, per_pixel = algorithm_and_size
+        bands = _bands(N, Ho, per_pixel(Ci, Co) * W * x.itemsize)
+        parts = np.empty((len(bands), Co, Ci, 3, 3), x.dtype)
+
+        def band(i):
+            n, r0, rows = bands[i]
+            parts[i] = algorithm(xp[n], gyf[n, :, r0 * Wo:(r0 + rows) * Wo], r0, rows)
+        threads.parallel(band, len(bands))
+        return parts.sum(axis=0)
+    return choice.choose("conv3x3_grad_weight", _applying(GRAD_WEIGHT, Ci), x.shape + (Co, pad), x.dtype, run)
+
+
+choice.ALL_NAMES.update(conv3x3_forward=tuple(FORWARD), conv3x3_grad_input=tuple(FORWARD),
+                        conv3x3_grad_weight=tuple(GRAD_WEIGHT))
 
 
 # -- the kernel devices (cuda, sim): kernels/conv3x3.cu -----------------------------------------------------

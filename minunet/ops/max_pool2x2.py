@@ -7,7 +7,9 @@ one on a tie; a NaN in the window is the maximum.
 """
 import numpy as np
 
+from .. import threads
 from ..backends.registry import kernel_op, numpy_op
+from ..threads import planes
 from ..tensor import Function
 from .checks import check_real, check_tensor
 from .elementwise import keep_where
@@ -53,22 +55,31 @@ def max_pool2x2(x):
 
 # -- the numpy device: the window's 4 corners are strided views, so nothing is copied or transposed ----------
 def _window_corners(a):
-    """The 4 pixels of every 2x2 window as strided views (N, C, H/2, W/2), in the kernels' order k = 2*dy + dx."""
-    return [a[:, :, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+    """The 4 pixels of every 2x2 window of planes (P, H, W) as strided views (P, H/2, W/2), in the kernels' order
+    k = 2*dy + dx."""
+    return [a[:, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
 
 
 @numpy_op
 def numpy_max_pool2x2(x):
     check_pool_input(x)
+    N, C, H, W = x.shape
+    y, argmax = np.empty((N, C, H // 2, W // 2), x.dtype), np.empty((N, C, H // 2, W // 2), np.uint8)
+    xs, ys, argmaxes = planes(x), planes(y), planes(argmax)
+    threads.slices(lambda s: _pool(xs[s], ys[s], argmaxes[s]), N * C, H * W)
+    return y, argmax
+
+
+def _pool(x, y, argmax):
+    """Planes x (P, H, W) -> y, argmax (P, H/2, W/2), written in place."""
     c = _window_corners(x)
     # np.maximum returns NaN if either side is NaN, so y is NaN iff the window holds one, as in the kernel.
     # (Where +0.0 and -0.0 tie, np.maximum may return either zero, the kernel the first one; they compare equal.)
-    y = np.maximum(np.maximum(c[0], c[1]), np.maximum(c[2], c[3]))
+    np.maximum(np.maximum(c[0], c[1]), np.maximum(c[2], c[3]), out=y)
     # argmax: the first corner equal to y (or the first NaN), found without a branch per element: with
     # not_k = "corner k is neither y nor NaN" (0 or 1), argmax = not_0 * (1 + not_1 * (1 + not_2)).
     not_it = [((ck != y) & (ck == ck)).view(np.uint8) for ck in c[:3]]
-    argmax = not_it[0] * (1 + not_it[1] * (1 + not_it[2]))
-    return y, argmax
+    np.multiply(not_it[0], 1 + not_it[1] * (1 + not_it[2]), out=argmax)
 
 
 @numpy_op
@@ -76,8 +87,12 @@ def numpy_max_pool2x2_grad(gy, argmax):
     check_pool_grad(gy, argmax)
     N, C, h, w = gy.shape
     gx = np.empty((N, C, 2 * h, 2 * w), gy.dtype)
-    for k, corner in enumerate(_window_corners(gx)):  # the 4 views cover gx exactly once
-        corner[...] = keep_where(argmax == k, gy)
+    gxs, gys, argmaxes = planes(gx), planes(gy), planes(argmax)
+
+    def scatter(s):
+        for k, corner in enumerate(_window_corners(gxs[s])):  # the 4 views cover gx exactly once
+            corner[...] = keep_where(argmaxes[s] == k, gys[s])
+    threads.slices(scatter, N * C, 4 * h * w)
     return gx
 
 

@@ -11,9 +11,10 @@ its transposes.
 """
 import numpy as np
 
+from .. import threads
 from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
-from .checks import add_bias, bias_args, check_tensor, check_weight_bias, flat, grads_for, tensors
+from .checks import add_bias, bias_args, check_tensor, check_weight_bias, grads_for, tensors
 from .launching import KernelDefines, cdiv, check_int32_size, i32, launch_split_k, launcher, pick
 
 
@@ -40,36 +41,50 @@ def up_conv2x2(x, w, b=None):
 
 
 # -- the numpy device ------------------------------------------------------------------------------------
+# Each image's product on one of the device's threads; grad_weight's partials added in image order.
 @numpy_op
 def numpy_up_conv2x2(x, w, b):
     N, Ci, H, W = x.shape
     Co = w.shape[1]
-    # (Co*2*2, Ci) @ (Ci, H*W): row (o,a,c) holds the output pixels y[o, 2i+a, 2j+c] for all (i,j).
-    blocks = w.reshape(Ci, Co * 4).T @ flat(x)
-    y = blocks.reshape(N, Co, 2, 2, H, W).transpose(0, 1, 4, 2, 5, 3).reshape(N, Co, 2 * H, 2 * W)
-    return add_bias(np.ascontiguousarray(y), b)
+    y, wt = np.empty((N, Co, 2 * H, 2 * W), x.dtype), w.reshape(Ci, Co * 4).T
+
+    def image(n):
+        # (Co*2*2, Ci) @ (Ci, H*W): row (o,a,c) holds the output pixels y[o, 2i+a, 2j+c] for all (i,j).
+        blocks = (wt @ x[n].reshape(Ci, H * W)).reshape(Co, 2, 2, H, W)
+        y[n].reshape(Co, H, 2, W, 2)[...] = blocks.transpose(0, 3, 1, 4, 2)
+        add_bias(y[n:n + 1], b)
+    threads.parallel(image, N)
+    return y
 
 
 def _split_2x2_blocks(gy):
-    """(N, Co, 2H, 2W) -> (N, Co*2*2, H*W): the inverse of up_conv2x2's interleave."""
-    N, Co, H2, W2 = gy.shape
+    """(Co, 2H, 2W) -> (Co*2*2, H*W): the inverse of up_conv2x2's interleave, for one image."""
+    Co, H2, W2 = gy.shape
     H, W = H2 // 2, W2 // 2
-    return gy.reshape(N, Co, H, 2, W, 2).transpose(0, 1, 3, 5, 2, 4).reshape(N, Co * 4, H * W)
+    return gy.reshape(Co, H, 2, W, 2).transpose(0, 2, 4, 1, 3).reshape(Co * 4, H * W)
 
 
 @numpy_op
 def numpy_up_conv2x2_grad_input(gy, w):
     N, _, H2, W2 = gy.shape
     Ci = w.shape[0]
-    gx = w.reshape(Ci, -1) @ _split_2x2_blocks(gy)
-    return gx.reshape(N, Ci, H2 // 2, W2 // 2)
+    gx, w2 = np.empty((N, Ci, H2 // 2, W2 // 2), gy.dtype), w.reshape(Ci, -1)
+
+    def image(n):
+        np.matmul(w2, _split_2x2_blocks(gy[n]), out=gx[n].reshape(Ci, -1))
+    threads.parallel(image, N)
+    return gx
 
 
 @numpy_op
 def numpy_up_conv2x2_grad_weight(x, gy):
-    Ci, Co = x.shape[1], gy.shape[1]
-    gw = (flat(x) @ _split_2x2_blocks(gy).transpose(0, 2, 1)).sum(axis=0)
-    return gw.reshape(Ci, Co, 2, 2)
+    N, Ci, Co = x.shape[0], x.shape[1], gy.shape[1]
+    parts = np.zeros((N, Ci, Co * 4), x.dtype)
+
+    def image(n):
+        np.matmul(x[n].reshape(Ci, -1), _split_2x2_blocks(gy[n]).T, out=parts[n])
+    threads.parallel(image, N)
+    return parts.sum(axis=0).reshape(Ci, Co, 2, 2)
 
 
 # -- the kernel devices (cuda, sim): kernels/up_conv2x2.cu, one launcher per kernel version, named as its kernel
