@@ -13,7 +13,7 @@ from .check_then_time import Candidate, check_then_time, to_numpy
 from .layers import DIRECTIONS, arrays, minunet_call, spread_to_layers, unique_shapes, unet_layers
 from .timing import cpu_timer, median_time
 from .training import training_step_minunet, training_step_torch
-from .validate import check, reference
+from .check_then_time import check, reference
 
 SMALL_UNET = dict(tile=124, batch=2, depth=3, base=16)
 # The networks whose training step is compared with PyTorch's: the bench's and python -m minunet.train's, and
