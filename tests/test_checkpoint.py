@@ -40,4 +40,7 @@ def test_training_resumes_from_a_checkpoint_with_the_old_names(tmp_path):
     assert train.main(["--resume", str(tmp_path), "--steps", "6", "--quiet"]) == 0
     losses = [[(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
                if "loss" in r] for run in (tmp_path, tmp_path / "whole")]
-    assert [step for step, _ in losses[0]] == [4, 5, 6] and losses[0] == losses[1][3:]
+    assert [step for step, _ in losses[0]] == [4, 5, 6] == [step for step, _ in losses[1][3:]]
+    # float64 to rounding: the checkpoint's first 3 steps were taken by the old code, whose numpy device added a
+    # convolution's terms in another order than today's algorithms may (#25)
+    assert_close(np.array(losses[0])[:, 1], np.array(losses[1][3:])[:, 1], atol=1e-12, rtol=1e-12, name="losses")

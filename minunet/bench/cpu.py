@@ -95,7 +95,8 @@ def _conv_side_by_side(conv_layers, n, torch, quick, log):
     """Per direction, each implementation's median time on every layer (checked against the float64 reference
     first, as check_then_time does), summed over the layers."""
     from ..backends import get_backend
-    from ..torch_twin import op_call
+    if torch:  # the twin imports torch
+        from ..torch_twin import op_call
     backend, rng, totals = get_backend("numpy"), np.random.default_rng(0), {}
     for layer in unique_shapes(conv_layers):
         host = arrays(layer, rng)
