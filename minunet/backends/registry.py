@@ -3,7 +3,7 @@
 `@numpy_op` on `numpy_conv3x3` makes it the numpy device's `conv3x3`; `@kernel_op` on `kernel_conv3x3` makes
 it the cuda and sim devices' `conv3x3`, called with the backend first. The devices look their ops up here on
 first use, so no table is kept by hand, and this layer never imports the ops (they import the autograd, which
-imports the devices): importing minunet imports minunet.functional, which imports every op file.
+imports the devices): importing minunet imports minunet/ops/__init__.py, which imports every op file.
 """
 NUMPY_OPS, KERNEL_OPS = {}, {}
 

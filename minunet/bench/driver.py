@@ -214,15 +214,12 @@ def main(argv=None):
 
 def _one_kernel(args):
     """python -m minunet.bench OP DIRECTION ...: the options checked, then one_kernel.run_one."""
-    from ..backends import resolve_device
+    from .. import cli
     unused = [name for name, given in (("--out", args.out), ("--plot", args.plot),
                                        ("--default-runs", args.default_runs), ("--unet", args.unet)) if given]
     if unused:
         raise ValueError(f"{', '.join(unused)}: for the whole bench; one kernel (OP DIRECTION) prints its results")
     if args.direction is None:
         raise ValueError(f"{args.op}: give a direction after the op: one of {', '.join(DIRECTIONS)}")
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as e:  # cuda asked for without a GPU
-        raise ValueError(str(e)) from None
+    device = cli.check_device(args.device)  # cuda without a GPU: one line, as for the whole bench
     return one_kernel.run_one(args.op, args.direction, args.version, args.layer, device, args.quick, args.threads)
