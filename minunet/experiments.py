@@ -1,6 +1,7 @@
 """python -m minunet.experiments isbi: the U-Net paper's ISBI 2012 experiment, at a scale a machine can run.
 
     python -m minunet.experiments isbi --data-dir D [--preset cpu|paper] [--twin] [--seeds 1 2]
+    python -m minunet.experiments combine A.json B.json    # runs made apart (one core each), one report
 
 Trains on slices 0-24 of the ISBI 2012 training volume, scores slices 25-29 with the challenge's own scores
 (minunet.metrics.isbi2012_challenge: warping, Rand and pixel error, as the paper's Table 1), with and without
@@ -188,8 +189,10 @@ def write_results(out_dir, record):
 
 def format_markdown(record, png_name):
     env, c = record["environment"], record["config"]
+    commands = record["command"] if isinstance(record["command"], list) else [record["command"]]
     lines = [f"# ISBI 2012: trained on slices 0-24, scored on 25-29 ({env['device_name']}, {env['date']})", "",
-             f"Command: `{record['command']}`", "",
+             ("Command: " if len(commands) == 1 else "Commands, run at the same time and combined by "
+              "`python -m minunet.experiments combine`: ") + ", ".join(f"`{c}`" for c in commands), "",
              f"Preset `{record['preset']}`: U-Net depth {c['depth']}, {c['base_channels']} base channels, "
              f"{c['padding']} convolutions, tiles {c['tile']} px, batch {c['batch_size']}, {c['steps']} steps, SGD "
              f"lr {c['lr']} (decay {c['lr_decay']}), momentum {c['momentum']}, weight decay {c['weight_decay']}, "
@@ -218,7 +221,28 @@ def format_markdown(record, png_name):
               f"Load averages (1, 5, 15 min) at each run's start and end: on {os.cpu_count()} cores, above "
               f"{os.cpu_count()} means other processes competed. Curves: [{png_name}]({png_name}); every number and "
               "the per-threshold curves: the .json beside this file.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + seed_summary(record))
+
+
+def seed_summary(record):
+    """Lines of mean and range over the seeds of each framework's scores: the run-to-run noise the issue asks
+    minunet to be within of its PyTorch twin. Empty unless some framework ran with two seeds or more."""
+    names = list(dict.fromkeys(run["name"] for run in record["runs"]))
+    by_name = {name: [run for run in record["runs"] if run["name"] == name] for name in names}
+    if max(len(runs) for runs in by_name.values()) < 2:
+        return []
+    lines = ["Over the seeds: mean (lowest - highest).", "",
+             "| run | seeds | " + " | ".join(title for _, title, _ in SCORES[:3]) + " | with TTA: " +
+             " | ".join(title for _, title, _ in SCORES[:3]) + " |", "|" + "---|" * 8]
+    for name, runs in by_name.items():
+        cells = []
+        for which in ("scores", "scores_tta"):
+            for key, _, digits in SCORES[:3]:
+                values = [run[which][key] for run in runs if run.get(which)]
+                cells.append(f"{np.mean(values):.{digits}f} ({min(values):.{digits}f} - {max(values):.{digits}f})"
+                             if values else "-")
+        lines.append(f"| {name} | {', '.join(str(run['seed']) for run in runs)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot_curves(record, path):
@@ -325,9 +349,42 @@ def _load():
     return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
 
 
+def combine(paths):
+    """One record of the runs in several records of one experiment (e.g. seeds run at the same time, one core
+    each): the same preset and configuration but for the seed, the same device and versions."""
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    for path, record in zip(paths, records):
+        if not (isinstance(record, dict) and {"preset", "config", "threads", "environment", "runs"} <= set(record)):
+            raise ValueError(f"{path}: not a results file of python -m minunet.experiments isbi")
+    if len(records) < 2:
+        raise ValueError("combine needs two or more results files (.json)")
+    first = records[0]
+
+    def recipe(record):
+        return {k: v for k, v in record["config"].items() if k not in ("seed", "data_dir", "val_data_dir")}
+    for path, record in zip(paths[1:], records[1:]):
+        for what, value in (("preset", record["preset"] == first["preset"]),
+                            ("configuration", recipe(record) == recipe(first)),
+                            ("threads", record["threads"] == first["threads"]),
+                            ("device and versions", all(record["environment"][k] == first["environment"][k]
+                                                        for k in ("device", "device_name", "versions")))):
+            if not value:
+                raise ValueError(f"{path} and {paths[0]} differ in their {what}: not runs of one experiment")
+    runs = [run for record in records for run in record["runs"]]
+    seen = [(run["name"], run["seed"]) for run in runs]
+    if len(set(seen)) < len(seen):
+        raise ValueError(f"the same run twice: {sorted({s for s in seen if seen.count(s) > 1})}")
+    commands = [c for record in records for c in (record["command"] if isinstance(record["command"], list)
+                                                  else [record["command"]])]
+    return dict(first, command=commands, runs=sorted(runs, key=lambda run: (run["name"] != "minunet", run["seed"])))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minunet.experiments", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="experiment", required=True)
+    c = sub.add_parser("combine", help="one report of runs made apart (their .json files)")
+    c.add_argument("records", nargs="+", help="the .json files the isbi experiment wrote")
+    c.add_argument("--out-dir", default="benchmarks/results", help="where the .md, .json and .png go")
     p = sub.add_parser("isbi", help="train on ISBI 2012 slices 0-24, score 25-29 with the challenge's scores",
                        description=__doc__.split("\n\n", 2)[2])
     p.add_argument("--data-dir", required=True, help="the ISBI 2012 training data: train-volume.tif and "
@@ -353,7 +410,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        record, paths = run_isbi(args, progress=lambda line: print(line, flush=True))
+        if args.experiment == "combine":
+            record = combine(args.records)
+            paths = write_results(args.out_dir, record)
+        else:
+            record, paths = run_isbi(args, progress=lambda line: print(line, flush=True))
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"minunet.experiments: error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """python -m minunet.experiments isbi, end to end on a tiny configuration and a made-up 30-slice volume (the real
 experiment takes an hour); the PyTorch twin's recipe equals minunet's step for step (skipped without torch)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,28 @@ def test_the_twin_follows_minunets_run_step_for_step(volume, tmp_path):
     losses = [[r["loss"] for r in run["log"] if "loss" in r] for run in (mine, twin)]
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     assert twin["scores"]["rand_error"] == pytest.approx(mine["scores"]["rand_error"], abs=0.02)
+
+
+def test_runs_made_apart_combine_into_one_report_with_the_noise_over_seeds(volume, tmp_path, capsys):
+    """Two seeds run at the same time on one core each (as the CPU preset's results were made), then combined."""
+    outs = [_run(volume, tmp_path / f"seed{seed}", "--no-tta", "--seeds", str(seed)) for seed in (2, 1)]
+    files = [str(next(out.glob("*.json"))) for out in outs]
+    combined = tmp_path / "combined"
+    assert experiments.main(["combine", *files, "--out-dir", str(combined)]) == 0
+    record = json.loads(next(combined.glob("*.json")).read_text())
+    assert [run["seed"] for run in record["runs"]] == [1, 2] and len(record["command"]) == 2
+    text = next(combined.glob("*.md")).read_text()
+    rand = [run["scores"]["rand_error"] for run in record["runs"]]
+    assert "| minunet | 1, 2 | " in text and f"{np.mean(rand):.4f} ({min(rand):.4f} - {max(rand):.4f})" in text
+    assert text.count("`python -m minunet.experiments isbi") == 2
+    # what cannot be one experiment is one clear error
+    assert experiments.main(["combine", files[0], files[0], "--out-dir", str(combined)]) == 2
+    assert "the same run twice" in capsys.readouterr().err
+    other = json.loads(Path(files[1]).read_text())
+    other["config"]["depth"] += 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert experiments.main(["combine", files[0], str(tmp_path / "other.json"), "--out-dir", str(combined)]) == 2
+    assert "differ in their configuration" in capsys.readouterr().err
+    (tmp_path / "bench.json").write_text("{}")
+    assert experiments.main(["combine", files[0], str(tmp_path / "bench.json"), "--out-dir", str(combined)]) == 2
+    assert "not a results file" in capsys.readouterr().err
