@@ -26,8 +26,21 @@ def _exit_130(*_):
 def exit_quietly_on_ctrl_c():
     """Ctrl-C while a tool's libraries load (a second or so): exit 130 at once, without an import traceback
     (minunet's __init__ calls it for `python -m minunet.<tool>`). A tool's main() takes Ctrl-C over before it
-    writes anything (restore_ctrl_c); in the tools that only print (nvrtc, sass) it stays an immediate exit."""
+    writes anything (restore_ctrl_c); in the tools that only print (nvrtc, sass) it stays an immediate exit.
+    Also: a reader that stops reading (`python -m minunet.exercises list | head`) ends the tool quietly."""
     signal.signal(signal.SIGINT, _exit_130)
+    sys.excepthook = _quiet_broken_pipe(sys.excepthook)
+
+
+def _quiet_broken_pipe(excepthook):
+    """As Python's documentation advises for SIGPIPE: stdout's reader has gone, so point stdout at os.devnull
+    (the flush at exit would fail again) and exit with status 1, without a traceback. Any other exception
+    still reaches the hook before it."""
+    def hook(kind, value, traceback):
+        if not issubclass(kind, BrokenPipeError):
+            return excepthook(kind, value, traceback)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return hook
 
 
 def restore_ctrl_c():

@@ -243,3 +243,13 @@ def test_exercises_timeout_must_be_positive(capsys):
     from minunet.exercises.__main__ import main as exercises
     assert exercises(["check", "relu", "--timeout", "-5"]) == 2
     one_line(capsys, "--timeout must be a number of seconds > 0, got -5")  # was: FAILED, blaming the kernel
+
+
+def test_a_reader_that_stops_reading_ends_a_tool_without_a_traceback():
+    """`python -m minunet.exercises list | head -1`: the pipe's reader is gone before the tool prints."""
+    child = subprocess.Popen([sys.executable, "-m", "minunet.exercises", "list"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # before the tool has imported, let alone printed
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
