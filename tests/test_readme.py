@@ -22,3 +22,17 @@ def test_readme_python_example_runs():
     assert blocks, "README.md has a python example"
     for block in blocks:
         exec(compile(block.split("```")[0], "README.md", "exec"), {})
+
+
+def test_readmes_isbi_results_are_the_experiments_own_lines():
+    """README quotes the ISBI experiment's table: each quoted line must be in the results file it names, as the
+    experiment's code printed it (no figure typed in by hand)."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    quotes = re.findall(r"<!-- quoted from (benchmarks/results/\S+\.md) -->\n(.*?)\n<!-- end of quote -->", readme,
+                        re.S)
+    assert quotes, "README.md quotes no results file between <!-- quoted from ... --> and <!-- end of quote -->"
+    for path, text in quotes:
+        source = (ROOT / path).read_text().splitlines()
+        for line in filter(None, text.splitlines()):
+            assert line in source, f"README.md quotes a line that {path} does not hold: {line}"
