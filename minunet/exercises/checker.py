@@ -58,7 +58,7 @@ class Spec:
 RANDOM_TRIALS = (Spec(np.float32), Spec(np.float32, 1), Spec(np.float32, 2), Spec(np.float64, 3))
 EDGE_TRIALS = (Spec(np.float32, None, True), Spec(np.float32, 4, True, threads=96),
                Spec(np.float64, 5, True, threads=33))
-# Last, so that it is paid for by a file that passes the others (the initcheck build is 2-5x slower to run, and
+# Last, so that only a file that passes the others pays for it (the initcheck build runs about 3x slower and is
 # compiled once more): it names, at its line, what the poison cannot show.
 INITCHECK_TRIAL = Spec(np.float32, initcheck=True)
 TRIALS = RANDOM_TRIALS + EDGE_TRIALS + (INITCHECK_TRIAL,)
@@ -68,6 +68,9 @@ NAN_ORIGINS = {
     "shared": "computed from shared memory nobody wrote (the simulator fills it with NaN at the start of every "
               "block): a __syncthreads() missing between the writes and the reads, or a read outside what "
               "was written",
+    "outside": "computed from a read just outside an array (the simulator's canary in the bytes that keep an "
+               "array's address modulo 16 between it and the inaccessible page: an index one past the end, or "
+               "before the start?)",
     "computed": "a NaN the kernel computed from the inputs' numbers (inf - inf, 0 * inf, exp overflowing to "
                 "inf?), where the reference has a number",
 }

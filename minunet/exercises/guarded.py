@@ -22,6 +22,8 @@ from .counts import counted_launch
 POISON_BITS = {np.dtype(np.float32): (0x7FFFFFFF,), np.dtype(np.float64): (0x7FFFFFFF7FFFFFFF, 0x7FFFFFFFE0000000)}
 # the simulator's word in shared memory nobody wrote (minunet/sim/shared_memory.h), read as float or double
 # (a float's converted to double is the second); the sign may flip (a negation), so compared without it
+CANARY_BITS = {np.dtype(np.float32): (0x7FFFA5A5,), np.dtype(np.float64): (0x7FFFA5A57FFFA5A5, 0x7FFFF4B4A0000000)}
+# the simulator's canary in the bytes beside each array (minunet/sim/global_memory.h), read the same ways
 
 
 def _nan_bits(values):
@@ -77,15 +79,16 @@ class TrialArrays:
 
     def nan_origins(self, values):
         """Where NaNs in an output came from, one label per value (all NaN): 'never written' (the output's
-        own fill), 'shared' (the simulator's poison in shared memory nobody wrote), or 'computed' (any other)."""
+        own fill), 'shared' (the simulator's poison in shared memory nobody wrote), 'outside' (its canary beside
+        an array: a read just past its end or before its start), or 'computed' (any other)."""
         values = np.asarray(values)
         if values.dtype not in POISON_BITS:
             return ["computed"] * values.size
         bits = _nan_bits(values.ravel())
         raw = values.ravel().view(bits.dtype)
         never = int(np.iinfo(bits.dtype).max)  # every byte 0xFF
-        return ["never written" if r == never else "shared" if b in POISON_BITS[values.dtype] else "computed"
-                for b, r in zip(bits.tolist(), raw.tolist())]
+        return ["never written" if r == never else "shared" if b in POISON_BITS[values.dtype] else
+                "outside" if b in CANARY_BITS[values.dtype] else "computed" for b, r in zip(bits.tolist(), raw.tolist())]
 
 
 def kernels_with_header(learner_path, header):
