@@ -4,6 +4,8 @@ other processes on a busy machine disturb less). Prints a Markdown table with th
 
     python benchmarks/sim_modes.py                      # default and MINUNET_SIM_INITCHECK=1
     python benchmarks/sim_modes.py --modes default --repo DIR   # another checkout (PYTHONPATH=DIR too)
+    python benchmarks/sim_modes.py --exercises          # what `exercises check`'s initcheck trial adds: each
+                                                        # exercise's solution, its other trials and that one
 """
 import argparse
 import os
@@ -40,11 +42,38 @@ def run(repo, test_file, env):
     return wall, cpu, lines[-1] if lines else result.stderr[-200:]
 
 
+def exercise_trials():
+    """CPU seconds of each exercise's check of its solution: the trials in the default mode against the one in
+    the initcheck mode (in this process, after a check that compiled both)."""
+    from minunet import paths
+    from minunet.exercises.catalog import EXERCISES
+    from minunet.exercises.checker import TRIALS, check_file
+    print(f"{cpu_model()}, {os.cpu_count()} cores; load at the start {os.getloadavg()}")
+    print("| exercise | other trials: CPU s | initcheck trial: CPU s |\n|---|---|---|")
+    totals = [0.0, 0.0]
+    for name, exercise in EXERCISES.items():
+        solution = paths.kernels_dir() / exercise.file
+        check_file(exercise, solution)  # compiles, untimed
+        cells = []
+        for column, trials in enumerate(([t for t in TRIALS if not t.initcheck], [t for t in TRIALS if t.initcheck])):
+            start = time.process_time()
+            assert check_file(exercise, solution, tuple(trials)).passed, name
+            seconds = time.process_time() - start
+            totals[column] += seconds
+            cells.append(f"{seconds:.2f}")
+        print(f"| {name} | {' | '.join(cells)} |")
+    print(f"| all | {totals[0]:.1f} | {totals[1]:.1f} (+{totals[1] / totals[0]:.0%}) |")
+    print(f"load at the end {os.getloadavg()}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
+    parser.add_argument("--exercises", action="store_true", help="the exercise checker's initcheck trial instead")
     args = parser.parse_args(argv)
+    if args.exercises:
+        return exercise_trials()
     envs = {mode: dict(os.environ, **MODES[mode]) for mode in args.modes}
     for test_file in TEST_FILES:  # compile once, untimed
         for mode in args.modes:

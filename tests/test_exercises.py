@@ -14,9 +14,9 @@ import pytest
 from minunet import paths
 from minunet.compare import mismatch
 from minunet.exercises import __main__ as cli
-from minunet.exercises import catalog, guarded, machine_code
+from minunet.exercises import catalog, machine_code
 from minunet.exercises.catalog import EXERCISES
-from minunet.exercises.checker import EDGE_TRIALS, RANDOM_TRIALS, check_file, count_report, run_trial
+from minunet.exercises.checker import EDGE_TRIALS, RANDOM_TRIALS, TRIALS, check_file, count_report, run_trial
 from minunet.exercises.skeleton import _mask_comments, definitions_to_write, function_definitions, make_skeleton
 from minunet.ops.launching import TF32_VERSIONS
 from minunet.sim.build import find_kernels
@@ -26,8 +26,7 @@ from minunet.sim.preload import racecheck_env
 ROOT = Path(__file__).resolve().parent.parent
 # what a missing __syncthreads() turns into
 BARRIER = r"never written|elements wrong|exited while|shared memory nobody wrote"
-# what a wrong bound turns into; an access past an array is named by the sim's guarded copies (global_memory.h,
-# every mode) or by the checker's pages after each input, whichever the access meets first
+# what a wrong bound turns into; an access past an array is named by the sim's guarded copies (global_memory.h)
 BOUNDS = r"past the end|before the start|never written|elements wrong|crashed|shared memory nobody wrote"
 
 
@@ -74,6 +73,10 @@ RELU_256_THREADS = ("relu", "relu_forward_v1", "blockIdx.x * blockDim.x", "block
 DROPOUT_TIE_DROPPED = ("dropout", "dropout_forward_v1", ">= p", "> p", 0)
 ONE_PIXEL_PER_THREAD = ("up_conv2x2_grad_weight", "up_conv2x2_grad_weight_v1", "p += UP_CONV2X2_GW_THREADS",
                         "p += N * H * W", 0)
+# The weight tile's rows of channels m >= Cout left unwritten instead of zero: their poison reaches only
+# accumulators that are never stored, so the results are right (on a GPU, garbage read and thrown away).
+W_TILE_LEFT_UNWRITTEN = ("conv3x3_tiled", "conv3x3_tiled", "wtile[tid / 9][tap] = wv;",
+                         "if (m < Cout) wtile[tid / 9][tap] = wv;", 0)
 
 # (exercise, function, text, replacement, occurrence, what the report must say)
 MUTANTS = [
@@ -185,6 +188,31 @@ def test_what_only_the_edge_trials_catch(mutation, missed, tmp_path):
     assert result.passed, f"the random trials catch it already, without {missed}: {result.message}"
 
 
+INITCHECK_REPORT = (rf"FAILED in trial {len(TRIALS)} of {len(TRIALS)} \(float32; .*initcheck mode.*\n"
+                    r"SimError: kernel 'conv3x3_forward_v2': thread \(\d+,\d+,\d+\) of block \(\d+,\d+,\d+\) reads "
+                    r"__shared__ array 'wtile' \(element \d+\) at conv3x3\.cu:\d+, which no thread of the block has "
+                    r"written since the block began")
+
+
+def test_what_only_the_initcheck_trial_catches(tmp_path):
+    """Shared memory read before any thread wrote it, where the NaN poison never reaches a result: every other
+    trial passes; the initcheck trial names the kernel, the array, the element, the thread and the line."""
+    exercise, path = write_mutant(tmp_path, *W_TILE_LEFT_UNWRITTEN)
+    others = tuple(spec for spec in TRIALS if not spec.initcheck)
+    assert len(others) == len(TRIALS) - 1 and check_file(exercise, path, others).passed
+    result = check_file(exercise, path)
+    assert not result.passed and re.search(INITCHECK_REPORT, result.message), result.message
+
+
+def test_the_initcheck_trial_knows_the_outputs_the_kernels_have_not_written(tmp_path):
+    """relu's gradient reading its own output gx for y: the outputs come from the sim's `empty`, so the initcheck
+    mode names the read (the other trials see only a wrong gx)."""
+    exercise, path = write_mutant(tmp_path, "relu", "relu_backward_v1", "y[i] > (real)0", "gx[i] > (real)0")
+    result = check_file(exercise, path, (TRIALS[-1],))
+    assert re.search(r"kernel 'relu_backward_v1': thread .* reads element \[[\d, ]+\] of global array 'gx' .* at "
+                     r"elementwise\.cu:\d+, which no thread has written in this launch", result.message), result.message
+
+
 def test_the_tree_is_checked_where_other_threads_read_the_sums(tmp_path):
     """The tree with its barriers misplaced passes when only thread 0 reads one sum (bias_grad, the loss):
     the grad_weight kernels, whose threads 0..8 read 9 sums, are what catch it."""
@@ -196,12 +224,11 @@ def test_the_tree_is_checked_where_other_threads_read_the_sums(tmp_path):
     assert check_file(dataclasses.replace(exercise, run=thread_0_reads), path, RANDOM_TRIALS).passed
 
 
-def test_a_read_past_an_input_is_caught_by_the_pages_after_it(tmp_path, monkeypatch):
+def test_a_read_past_an_input_is_caught_by_the_sims_guarded_copies(tmp_path):
     """conv3x3_tiled loading the weights of channels past Cout: its results are right (never used), so only
-    inaccessible pages after w catch the load (on a GPU it reads another array, or faults). The simulator's own
-    guarded copies (every mode since #26) catch it even without the checker's pages, naming w and the line."""
+    the inaccessible pages after the simulator's copy of w catch the load (on a GPU it reads another array, or
+    faults), naming w and the line."""
     exercise, path = write_mutant(tmp_path, *W_READ_PAST)
-    monkeypatch.setattr(guarded, "_ending_at_guard_pages", lambda count, dtype: np.empty(count, dtype))
     result = check_file(exercise, path, RANDOM_TRIALS)
     assert not result.passed and re.search(r"past the end of global array 'w' .*conv3x3\.cu:\d+", result.message), \
         result.message
@@ -383,7 +410,7 @@ def test_check_passes_the_solution_with_counts_and_a_resource_report(tmp_path):
     (tmp_path / "exercises" / exercise.learner_file).write_text((paths.kernels_dir() / exercise.file).read_text())
     result = run_cli(tmp_path, "check", "relu")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "passed: 7 trials" in result.stdout
+    assert f"passed: {len(TRIALS)} trials" in result.stdout and "(initcheck)" in result.stdout
     assert re.search(r"relu_forward_v1 +yours +\d+ +[\d.]+ +[\d.]+ +0\.00 +0\.00 +1\.00 +0\.00 +2\n"
                      r"relu_forward_v1 +solution", result.stdout), result.stdout  # 1 load, 1 store per element
     assert re.search(r"relu_forward_v1 +\d+ +0 +0/0", result.stdout) or "no NVRTC resource report" in result.stdout
@@ -450,6 +477,21 @@ def test_race_names_the_shared_array_and_both_lines_of_a_missing_barrier(option,
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "Traceback" not in output, output
     assert re.search(report, output), output
+
+
+def test_race_runs_the_initcheck_trial_without_the_race_checker(tmp_path):
+    """The two modes exclude each other in one build, not in one process: under --race (ThreadSanitizer
+    preloaded) the initcheck trial still names the read, and the solution passes it."""
+    try:
+        racecheck_env()
+    except SimError as e:
+        pytest.skip(f"no race checker here: {e}")
+    exercise, path = write_mutant(tmp_path, *W_TILE_LEFT_UNWRITTEN)
+    passed, output = cli._run_checker(exercise, path, cli.RACE_TIMEOUT, race=True, trial=len(TRIALS))
+    assert not passed and re.search(INITCHECK_REPORT, output), output
+    passed, output = cli._run_checker(exercise, paths.kernels_dir() / exercise.file, cli.RACE_TIMEOUT, race=True,
+                                      trial=len(TRIALS))
+    assert passed and "(initcheck)" in output and "no data race" not in output, output  # one trial, not raced
 
 
 def test_race_without_thread_sanitizer_is_a_message(monkeypatch):

@@ -69,6 +69,32 @@ def test_a_read_before_the_start_of_a_global_array_is_named(rng):
         launch_twice(mod.get_function("stencil_reads_before_start"), 2, 32, (image, out, np.int32(6), np.int32(7)))
 
 
+def ending_in_slack(values, dtype):
+    """A copy of values whose end lies `itemsize` bytes past a 16-byte boundary: the simulator, keeping its address
+    modulo 16, leaves 16 - itemsize bytes of slack between it and the guard page after it."""
+    nbytes = len(values) * np.dtype(dtype).itemsize
+    buffer = np.empty(nbytes + 32, np.uint8)
+    start = (np.dtype(dtype).itemsize - buffer.ctypes.data - nbytes) % 16
+    array = buffer[start:start + nbytes].view(dtype)
+    array[:] = values
+    return array
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_read_within_the_slack_past_the_end_reads_nan(rng, dtype):
+    """The default mode: between an array's end and the guard page, where a read does not fault, the canary reads
+    as NaN in a float or double element, so the result shows the read (the initcheck mode names it)."""
+    mod = module("global_out_of_bounds.cu", dtype)
+    x = ending_in_slack(rng.standard_normal(5), dtype)
+    assert (x.ctypes.data + x.nbytes) % 16 == x.itemsize
+    out = nan_array(5, dtype)
+    mod.get_function("forward_difference_checked")(1, 32, (x, out, np.int32(5)))
+    np.testing.assert_array_equal(out, np.append(np.diff(x), 0))
+    mod.get_function("forward_difference_reads_past_end")(1, 32, (x, out, np.int32(5)))  # its first launch: the end
+    np.testing.assert_array_equal(out[:4], np.diff(x))
+    assert np.isnan(out[4]), f"x[5] read as {out[4] + x[4]!r}"
+
+
 def test_a_write_before_the_start_is_seen_after_the_launch_and_at_its_line(rng):
     mod = module("global_out_of_bounds.cu")
     x = rng.standard_normal(100).astype(np.float32)
@@ -312,6 +338,8 @@ def twin_launches():
                                         a.sum(1))),
         ("global_out_of_bounds.cu", run("difference_checked", 4, 32, lambda: (x, nan_array(100), np.int32(100)),
                                         np.diff(x, prepend=np.float32(0)))),
+        ("global_out_of_bounds.cu", run("forward_difference_checked", 1, 32,
+                                        lambda: (x[:5], nan_array(5), np.int32(5)), np.append(np.diff(x[:5]), 0))),
         ("global_out_of_bounds.cu", run("stencil_checked", 2, 32,
                                         lambda: (image, nan_array(42), np.int32(6), np.int32(7)),
                                         (padded[:-2] + padded[2:]).ravel())),

@@ -4,12 +4,14 @@ Write a kernel of the U-Net yourself and have it checked without a GPU: `start` 
 of the project's kernels (its signature and comments, the body left to you) to DIR/NAME.cu (DIR/NAME.cuh for
 a header: common.cuh's reduction, gemm_tile.cuh's block tile, checked through every kernel that calls it);
 `check` compiles that file with minunet's CUDA simulator, runs it on random odd-sized inputs and on edge
-cases against the NumPy reference (outputs and shared memory poisoned with NaN, guard zones around outputs,
-inaccessible pages after inputs, threads in a shuffled order; with --race also under the simulator's race
-checker, which names both threads and lines of a data race, and without it the race checker runs by itself
-on a failure that may be one), and on success prints the loads and stores per thread against the
-solution's (with targets: a correct but untiled or serial solution is not done), NVRTC's register and
-shared-memory report for a GPU architecture and, for the GEMM tile, its machine code against the solution's.
+cases against the NumPy reference (outputs and shared memory poisoned with NaN, every array between
+inaccessible pages, threads in a shuffled order, and a last trial in the simulator's initcheck mode, where a
+read of memory no thread wrote is an error at its line even when the poison would not show; with --race the
+other trials run under the simulator's race checker, which names both threads and lines of a data race, and
+without it the race checker runs by itself on a failure that may be one), and on success prints the loads
+and stores per thread against the solution's (with targets: a correct but untiled or serial solution is not
+done), NVRTC's register and shared-memory report for a GPU architecture and, for the GEMM tile, its machine
+code against the solution's.
 """
 import argparse
 import difflib

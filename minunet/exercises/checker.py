@@ -1,14 +1,17 @@
 """Check a learner's kernel file: compile it with the simulator, run it against the NumPy reference.
 
-Outputs start as NaN, shared memory too (the simulator's poisoning); arrays are fenced (guarded.py: canaries
-around outputs, inaccessible pages after inputs); trials after the first run the threads of each barrier
-phase and the blocks in a shuffled order, which turns most missing __syncthreads() into wrong results. The
-random trials draw odd sizes; the edge trials feed what breaks naive code (the exercise's `edges`): sizes 1,
-31, 32, 33 and 257, extreme values, NaN and infinities where the reference defines the result, ties and
-all-equal inputs, and blocks whose thread count is not a power of two for the kernels that take any. The
-first problem found is reported: a compiler error, a simulator error (crash, barrier misuse, wrong arguments)
-with its source line, a read past an input, a write outside an output, or the first and the worst wrong
-element with their indices, and for a NaN where a number was expected, where the NaN came from.
+Outputs start as NaN, shared memory too (the simulator's poisoning); every array lies between the simulator's
+inaccessible pages (an index past it is named with its line); trials after the first run the threads of each
+barrier phase and the blocks in a shuffled order, which turns most missing __syncthreads() into wrong results.
+The random trials draw odd sizes; the edge trials feed what breaks naive code (the exercise's `edges`): sizes
+1, 31, 32, 33 and 257, extreme values, NaN and infinities where the reference defines the result, ties and
+all-equal inputs, and blocks whose thread count is not a power of two for the kernels that take any. The last
+trial runs in the simulator's initcheck mode: a read of shared memory no thread of the block wrote, of an
+output before any thread wrote it, or of any byte outside the arrays, is an error at its line, even where
+the NaN poison would not show (a compare, fmax, a select, a value never stored). The first problem found is
+reported: a compiler error, a simulator error (crash, barrier misuse, wrong arguments, an access outside an
+array or of memory nobody wrote) with its source line, or the first and the worst wrong element with their
+indices, and for a NaN where a number was expected, where the NaN came from.
 
     python -m minunet.exercises.checker NAME FILE [--race] [--trial N]   # what `python -m minunet.exercises
                                         # check` runs in a child (--race: with libtsan preloaded; --trial: one)
@@ -27,37 +30,47 @@ from ..compare import TOLERANCE, index, mismatch
 from ..sim import SimCompileError, SimError
 from . import counts
 from .catalog import EXERCISES
-from .guarded import ExerciseLauncher, GuardedArrays
+from .guarded import ExerciseLauncher, TrialArrays
 from .skeleton import early_returns
 
 
 @dataclass(frozen=True)
 class Spec:
     """One trial: the element type, the shuffle seed (None: threads in order), random sizes or the edge
-    cases, and the threads per block of the kernels that take any block size (None: their launcher's)."""
+    cases, the threads per block of the kernels that take any block size (None: their launcher's), and
+    whether it runs in the simulator's initcheck mode."""
     dtype: type
     seed: int = None
     edges: bool = False
     threads: int = None
+    initcheck: bool = False
 
     def describe(self, exercise):
         words = [np.dtype(self.dtype).name, "edge cases" if self.edges else "random sizes",
                  "threads in order" if self.seed is None else f"threads and blocks shuffled, seed {self.seed}"]
         if self.threads and exercise.any_block:
             words.append(f"blocks of {self.threads} threads for {', '.join(exercise.any_block)}")
+        if self.initcheck:
+            words.append("initcheck mode: every read checked")
         return "; ".join(words)
 
 
 RANDOM_TRIALS = (Spec(np.float32), Spec(np.float32, 1), Spec(np.float32, 2), Spec(np.float64, 3))
 EDGE_TRIALS = (Spec(np.float32, None, True), Spec(np.float32, 4, True, threads=96),
                Spec(np.float64, 5, True, threads=33))
-TRIALS = RANDOM_TRIALS + EDGE_TRIALS
+# Last, so that only a file that passes the others pays for it (the initcheck build runs about 3x slower and is
+# compiled once more): it names, at its line, what the poison cannot show.
+INITCHECK_TRIAL = Spec(np.float32, initcheck=True)
+TRIALS = RANDOM_TRIALS + EDGE_TRIALS + (INITCHECK_TRIAL,)
 
 NAN_ORIGINS = {
     "never written": "never written (the outputs start as NaN; or read before any thread wrote them)",
     "shared": "computed from shared memory nobody wrote (the simulator fills it with NaN at the start of every "
               "block): a __syncthreads() missing between the writes and the reads, or a read outside what "
               "was written",
+    "outside": "computed from a read just outside an array (the simulator's canary in the bytes that keep an "
+               "array's address modulo 16 between it and the inaccessible page: an index one past the end, or "
+               "before the start?)",
     "computed": "a NaN the kernel computed from the inputs' numbers (inf - inf, 0 * inf, exp overflowing to "
                 "inf?), where the reference has a number",
 }
@@ -67,7 +80,7 @@ NAN_ORIGINS = {
 class Trial:
     """What an exercise's run() uses: the backend with the learner's kernels, random inputs, comparisons."""
     backend: KernelBackend
-    guards: GuardedArrays
+    arrays: TrialArrays
     rng: np.random.Generator
     dtype: type
     inputs: list = field(default_factory=list)     # "x (3, 5, 7, 9)": the sizes, for the messages
@@ -82,7 +95,7 @@ class Trial:
 
     def input(self, name, array):
         self.inputs.append(f"{name} {array.shape}")
-        return self.guards.input(name, np.ascontiguousarray(array))
+        return self.arrays.input(name, array)
 
     def randn(self, name, shape):
         return self.input(name, self.rng.standard_normal(shape).astype(self.dtype))
@@ -102,7 +115,7 @@ class Trial:
     def compare(self, name, got, expected, scale=1.0):
         """Record the first mismatch and stop the trial: the first problem is the one reported (and the
         kernels of the rest need no build)."""
-        self.guards.name(got, name)
+        self.arrays.name(got, name)
         atol, rtol = TOLERANCE[np.dtype(self.dtype)] if np.asarray(expected).dtype.kind == "f" else (0, 0)
         message = self._nans(name, got, expected) or mismatch(name, got, expected, atol, rtol, scale)
         if message:
@@ -129,20 +142,13 @@ class Trial:
         if not bad.any():
             return None
         places = np.flatnonzero(bad)
-        origins = self.guards.nan_origins(got.ravel()[places])
+        origins = self.arrays.nan_origins(got.ravel()[places])
         first = index(places[0], got.shape) if got.ndim else ()
         expected_first = expected.ravel()[places[0]].item()
-        why = [f"{count} {_origin_text(origin)}" for origin, count in Counter(origins).items()]
+        why = [f"{count} {NAN_ORIGINS[origin]}" for origin, count in Counter(origins).items()]
         return (f"{name}: {bad.sum()} of {got.size} elements are NaN where the reference has numbers: "
                 f"{'; '.join(why)}. The first at index {first}, where {expected_first!r} was expected "
                 f"({origins[0]})")
-
-
-def _origin_text(origin):
-    if origin.startswith("before "):
-        return (f"computed from a read before the start of the input {origin[7:]} (its index went negative: "
-                f"a bounds check missing?)")
-    return NAN_ORIGINS[origin]
 
 
 class _Stop(Exception):
@@ -157,28 +163,27 @@ class Result:
 
 
 def run_trial(exercise, path, number, spec, racecheck=False, counting=False):
-    """One trial; (problem or None, the trial, the launcher). counting: with the memory-access counter."""
-    guards = GuardedArrays()
+    """One trial; (problem or None, the trial, the launcher). counting: with the memory-access counter.
+    racecheck: under the race checker, except an initcheck trial (the two modes exclude each other; an
+    initcheck build runs in a process with ThreadSanitizer preloaded all the same)."""
+    arrays = TrialArrays()
     reblock = (exercise.any_block, spec.threads) if spec.threads else None
-    launcher = ExerciseLauncher(path, exercise.file, guards, spec.seed, racecheck, reblock, counting)
-    trial = Trial(KernelBackend(launcher), guards, np.random.default_rng(number), spec.dtype)
+    launcher = ExerciseLauncher(path, exercise.file, arrays, spec.seed, racecheck and not spec.initcheck, reblock,
+                                counting, spec.initcheck)
+    trial = Trial(KernelBackend(launcher), arrays, np.random.default_rng(number), spec.dtype)
     try:
         try:
             with np.errstate(all="ignore"):  # the reference on NaN and inf inputs
                 (exercise.edges if spec.edges else exercise.run)(trial)
         except _Stop:
             pass
-        problem = guards.problems() or (trial.problems[0] if trial.problems else None)
+        problem = arrays.problems() or (trial.problems[0] if trial.problems else None)
     except SimCompileError:
         raise
     except (SimError, TypeError, ValueError) as e:  # crash, barrier misuse; a missing kernel; bad arguments
-        problem = f"{type(e).__name__}: {e}"
-        past = guards.read_past(str(e))
-        if past:
-            problem = f"{past}\n{problem}"
-        problem += _return_line(exercise, path, str(e))
+        problem = f"{type(e).__name__}: {e}" + _return_line(exercise, path, str(e))
     finally:
-        guards.close()
+        arrays.close()
         launcher.release()
     return problem, trial, launcher
 
@@ -197,8 +202,8 @@ def _return_line(exercise, path, message):
 
 def check_file(exercise, path, trials=TRIALS, racecheck=False, only=None):
     """Run the exercise's trials on the learner's file; Result(passed, what went wrong or what was run).
-    racecheck: under the simulator's race checker (the process must have ThreadSanitizer preloaded);
-    only: the number of the one trial to run."""
+    racecheck: under the simulator's race checker (the process must have ThreadSanitizer preloaded), all but
+    the initcheck trial; only: the number of the one trial to run."""
     passed_in_order = set()
     for number, spec in enumerate(trials, 1):
         if only is not None and number != only:
@@ -215,10 +220,12 @@ def check_file(exercise, path, trials=TRIALS, racecheck=False, only=None):
         if spec.seed is None:
             passed_in_order.add(spec)
     kinds = "random odd sizes and edge cases (sizes 1 to 257, extremes, NaN and inf, ties)"
-    ran = len(trials) if only is None else 1
-    return Result(True, f"passed: {ran} trial{'s' * (ran > 1)} of {kinds}, float and double, threads in order and "
-                        f"shuffled, outputs and shared memory poisoned with NaN, guard zones intact, no read past "
-                        f"an input" + (", no data race" if racecheck else ""))
+    ran = [spec for number, spec in enumerate(trials, 1) if only in (None, number)]
+    initchecked = any(spec.initcheck for spec in ran)
+    return Result(True, f"passed: {len(ran)} trial{'s' * (len(ran) > 1)} of {kinds}, float and double, threads in "
+                        f"order and shuffled, outputs and shared memory poisoned with NaN, no access outside an "
+                        f"array" + (", no read of memory nobody wrote (initcheck)" if initchecked else "")
+                        + (", no data race" if racecheck and not all(spec.initcheck for spec in ran) else ""))
 
 
 def count_report(exercise, path):

@@ -9,8 +9,10 @@
 // alignment modulo 16 bytes (a GPU's allocations are at least that aligned, and a float4 or double2 needs it),
 // so up to 15 bytes of slack may lie between the array and the guard it is placed against. The other bytes of
 // its pages hold a canary, checked after the launch: a write there is an error naming the array and element (an
-// access further away hits a guard page). Reads of them are seen only by the initcheck mode, which checks every
-// access, or by AddressSanitizer, which is told that they and the guard pages are poisoned.
+// access further away hits a guard page). Reads of them are named only by the initcheck mode, which checks every
+// access, or by AddressSanitizer, which is told that they and the guard pages are poisoned; in the other modes
+// the canary makes such a read show: laid out word by word from the array's start, it reads as NaN in a float
+// or double element beside the array (and as 2147460517 in an int), not as a number that could pass.
 #pragma once
 #include <string.h>
 #include <sys/mman.h>
@@ -23,7 +25,17 @@
 namespace minunet_sim {
 
 const size_t GUARD_BYTES = 64 * 1024;      // between regions: an index up to 64 KB off still faults
-const unsigned char CANARY = 0xA5;
+// The canary word 0x7FFFA5A5: a float NaN, and two of them a double NaN (0x7FFFA5A57FFFA5A5).
+const unsigned char CANARY[4] = {0xA5, 0xA5, 0xFF, 0x7F};
+
+// The canary byte at p, for an array that starts at device: words aligned with the array's elements.
+inline unsigned char canary_at(const char* p, const char* device) {
+    return CANARY[((uintptr_t)p - (uintptr_t)device) & 3u];
+}
+
+inline void fill_canary(char* from, char* to, const char* device) {
+    for (char* p = from; p < to; p++) *p = (char)canary_at(p, device);
+}
 
 struct GlobalRegion {
     char* host;        // the caller's bytes
@@ -79,9 +91,9 @@ struct GlobalMemory {
             }
             r.device = (char*)start;
             if (r.slot_bytes && mprotect(r.slot, r.slot_bytes, PROT_READ | PROT_WRITE) != 0) return false;
-            memset(r.slot, CANARY, r.device - r.slot);
+            fill_canary(r.slot, r.device, r.device);
             memcpy(r.device, r.host, r.bytes);
-            memset(r.device + r.bytes, CANARY, r.slot + r.slot_bytes - (r.device + r.bytes));
+            fill_canary(r.device + r.bytes, r.slot + r.slot_bytes, r.device);
 #ifdef __SANITIZE_ADDRESS__  // AddressSanitizer reports any access outside the arrays, at its line
             ASAN_POISON_MEMORY_REGION(at - GUARD_BYTES, r.device - (at - GUARD_BYTES));
             ASAN_POISON_MEMORY_REGION(r.device + r.bytes, r.slot + r.slot_bytes + GUARD_BYTES - (r.device + r.bytes));
@@ -107,9 +119,9 @@ struct GlobalMemory {
         for (unsigned i = 0; i < count; i++) {
             const GlobalRegion& r = regions[i];
             for (char* p = r.device - 1; p >= r.slot; p--)
-                if ((unsigned char)*p != CANARY) { *which = i; *offset = p - r.device; return true; }
+                if ((unsigned char)*p != canary_at(p, r.device)) { *which = i; *offset = p - r.device; return true; }
             for (char* p = r.device + r.bytes; p < r.slot + r.slot_bytes; p++)
-                if ((unsigned char)*p != CANARY) { *which = i; *offset = p - r.device; return true; }
+                if ((unsigned char)*p != canary_at(p, r.device)) { *which = i; *offset = p - r.device; return true; }
         }
         return false;
     }

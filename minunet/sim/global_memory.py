@@ -16,20 +16,15 @@ import numpy as np
 _EMPTY = weakref.WeakValueDictionary()
 
 
-def _fill_bytes(dtype):
-    """The bytes of one element of an unwritten output: NaN for floats, all ones for integers."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "fc":
-        return np.full(1, np.nan, dtype).view(np.uint8)
-    return np.full(dtype.itemsize, 0xFF, np.uint8)
+FILL_BYTE = 0xFF  # every byte of an unwritten output: a NaN no arithmetic makes (a CPU's or a GPU's is 0x7FC00000
+#                   or 0xFFC00000, or keeps its operand's payload), so the checker tells it from a computed one
 
 
 def empty(shape, dtype):
-    """SimLauncher.empty: a new array filled with NaN (floats) or all-ones bytes (integers), so that an element
-    no kernel wrote shows, and remembered as unwritten for the initcheck mode."""
+    """SimLauncher.empty: a new array whose bytes are all FILL_BYTE (NaN for floats, all ones for integers), so
+    that an element no kernel wrote shows, and remembered as unwritten for the initcheck mode."""
     out = np.empty(shape, dtype)
-    if out.size:
-        out.reshape(-1).view(np.uint8).reshape(out.size, out.itemsize)[:] = _fill_bytes(dtype)
+    out.reshape(-1).view(np.uint8).fill(FILL_BYTE)
     _EMPTY[id(out)] = out
     return out
 
@@ -43,7 +38,7 @@ def unwritten_bytes(array):
     if base is None:
         return None
     elements = array.reshape(-1).view(np.uint8).reshape(array.size, array.itemsize)
-    return np.repeat((elements == _fill_bytes(array.dtype)).all(1), array.itemsize).astype(np.uint8)
+    return np.repeat((elements == FILL_BYTE).all(1), array.itemsize).astype(np.uint8)
 
 
 class Regions:

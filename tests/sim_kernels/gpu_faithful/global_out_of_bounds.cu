@@ -65,3 +65,16 @@ extern "C" __global__ void stencil_checked(const real* x, real* out, int height,
     real below = r + 1 < height ? x[(r + 1) * width + c] : (real)0;
     out[i] = above + below;
 }
+
+// A forward difference whose last element reads x[n], one past the end: within the bytes that keep an array's
+// address modulo 16 (the slack before the guard page), so the default mode does not fault; the canary there
+// reads as NaN. The twin stops at the last element.
+extern "C" __global__ void forward_difference_reads_past_end(const real* x, real* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = x[i + 1] - x[i];  // the bug: x[n] for i = n - 1
+}
+
+extern "C" __global__ void forward_difference_checked(const real* x, real* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = i + 1 < n ? x[i + 1] - x[i] : (real)0;
+}
