@@ -3,6 +3,7 @@ mode, after one run that compiles what it needs, timed by wall clock and by CPU 
 other processes on a busy machine disturb less). Prints a Markdown table with the CPU model and the load.
 
     python benchmarks/sim_modes.py                      # default and MINUNET_SIM_INITCHECK=1
+    python benchmarks/sim_modes.py --modes default shuffle gpu_math sanitize --files test_max_pool2x2
     python benchmarks/sim_modes.py --modes default --repo DIR   # another checkout (PYTHONPATH=DIR too)
     python benchmarks/sim_modes.py --exercises          # what `exercises check`'s initcheck trial adds: each
                                                         # exercise's solution, its other trials and that one
@@ -18,7 +19,8 @@ from pathlib import Path
 
 TEST_FILES = ["test_conv3x3", "test_conv3x3_versions", "test_up_conv2x2", "test_conv1x1", "test_split_k",
               "test_max_pool2x2", "test_softmax_cross_entropy", "test_sgd", "test_elementwise"]
-MODES = {"default": {}, "initcheck": {"MINUNET_SIM_INITCHECK": "1"}}
+MODES = {"default": {}, "initcheck": {"MINUNET_SIM_INITCHECK": "1"}, "shuffle": {"MINUNET_SIM_SHUFFLE": "1"},
+         "gpu_math": {"MINUNET_SIM_GPU_MATH": "1"}, "sanitize": {"MINUNET_SIM_SANITIZE": "1"}}
 
 
 def cpu_model():
@@ -68,21 +70,22 @@ def exercise_trials():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--modes", nargs="+", default=["default", "initcheck"], choices=list(MODES))
+    parser.add_argument("--files", nargs="+", default=TEST_FILES, choices=TEST_FILES, help="test files to time")
     parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
     parser.add_argument("--exercises", action="store_true", help="the exercise checker's initcheck trial instead")
     args = parser.parse_args(argv)
     if args.exercises:
         return exercise_trials()
     envs = {mode: dict(os.environ, **MODES[mode]) for mode in args.modes}
-    for test_file in TEST_FILES:  # compile once, untimed
+    for test_file in args.files:  # compile once, untimed
         for mode in args.modes:
             run(args.repo, test_file, envs[mode])
     print(f"{cpu_model()}, {os.cpu_count()} cores; load at the start {os.getloadavg()}")
     print("| test file | " + " | ".join(f"{m}: wall s, CPU s" for m in args.modes) + " |")
     print("|---|" + "---|" * len(args.modes))
     totals = {mode: [0.0, 0.0] for mode in args.modes}
-    for test_file in TEST_FILES:
+    for test_file in args.files:
         cells = []
         for mode in args.modes:
             wall, cpu, summary = run(args.repo, test_file, envs[mode])
