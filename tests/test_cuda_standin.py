@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minunet import distributed
+from minunet import checkpoint, distributed, run_folder
+from minunet.plots import plot_metrics
 from test_distributed import TINY, assert_same_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +102,8 @@ def test_gpu_session_runs_end_to_end_under_the_standin(tmp_path):
     for path in out.iterdir():
         if path.suffix != ".png":
             assert NOTE in path.read_text().splitlines()[0], path.name
+    from PIL import Image
+    assert Image.open(out / "train-cuda-loss.png").text["Title"] == NOTE
     report = json.loads((out / f"results-cuda-{date}.json").read_text())
     assert report["training"]["minunet"]["runs"] >= 3 and not report.get("failed")
     assert all(r["check"] == "ok" for r in report["kernels"]), [r for r in report["kernels"] if r["check"] != "ok"]
@@ -141,6 +144,51 @@ gpu.training_step_torch = out_of_memory
 failing = gpu.bench_training_cuda(True, quiet, network)
 print("PyTorch failing:", failing["torch fp32"]["error"], failing["torch tf32"]["error"])
 """
+
+
+def notes_in(run):
+    """What each file of a run folder says first: config.json's and the checkpoint's first key, metrics.jsonl's
+    first record, the plots' PNG Title."""
+    from PIL import Image
+    config, meta = json.loads((run / "config.json").read_text()), checkpoint.load(run / "checkpoint.npz")[0]
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    titles = {png: Image.open(run / png).text.get("Title") for png in ("loss.png", "panel.png")}
+    return {"config.json": next(iter(config.items())), "checkpoint.npz": next(iter(meta.items())),
+            "metrics.jsonl": first, **titles}
+
+
+def red_title(png):
+    """Whether the figure's top band (its title's place) holds red text."""
+    from PIL import Image
+    top = np.asarray(Image.open(png).convert("RGB"))[:30].astype(int)
+    return bool(((top[..., 0] > 200) & (top[..., 1] < 80) & (top[..., 2] < 80)).any())
+
+
+@needs_nvrtc
+def test_every_file_of_a_run_folder_says_first_that_the_standin_wrote_it(tmp_path):
+    env = standin_env(tmp_path)
+    train = [sys.executable, "-m", "minunet.train", *TINY]
+    for device in ("cuda", "numpy"):
+        done = subprocess.run(train + ["--device", device, "--steps", "3", "--out", device], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    run = tmp_path / "cuda"
+    assert notes_in(run) == {"config.json": ("note", NOTE), "checkpoint.npz": ("note", NOTE),
+                             "metrics.jsonl": {"note": NOTE}, "loss.png": NOTE, "panel.png": NOTE}
+    plot_metrics(run / "metrics.jsonl", tmp_path / "with.png", NOTE)  # the Title is also seen: red, on top
+    plot_metrics(run / "metrics.jsonl", tmp_path / "without.png")
+    assert red_title(tmp_path / "with.png") and not red_title(tmp_path / "without.png")
+    # A resume keeps the note once, first; config.json's note is not configuration.
+    resumed = subprocess.run(train + ["--resume", "cuda", "--steps", "4"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[0] == {"note": NOTE} and [r["step"] for r in records[1:] if "loss" in r] == [1, 2, 3, 4]
+    assert "note" not in run_folder.read_config(run / "config.json") and not any("note" in r for r in records[1:])
+
+    notes = notes_in(tmp_path / "numpy")  # another device, the stand-in on the path: nothing changes
+    assert notes["config.json"][0] != "note" and notes["checkpoint.npz"][0] != "note", notes
+    assert notes["metrics.jsonl"]["step"] == 1 and notes["loss.png"] is None and notes["panel.png"] is None, notes
 
 
 NCCL_EDGES = r"""
