@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 from .atomic_file import atomic_file  # noqa: E402
 
 
-def plot_metrics(metrics_path, out_path):
+def plot_metrics(metrics_path, out_path, note=None):
+    """The loss per step, and the validation scores; note: a title above both (the CuPy stand-in's)."""
     steps, losses, val_steps, val_iou, challenge = [], [], [], [], {"val_rand_error": [], "val_pixel_error": []}
     for line in open(metrics_path):
         record = json.loads(line)
@@ -36,12 +37,12 @@ def plot_metrics(metrics_path, out_path):
     ax[1].set(xlabel="step", ylim=(0, 1), title="validation")
     ax[1].legend()
     ax[1].grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, out_path)
+    _save(fig, out_path, note)
 
 
-def plot_panel(out_path, image, truth, prediction, weights, titles=("input", "truth", "prediction", "weight map")):
-    """Four images side by side (the paper's Fig. 3 layout with the prediction added)."""
+def plot_panel(out_path, image, truth, prediction, weights, titles=("input", "truth", "prediction", "weight map"),
+               note=None):
+    """Four images side by side (the paper's Fig. 3 layout with the prediction added); note as in plot_metrics."""
     image = image[0] if image.ndim == 3 else image
     fig, ax = plt.subplots(1, 4, figsize=(14, 3.8))
     for a, data, title, cmap in zip(ax, (image, truth, prediction, weights), titles, ("gray", "gray", "gray", "jet")):
@@ -49,14 +50,17 @@ def plot_panel(out_path, image, truth, prediction, weights, titles=("input", "tr
         a.set_title(title)
         a.axis("off")
     fig.colorbar(shown, ax=ax[3], fraction=0.046)
+    _save(fig, out_path, note)
+
+
+def _save(fig, out_path, note=None):
+    """Written whole or not at all (a full disk leaves the previous figure, not half of a new one). A note is
+    the figure's title, in red, and the PNG's Title."""
+    if note:
+        fig.suptitle(note, color="red")
     fig.tight_layout()
-    _save(fig, out_path)
-
-
-def _save(fig, out_path):
-    """Written whole or not at all (a full disk leaves the previous figure, not half of a new one)."""
     try:
         with atomic_file(out_path) as f:
-            fig.savefig(f, format="png", dpi=100)
+            fig.savefig(f, format="png", dpi=100, metadata={"Title": note} if note else None)
     finally:
         plt.close(fig)

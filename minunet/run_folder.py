@@ -113,8 +113,18 @@ def remove_temporaries(run_dir):
             f"({', '.join(removed[:3])}{', ...' if len(removed) > 3 else ''})")
 
 
-def write_config(run_dir, config):
+def write_config(run_dir, config, note=None):
+    """config.json; a note (the CuPy stand-in's) is its first key, and read_config drops it."""
+    config = {"note": note, **config} if note else config
     write_bytes(Path(run_dir) / "config.json", (json.dumps(config, indent=2) + "\n").encode())
+
+
+def read_config(path):
+    """config.json's configuration; a ValueError if it is not JSON."""
+    config = json.loads(Path(path).read_text())
+    if isinstance(config, dict):
+        config.pop("note", None)
+    return config
 
 
 def append_record(path, **record):
@@ -157,6 +167,9 @@ def resume_metrics(path, step):
                 notes.append(f"its last line, {number}, cut short by an interrupted write, dropped")
                 continue
             raise _unusable(path, number, f"not a JSON record ({getattr(e, 'msg', e)})") from None
+        if number == 1 and isinstance(record, dict) and list(record) == ["note"]:  # a run under the stand-in
+            kept.append(line)
+            continue
         record_step = record.get("step") if isinstance(record, dict) else None
         if isinstance(record_step, bool) or not isinstance(record_step, int) or record_step < 1:
             raise _unusable(path, number, 'not a record with a "step" number >= 1')

@@ -6,9 +6,10 @@ touching cells (w0 = 10, sigma = 5), SGD with momentum 0.99. On a GPU it trains 
 572x572 tiles, batch 1; without one, a smaller network on the numpy device that finishes in minutes.
 
 The run folder holds config.json, metrics.jsonl (one JSON object per step / validation), checkpoint.npz
-(written atomically), loss.png and panel.png. `--resume RUN_DIR` continues exactly where it stopped: the
-same losses as an uninterrupted run. Ctrl-C saves a checkpoint and exits; a non-finite loss stops with a
-message and leaves the last good checkpoint untouched.
+(written atomically), loss.png and panel.png; under the tests' CuPy stand-in, each says so first (a "note":
+the first key of config.json and of the checkpoint's metadata, metrics.jsonl's first record, the plots' title).
+`--resume RUN_DIR` continues exactly where it stopped: the same losses as an uninterrupted run. Ctrl-C saves a
+checkpoint and exits; a non-finite loss stops with a message and leaves the last good checkpoint untouched.
 Data parallel: `mpiexec -n K python -m minunet.train --batch-size B` trains on a global batch of K*B tiles,
 the same run as one process with batch K*B (minunet/distributed.py); only process 0 writes the run folder.
 What the run folder guarantees (no run replaced, one writer, whole files): minunet/run_folder.py.
@@ -172,6 +173,8 @@ class Trainer:
         self.rng = np.random.default_rng([c["seed"], 1])  # tiles and augmentation, and nothing else
         self.step, self.last_prediction, self.predicted_classes, self.val_challenge = 0, None, set(), {}
         self.saved_step = None  # the step of the checkpoint in the run folder (what a stop keeps)
+        # The tests' CuPy stand-in: said first in every file of the run folder (a GPU's run says nothing).
+        self.note = standin_note() if c["device"] == "cuda" else None
         self.interrupted, self.stop = [], False  # Ctrl-C here (run() appends), Ctrl-C in any process
         if resumed is not None:
             meta, model_state, optim_state = resumed
@@ -258,8 +261,9 @@ class Trainer:
     def save(self, name="checkpoint.npz"):
         """Write a checkpoint (best.npz: the best validation so far); None, or why it could not be (weights no
         longer finite, a full disk)."""
+        note = {"note": self.note} if self.note else {}  # first in the metadata
         try:
-            checkpoint.save(self.run_dir / name, self.model, self.optimizer, step=self.step,
+            checkpoint.save(self.run_dir / name, self.model, self.optimizer, **note, step=self.step,
                             rng=self.rng.bit_generator.state,
                             dropout_rng=self.model.dropout_rng.bit_generator.state, train_config=self.config)
         except checkpoint.NonFiniteError as e:
@@ -269,6 +273,12 @@ class Trainer:
         if name == "checkpoint.npz":
             self.saved_step = self.step
         return None
+
+    def log(self, metrics, **record):
+        """One record of metrics.jsonl; under the stand-in, a new file's first record is its note."""
+        if self.note and not metrics.exists():
+            run_folder.append_record(metrics, note=self.note)
+        run_folder.append_record(metrics, **record)
 
     def kept(self):
         """What a stopped run leaves: the words for its last checkpoint."""
@@ -283,11 +293,12 @@ class Trainer:
         try:
             if (self.run_dir / "metrics.jsonl").is_file():  # none: interrupted before its first step
                 with np.errstate(over="ignore"):  # a diverged run's losses on the log scale
-                    plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+                    plot_metrics(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.note)
                 written.append("loss.png")
             if self.last_prediction is not None:
                 image, label, prediction = self.last_prediction
-                plot_panel(self.run_dir / "panel.png", image, label, prediction, self.data.val_weights[0])
+                plot_panel(self.run_dir / "panel.png", image, label, prediction, self.data.val_weights[0],
+                           note=self.note)
                 written.append("panel.png")
             return written
         except OSError as e:
@@ -362,7 +373,7 @@ def _prepare_folder(trainer, resuming, overwrite):
         run_folder.resume_metrics(run_dir / "metrics.jsonl", trainer.step)
         if (run_dir / "checkpoint.npz").is_file():  # resumed in its own folder: the checkpoint it came from
             trainer.saved_step = trainer.step
-    run_folder.write_config(run_dir, trainer.config)
+    run_folder.write_config(run_dir, trainer.config, trainer.note)
 
 
 def _train(trainer, quiet, writes):
@@ -396,11 +407,11 @@ def _train(trainer, quiet, writes):
                 continue
             validates = trainer.step % config["val_every"] == 0 or trainer.step == config["steps"]
             try:
-                run_folder.append_record(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr,
-                                         time=round(time.time() - start, 3))
+                trainer.log(metrics, step=trainer.step, loss=loss, lr=trainer.optimizer.lr,
+                            time=round(time.time() - start, 3))
                 if validates:
                     val_iou = trainer.validate()
-                    run_folder.append_record(metrics, step=trainer.step, val_iou=val_iou, **trainer.val_challenge)
+                    trainer.log(metrics, step=trainer.step, val_iou=val_iou, **trainer.val_challenge)
             except OSError as e:
                 code = write_failed(cli.describe_os_error(e))
                 break
@@ -530,7 +541,7 @@ def _resumed(parser, args):
     if resume.is_dir() and not (resume / "checkpoint.npz").exists() and (resume / "config.json").is_file():
         source, resumed, step = resume / "config.json", None, 0
         try:
-            saved = json.loads(source.read_text())
+            saved = run_folder.read_config(source)
         except ValueError as e:
             raise cli.UsageError(f"{source} is not the JSON python -m minunet.train writes ({e}); start a new run "
                                  f"with --overwrite") from None

@@ -1,9 +1,13 @@
 """The cuda device's Python, on every commit: minunet's commands with `--device cuda` and benchmarks/gpu_session.sh,
 end to end, in subprocesses whose `import cupy` finds the CuPy stand-in (tests/cupy_standin) over the simulator.
 
-What this proves: every line of Python that runs only on cuda runs (the launcher, the bench's GPU part, NCCL's
-all-reduce, the script's steps, cut-offs, files and verdicts), with CuPy's strictness; the kernels compute on
-the simulator as NVRTC compiles them. What only a GPU can show: speed, CUDA's own errors and math library.
+Where PyTorch is installed (CI installs its CPU build), its companion tests/cupy_standin/torch_cuda_standin.py
+gives the bench's PyTorch-with-CUDA code a `torch.cuda` over PyTorch's CPU.
+
+What this proves: every line of Python that runs only on cuda runs (the launcher, the bench's GPU part with
+PyTorch's, NCCL's all-reduce, the script's steps, cut-offs, files and verdicts), with CuPy's strictness; the
+kernels compute on the simulator as NVRTC compiles them. What only a GPU can show: speed, CUDA's own errors and
+math library.
 Line coverage of the cuda-only files is measured in every Python process started here (coverage.py).
 """
 import ast
@@ -17,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minunet import distributed
+from minunet import checkpoint, distributed, run_folder
+from minunet.plots import plot_metrics
 from test_distributed import TINY, assert_same_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +31,7 @@ NOTE = "CuPy stand-in on the CPU simulator, not a GPU"
 SMALL_UNET = "tile=44,depth=2,base=4"
 # The stand-in takes its kernels' attributes from CuPy's NVRTC (a skip here, not at import: this file is also
 # collected by the gpu_session.sh run below, whose `cupy` is the stand-in).
+TORCH = importlib.util.find_spec("torch") is not None  # with it, the stand-in's torch.cuda runs the bench's PyTorch
 needs_nvrtc = pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="CuPy (for NVRTC) is not installed: "
                                  "pip install -e \".[dev]\"")
 
@@ -57,25 +63,10 @@ def span(node):
     return set(range(node.lineno, node.end_lineno + 1))
 
 
-def class_lines(file, name):
+def definition_lines(file, name):
+    """The lines of the class or function `name` in minunet/<file>."""
     tree = ast.parse((ROOT / "minunet" / file).read_text())
-    return span(next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name))
-
-
-def without_pytorch_lines(file):
-    """Lines of the file that run without PyTorch: all but the bodies of torch_cuda and tf32_switch, of
-    `if torch:` and what follows `if torch is None: return` (PyTorch with CUDA, never installed without a GPU)."""
-    tree = ast.parse((ROOT / "minunet" / file).read_text())
-    torch_only = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name in ("torch_cuda", "tf32_switch"):
-            torch_only |= set().union(*map(span, node.body))
-        for body in (getattr(node, "body", None), getattr(node, "orelse", None)):
-            for i, stmt in enumerate(body if isinstance(body, list) else []):
-                if isinstance(stmt, ast.If) and "torch" in ast.unparse(stmt.test):
-                    after = stmt.body if ast.unparse(stmt.test) == "torch" else body[i + 1:]
-                    torch_only |= set().union(set(), *map(span, after))
-    return set(range(1, len(tree.body) and tree.body[-1].end_lineno + 1)) - torch_only
+    return span(next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == name))
 
 
 def session(env, out, *parts):
@@ -111,18 +102,93 @@ def test_gpu_session_runs_end_to_end_under_the_standin(tmp_path):
     for path in out.iterdir():
         if path.suffix != ".png":
             assert NOTE in path.read_text().splitlines()[0], path.name
+    from PIL import Image
+    assert Image.open(out / "train-cuda-loss.png").text["Title"] == NOTE
     report = json.loads((out / f"results-cuda-{date}.json").read_text())
     assert report["training"]["minunet"]["runs"] >= 3 and not report.get("failed")
     assert all(r["check"] == "ok" for r in report["kernels"]), [r for r in report["kernels"] if r["check"] != "ok"]
     assert f"{len(report['kernels'])} kernel timings (" in (out / "bench.txt").read_text()  # counted right
     assert "train: 3 of 3 steps" in (out / "train.txt").read_text()
 
-    for file, lines in (("backends/cuda_launcher.py", None), ("bench/gpu.py", None),
-                        ("bench/gpu.py", without_pytorch_lines("bench/gpu.py"))):
-        percent, missing = covered(tmp_path, file, lines)
-        print(f"coverage of minunet/{file}{' without PyTorch' if lines else ''} under the stand-in: {percent:.1f}%, "
+    if TORCH:  # what a GPU run meets only without PyTorch (the bench ran with it), or when PyTorch fails
+        edges = subprocess.run([sys.executable, "-c", GPU_BENCH_EDGES], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=300)
+        assert edges.returncode == 0, edges.stderr
+        assert edges.stdout.splitlines() == [
+            "PyTorch without CUDA: None", "without PyTorch: {'skipped': 'PyTorch with CUDA is not installed'}",
+            "PyTorch failing: RuntimeError('CUDA out of memory') RuntimeError('CUDA out of memory')"], edges.stdout
+
+    for file, function, needs_torch in (("backends/cuda_launcher.py", None, False), ("bench/gpu.py", None, True),
+                                        ("bench/timing.py", "cupy_timer", False),
+                                        ("bench/timing.py", "torch_timer", True)):
+        percent, missing = covered(tmp_path, file, function and definition_lines(file, function))
+        print(f"coverage of {function + ' in ' if function else ''}minunet/{file} under the stand-in: {percent:.1f}%, "
               f"lines not run: {missing}")
-        assert percent >= 95 or file == "bench/gpu.py" and not lines, (file, percent, missing)
+        assert percent >= 95 or needs_torch and not TORCH, (file, function, percent, missing)
+
+
+GPU_BENCH_EDGES = r"""
+import sys
+import torch
+from minunet.bench import gpu
+network = dict(tile=44, batch=1, depth=2, base=4)  # SMALL_UNET
+quiet = lambda line: None
+is_available, torch.cuda.is_available = torch.cuda.is_available, lambda: False
+print("PyTorch without CUDA:", gpu.torch_cuda())
+torch.cuda.is_available, sys.modules["torch"] = is_available, None  # import torch: ImportError
+print("without PyTorch:", gpu.bench_training_cuda(True, quiet, network)["torch"])
+sys.modules["torch"] = torch
+def out_of_memory(*args, **kwargs):
+    raise RuntimeError("CUDA out of memory")
+gpu.training_step_torch = out_of_memory
+failing = gpu.bench_training_cuda(True, quiet, network)
+print("PyTorch failing:", failing["torch fp32"]["error"], failing["torch tf32"]["error"])
+"""
+
+
+def notes_in(run):
+    """What each file of a run folder says first: config.json's and the checkpoint's first key, metrics.jsonl's
+    first record, the plots' PNG Title."""
+    from PIL import Image
+    config, meta = json.loads((run / "config.json").read_text()), checkpoint.load(run / "checkpoint.npz")[0]
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    titles = {png: Image.open(run / png).text.get("Title") for png in ("loss.png", "panel.png")}
+    return {"config.json": next(iter(config.items())), "checkpoint.npz": next(iter(meta.items())),
+            "metrics.jsonl": first, **titles}
+
+
+def red_title(png):
+    """Whether the figure's top band (its title's place) holds red text."""
+    from PIL import Image
+    top = np.asarray(Image.open(png).convert("RGB"))[:30].astype(int)
+    return bool(((top[..., 0] > 200) & (top[..., 1] < 80) & (top[..., 2] < 80)).any())
+
+
+@needs_nvrtc
+def test_every_file_of_a_run_folder_says_first_that_the_standin_wrote_it(tmp_path):
+    env = standin_env(tmp_path)
+    train = [sys.executable, "-m", "minunet.train", *TINY]
+    for device in ("cuda", "numpy"):
+        done = subprocess.run(train + ["--device", device, "--steps", "3", "--out", device], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    run = tmp_path / "cuda"
+    assert notes_in(run) == {"config.json": ("note", NOTE), "checkpoint.npz": ("note", NOTE),
+                             "metrics.jsonl": {"note": NOTE}, "loss.png": NOTE, "panel.png": NOTE}
+    plot_metrics(run / "metrics.jsonl", tmp_path / "with.png", NOTE)  # the Title is also seen: red, on top
+    plot_metrics(run / "metrics.jsonl", tmp_path / "without.png")
+    assert red_title(tmp_path / "with.png") and not red_title(tmp_path / "without.png")
+    # A resume keeps the note once, first; config.json's note is not configuration.
+    resumed = subprocess.run(train + ["--resume", "cuda", "--steps", "4"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[0] == {"note": NOTE} and [r["step"] for r in records[1:] if "loss" in r] == [1, 2, 3, 4]
+    assert "note" not in run_folder.read_config(run / "config.json") and not any("note" in r for r in records[1:])
+
+    notes = notes_in(tmp_path / "numpy")  # another device, the stand-in on the path: nothing changes
+    assert notes["config.json"][0] != "note" and notes["checkpoint.npz"][0] != "note", notes
+    assert notes["metrics.jsonl"]["step"] == 1 and notes["loss.png"] is None and notes["panel.png"] is None, notes
 
 
 NCCL_EDGES = r"""
@@ -180,6 +246,6 @@ def test_two_processes_on_nccl_train_as_one_with_twice_the_batch_and_predict_run
                                          "pip install \"nvidia-nccl-cu13>=2.27.7,<3\"", "NCCL aborted", "job aborted"]
     assert "error: process 0 of 1: stalled on purpose" in edges.stderr
 
-    percent, missing = covered(tmp_path, "distributed.py", class_lines("distributed.py", "NCCLComm"))
+    percent, missing = covered(tmp_path, "distributed.py", definition_lines("distributed.py", "NCCLComm"))
     print(f"coverage of NCCLComm (minunet/distributed.py) under the stand-in: {percent:.1f}%, not run: {missing}")
     assert percent >= 95, missing

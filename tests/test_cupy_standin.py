@@ -285,3 +285,77 @@ def test_the_standins_nccl_is_cupys(cp):
         pytest.skip("CuPy's NCCL module needs NCCL's library: pip install \"nvidia-nccl-cu13>=2.27.7,<3\"")
     checked, differences = drift(cp, ("cuda.nccl",))
     assert checked >= 8 and not differences, "\n".join(differences)
+
+
+# -- its companion for PyTorch: tests/cupy_standin/torch_cuda_standin.py -------------------------------------
+def load_torch_standin():
+    spec = importlib.util.spec_from_file_location("torch_cuda_standin", STANDIN / "torch_cuda_standin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines, installs nothing
+    return module
+
+
+def test_every_name_the_torch_standin_replaces_is_torch_cudas_with_the_same_parameters():
+    """The drift guard of the PyTorch part, against the torch installed (2.13.0, CPU: torch.cuda's names exist
+    there as on a GPU machine): each function and Event method has the same parameters, each device property
+    is a field of _CudaDeviceProperties in torch's own stubs. (That torch loads it: the test below.)"""
+    import ast
+    import inspect
+    torch = pytest.importorskip("torch")
+    mine = load_torch_standin()
+
+    def parameters(f, drop=()):
+        return [p for p in inspect.signature(f).parameters if p not in drop]
+    differences = []
+    for name in mine.REPLACED:
+        real = getattr(torch.cuda, name, None)
+        if real is None or isinstance(real, type) != isinstance(getattr(mine, name), type):
+            differences.append(f"torch.cuda.{name}: {'not in torch' if real is None else 'another kind'}")
+        elif name != "Event" and parameters(getattr(mine, name)) != parameters(real):
+            differences.append(f"torch.cuda.{name}{inspect.signature(getattr(mine, name))}: torch's is "
+                               f"{inspect.signature(real)}")
+    if parameters(mine.Event.__init__, ["self"]) != parameters(torch.cuda.Event.__new__, ["cls"]):
+        differences.append(f"torch.cuda.Event{inspect.signature(mine.Event.__init__)}: torch's "
+                           f"{inspect.signature(torch.cuda.Event.__new__)}")
+    for method in (m for m in vars(mine.Event) if not m.startswith("_")):
+        if parameters(getattr(mine.Event, method)) != parameters(getattr(torch.cuda.Event, method)):
+            differences.append(f"torch.cuda.Event.{method}: other parameters than torch's")
+    stubs = ast.parse((Path(torch.__file__).parent / "_C" / "__init__.pyi").read_text())
+    [fields] = [{n.target.id for n in c.body if isinstance(n, ast.AnnAssign)} for c in stubs.body
+                if isinstance(c, ast.ClassDef) and c.name == "_CudaDeviceProperties"]
+    differences += [f"device property {f}: not a field of torch._C._CudaDeviceProperties"
+                    for f in vars(mine._Properties) if not f.startswith("_") and f not in fields]
+    assert len(mine.REPLACED) == 8 and not differences, "\n".join(differences)
+
+
+TORCH_UNDER_THE_STANDIN = r"""
+import numpy as np, torch
+assert torch.cuda.is_available() and torch.cuda.__minunet_standin__ in torch.cuda.get_device_properties(0).name
+host = np.ones(3, np.float32)
+x = torch.from_numpy(host).cuda()
+x += 1  # a copy, as a real transfer: the host array keeps its values
+assert host.tolist() == [1, 1, 1] and x.tolist() == [2, 2, 2]
+y = torch.zeros(2, device="cuda")
+assert y.to("cuda:0") is not y and y.to(torch.device("cuda")) is not y and y.to(torch.float64).dtype == torch.float64
+model = torch.nn.Linear(2, 1).to("cuda")
+start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+for events in ((start, end), (torch.cuda.Event(), torch.cuda.Event())):
+    try:
+        events[0].elapsed_time(events[1])
+    except RuntimeError as e:
+        print(e)
+start.record(); model(y[None]).sum().backward(); end.record(); end.synchronize()
+assert start.elapsed_time(end) >= 0 and torch.cuda.max_memory_allocated() == 0
+print("ok")
+"""
+
+
+def test_torch_under_the_standin_runs_cuda_code_on_its_cpu_and_refuses_what_cuda_refuses():
+    pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(STANDIN), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", TORCH_UNDER_THE_STANDIN], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Both events must be recorded before calculating elapsed time.",
+                                        "CUDA error: invalid resource handle (an Event made without "
+                                        "enable_timing=True)", "ok"]
