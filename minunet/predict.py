@@ -214,10 +214,10 @@ def predict_image(model, path, out_dir, args, written):
             overlay[rows] = _overlay(image[rows], labels[rows])
         del image, bands
         with cli.deferred_ctrl_c():
-            _save_image(out_dir / f"{path.stem}_prob.png", Image.fromarray(foreground))
+            _save_image(out_dir / f"{path.stem}_prob.png", Image.fromarray(foreground), args.note)
             del foreground
-            _save_image(out_dir / f"{path.stem}_labels.png", Image.fromarray(labels * np.uint8(scale)))
-            _save_image(out_dir / f"{path.stem}_overlay.png", Image.fromarray(overlay))
+            _save_image(out_dir / f"{path.stem}_labels.png", Image.fromarray(labels * np.uint8(scale)), args.note)
+            _save_image(out_dir / f"{path.stem}_overlay.png", Image.fromarray(overlay), args.note)
             npy.commit()
             written.append(path.stem)
     finally:
@@ -232,7 +232,15 @@ def _overlay(gray, labels):
     return (rgb * 255).astype(np.uint8)
 
 
-def _save_image(path, image, **options):
+def _save_image(path, image, note=None, **options):
+    """Written whole or not at all; a note (the tests' CuPy stand-in's) goes into the file's own title field: a
+    PNG's Title text, a TIFF's ImageDescription. (A .npy has no such field: predict's first line says it.)"""
+    if note and path.suffix == ".png":
+        from PIL.PngImagePlugin import PngInfo
+        options["pnginfo"] = PngInfo()
+        options["pnginfo"].add_text("Title", note)
+    elif note:
+        options["description"] = note
     with atomic_file(path) as f:
         image.save(f, format=path.suffix[1:].upper().replace("TIF", "TIFF"), **options)
 
@@ -256,7 +264,8 @@ def predict_stack(model, path, out_dir, args, written):
     out_dir.mkdir(parents=True, exist_ok=True)
     with cli.deferred_ctrl_c():
         for name, pages in (("prob", probabilities), ("labels", labels)):
-            _save_image(out_dir / f"{path.stem}_{name}.tif", pages[0], save_all=True, append_images=pages[1:])
+            _save_image(out_dir / f"{path.stem}_{name}.tif", pages[0], args.note, save_all=True,
+                        append_images=pages[1:])
         written.append(path.stem)
 
 
@@ -335,7 +344,7 @@ def _main(args, out):
             except ValueError as e:
                 raise cli.UsageError(f"--tile {args.tile}: {e}") from None
         device = model.parameters()[0].device
-        standin = standin_note() if device == "cuda" else None  # the tests' CuPy stand-in says so first
+        args.note = standin = standin_note() if device == "cuda" else None  # the tests' CuPy stand-in says so first
         print(f"model: {model.n_parameters():,} parameters on {device}{f' ({standin})' if standin else ''}; "
               f"{threads.describe(cpu_threads, given=args.threads is not None)}")
         with threads.cpu_threads(cpu_threads), np.errstate(over="ignore", invalid="ignore"):  # _finite says it

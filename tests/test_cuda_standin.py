@@ -236,6 +236,15 @@ def test_two_processes_on_nccl_train_as_one_with_twice_the_batch_and_predict_run
     assert f"on cuda ({NOTE})" in predict.stdout.splitlines()[0]
     prob = np.load(tmp_path / "pred" / "a_prob.npy")
     assert prob.shape[-2:] == (40, 36) and np.isfinite(prob).all() and ((0 <= prob) & (prob <= 1)).all()
+    for name in ("a_prob.png", "a_labels.png", "a_overlay.png"):
+        assert Image.open(tmp_path / "pred" / name).text.get("Title") == NOTE, name
+    Image.open(tmp_path / "a.png").save(tmp_path / "stack.tif", save_all=True, append_images=[Image.open(tmp_path / "a.png")])
+    stack = subprocess.run([sys.executable, "-m", "minunet.predict", "--checkpoint", "one/checkpoint.npz",
+                            "--input", "stack.tif", "--out", "pred", "--device", "cuda"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert stack.returncode == 0, stack.stderr
+    for name in ("stack_prob.tif", "stack_labels.tif"):
+        assert Image.open(tmp_path / "pred" / name).tag_v2.get(270) == NOTE, name
 
     # What a GPU run hits only when things go wrong: CuPy without NCCL, and a stalled peer (the abort; MPI_Abort
     # itself replaced, so that this one process ends normally and its coverage is written).
