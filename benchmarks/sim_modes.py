@@ -23,6 +23,12 @@ MODES = {"default": {}, "initcheck": {"MINUNET_SIM_INITCHECK": "1"}, "shuffle": 
          "gpu_math": {"MINUNET_SIM_GPU_MATH": "1"}, "sanitize": {"MINUNET_SIM_SANITIZE": "1"}}
 
 
+def sanitizer_preload():
+    """What MINUNET_SIM_SANITIZE=1 needs before Python starts (the simulator's own error says the same)."""
+    libasan = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    return {"LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as info:
@@ -77,7 +83,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.exercises:
         return exercise_trials()
-    envs = {mode: dict(os.environ, **MODES[mode]) for mode in args.modes}
+    envs = {mode: dict(os.environ, **MODES[mode], **(sanitizer_preload() if mode == "sanitize" else {}))
+            for mode in args.modes}
     for test_file in args.files:  # compile once, untimed
         for mode in args.modes:
             run(args.repo, test_file, envs[mode])
