@@ -189,7 +189,7 @@ def write_results(out_dir, record):
 
 def format_markdown(record, png_name):
     env, c = record["environment"], record["config"]
-    commands = record["command"] if isinstance(record["command"], list) else [record["command"]]
+    commands = _commands(record)
     lines = [f"# ISBI 2012: trained on slices 0-24, scored on 25-29 ({env['device_name']}, {env['date']})", "",
              ("Command: " if len(commands) == 1 else "Commands, run at the same time and combined by "
               "`python -m minunet.experiments combine`: ") + ", ".join(f"`{c}`" for c in commands), "",
@@ -227,8 +227,9 @@ def format_markdown(record, png_name):
 def seed_summary(record):
     """Lines of mean and range over the seeds of each framework's scores: the run-to-run noise the issue asks
     minunet to be within of its PyTorch twin. Empty unless some framework ran with two seeds or more."""
-    names = list(dict.fromkeys(run["name"] for run in record["runs"]))
-    by_name = {name: [run for run in record["runs"] if run["name"] == name] for name in names}
+    by_name = {}
+    for run in record["runs"]:
+        by_name.setdefault(run["name"], []).append(run)
     if max(len(runs) for runs in by_name.values()) < 2:
         return []
     lines = ["Over the seeds: mean (lowest - highest).", "",
@@ -349,6 +350,11 @@ def _load():
     return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
 
 
+def _commands(record):
+    """The command of one run, or the commands of runs combined (a list)."""
+    return record["command"] if isinstance(record["command"], list) else [record["command"]]
+
+
 def combine(paths):
     """One record of the runs in several records of one experiment (e.g. seeds run at the same time, one core
     each): the same preset and configuration but for the seed, the same device and versions."""
@@ -374,8 +380,7 @@ def combine(paths):
     seen = [(run["name"], run["seed"]) for run in runs]
     if len(set(seen)) < len(seen):
         raise ValueError(f"the same run twice: {sorted({s for s in seen if seen.count(s) > 1})}")
-    commands = [c for record in records for c in (record["command"] if isinstance(record["command"], list)
-                                                  else [record["command"]])]
+    commands = [c for record in records for c in _commands(record)]
     return dict(first, command=commands, runs=sorted(runs, key=lambda run: (run["name"] != "minunet", run["seed"])))
 
 
