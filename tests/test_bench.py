@@ -488,3 +488,25 @@ def test_train_before_after_runs_both_checkouts_in_turn():
     rows = [line for line in result.stdout.splitlines() if line.startswith(("| before", "| after"))]
     assert [row.split(" | ")[0] for row in rows] == ["| before, round 1", "| after, round 1"]
     assert all(0 <= float(row.split(" | ")[5]) <= 1 for row in rows), result.stdout  # the validation IoU
+
+
+def test_settle_waits_while_a_thread_of_the_process_still_runs():
+    # What PyTorch's OpenMP threads do after a call: spin for some milliseconds. settle() must outwait such a
+    # thread (here a Python loop of 60 ms), and return at once on a quiet process.
+    import threading
+    import time
+
+    from minunet.bench.cpu import settle
+    start = time.perf_counter()
+    settle()
+    assert time.perf_counter() - start < 0.05
+    def spin():
+        while time.perf_counter() - start < 0.06:
+            pass
+    spinner = threading.Thread(target=spin)
+    start = time.perf_counter()
+    spinner.start()
+    settle()
+    waited = time.perf_counter() - start
+    spinner.join()
+    assert waited >= 0.05, f"settle() returned after {waited * 1e3:.0f} ms while a thread spun for 60 ms"

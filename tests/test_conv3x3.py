@@ -147,26 +147,38 @@ def test_numpy_conv3x3_gives_the_same_bits_on_any_thread_count(rng, monkeypatch,
     Ci = 1 if algorithm == "direct" else 6
     x, w, b = randn(rng, 2, Ci, 21, 13, dtype=np.float32), randn(rng, 5, Ci, 3, 3, dtype=np.float32), randn(rng, 5)
     gy = randn(rng, 2, 5, 19, 11, dtype=np.float32)
-    # grad_input runs the forward's algorithms on gy (5 channels), where `direct` does not apply: its algorithm is
-    # then chosen by timing, per thread count, and two choices may differ in their last bits. So gx is compared
-    # with its algorithm forced (taps, for direct's case).
-    gx_algorithm = "taps" if algorithm == "direct" else algorithm
+    # Where a forced algorithm does not apply (grad_input runs the forward's algorithms on gy, 5 channels, where
+    # `direct` does not; `shifts` is grad_weight's own), the algorithm is chosen by timing, per thread count, and
+    # two choices may differ in their last bits. So each op is compared with one algorithm forced, taps there.
+    forced = dict(y=algorithm if algorithm in conv3x3_ops.FORWARD else "taps",
+                  gw=algorithm if algorithm in conv3x3_ops.GRAD_WEIGHT else "taps",
+                  gx=algorithm if algorithm in conv3x3_ops.FORWARD and algorithm != "direct" else "taps")
+    calls = dict(y=lambda: NP.conv3x3(x, w, b.astype(np.float32), 0, relu=True),
+                 gw=lambda: NP.conv3x3_grad_weight(x, gy, 0), gx=lambda: NP.conv3x3_grad_input(gy, w, 0, x.shape))
     runs = []
     for n in (1, 2):
         with threads.cpu_threads(n):
-            run = [NP.conv3x3(x, w, b.astype(np.float32), 0, relu=True), NP.conv3x3_grad_weight(x, gy, 0)]
-            monkeypatch.setenv("MINUNET_CONV_ALGO", gx_algorithm)
-            runs.append(run + [NP.conv3x3_grad_input(gy, w, 0, x.shape)])
-            monkeypatch.setenv("MINUNET_CONV_ALGO", algorithm)
-    for one, two, what in zip(*runs, ("y", "gw", "gx")):
+            run = []
+            for what, call in calls.items():
+                monkeypatch.setenv("MINUNET_CONV_ALGO", forced[what])
+                run.append(call())
+            runs.append(run)
+    for one, two, what in zip(*runs, calls):
         assert np.array_equal(one, two), f"{algorithm} {what}: 1 and 2 threads differ"
 
 
+@pytest.mark.parametrize("source", ["numpy", "scipy"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blas_gemm_accumulates_on_strided_windows_and_beta_0_ignores_the_old_values(rng, dtype):
+def test_blas_gemm_accumulates_on_strided_windows_and_beta_0_ignores_the_old_values(rng, dtype, source, monkeypatch):
     # The taps' products: a window of an image's flat rows (rows far apart) times a tap's matrix, added into
-    # the band; beta 0 must not read c (np.empty's garbage, here NaN), beta 1 adds to it.
-    from minunet.ops.blas import gemm
+    # the band; beta 0 must not read c (np.empty's garbage, here NaN), beta 1 adds to it. Both BLAS libraries:
+    # NumPy's (the one used where found) and SciPy's (the fallback).
+    from minunet.ops import blas
+    found = blas._numpys_cblas() if source == "numpy" else blas._scipys_fortran()
+    if found is None:
+        pytest.skip("this NumPy ships no OpenBLAS with a CBLAS gemm")
+    monkeypatch.setattr(blas, "_GEMM", (source, found))
+    gemm = blas.gemm
     for M, K, N in [(5, 7, 30), (16, 16, 1000), (1, 3, 5), (4, 1, 9)]:
         a, image = randn(rng, M, K, dtype=dtype), randn(rng, K, N + 9, dtype=dtype)
         window, c = image[:, 4:4 + N], np.full((M, N), np.nan, dtype)

@@ -108,13 +108,15 @@ def _conv_side_by_side(conv_layers, n, torch, quick, log):
                 calls["torch cpu"] = op_call(layer, direction, tensors)
             ref = reference(layer, direction, host)
             for impl, call in list(calls.items()):
-                result = check(to_numpy(call()), ref)  # the first call: the numpy device chooses its algorithm
+                settle()  # the first call: the numpy device times its algorithms, on a quiet process
+                result = check(to_numpy(call()), ref)
                 if result["check"] != "ok":
                     log(f"MISMATCH conv3x3_{direction} {impl} on {layer['name']}: {result['mismatch']}; not timed")
                     del calls[impl]
             times = {impl: [] for impl in calls}
             for _ in range(1 if quick else 5):
                 for impl, call in calls.items():
+                    settle()
                     times[impl] += [_wall_and_cpu(call) for _ in range(BLOCK)]
             for impl, ts in times.items():
                 total = totals.setdefault((direction, impl), dict(seconds=0.0, cpu_seconds=0.0))
@@ -135,9 +137,11 @@ def _steps_side_by_side(network, config, n, torch, quick, log):
         steps["torch cpu"] = training_step_torch("cpu", rng=rng, **config)
     times = {impl: [] for impl in steps}
     for step in steps.values():
+        settle()
         step()  # warm-up: the numpy device's choice of algorithms is made here
     for _ in range(1 if quick else 3):
         for impl, step in steps.items():
+            settle()
             times[impl] += [_wall_and_cpu(step) for _ in range(BLOCK)]
     load = load_averages()
     rows = [dict(network=network, threads=n, impl=impl, runs=len(ts), load=load, **_medians(ts))
@@ -147,11 +151,23 @@ def _steps_side_by_side(network, config, n, torch, quick, log):
     return rows
 
 
-# Calls are timed in blocks of BLOCK, the two implementations' blocks in turn: after its calls PyTorch's OpenMP
-# threads spin for a while, waiting for more work, and a numpy call right after one of PyTorch's shares the
-# cores with them (measured: 2.6x the CPU time of a numpy conv3x3 on 2 threads). Only a block's first call
-# does; the median leaves it out.
+# Calls are timed in blocks of BLOCK, the two implementations' blocks in turn, each block started on a quiet
+# process (settle()): after its calls PyTorch's OpenMP threads spin for some milliseconds, waiting for more
+# work, and a numpy call on several threads that starts then shares the cores with them (measured: a 16-channel
+# conv3x3 on 2 threads took 3.52 ms right after one of PyTorch's, 2.86 ms 50 ms later; the spinning burnt
+# 6.5 ms of CPU time).
 BLOCK = 3
+
+
+def settle(limit_s=0.1):
+    """Sleep until no thread of this process runs: 5 ms at a time, until one passes with under 0.5 ms of CPU
+    time (PyTorch's threads have gone to sleep), at most limit_s. Untimed; numpy's threads never spin."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        cpu = time.process_time()
+        time.sleep(0.005)
+        if time.process_time() - cpu < 0.0005:
+            return
 
 
 def _wall_and_cpu(call):

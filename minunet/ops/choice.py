@@ -3,7 +3,8 @@ the first call of each shape times every algorithm that applies and keeps the fa
 calls. conv3x3 (ops/conv3x3.py) is the op that has several.
 
 - Forced: MINUNET_CONV_ALGO=<name> runs that algorithm wherever it applies (tests, teaching); where it does
-  not (`direct` needs one input channel), the layer's choice is measured as usual. An unknown name is an error.
+  not (`direct` needs one input channel, `shifts` is grad_weight's own), the layer's choice is measured as
+  usual. A name that no op has is an error.
 - Remembered in memory for the process, and on disk (cache_dir()/conv-algorithms.json, keyed by the CPU model,
   NumPy's version, a hash of the algorithms' source, the thread count, dtype and shapes), so that a second run
   (a resumed one) makes the same choices: every algorithm is right to rounding, but only the same algorithm
@@ -45,11 +46,11 @@ def cpu_model():
 def choose(op, algorithms, shapes, dtype, run):
     """run(fn) with the fastest of `algorithms` ({name: fn} of those that apply to these shapes) for the key
     (op, shapes, dtype, thread count); returns what run returned."""
-    names = ALL_NAMES.get(op, ())
     forced = os.environ.get(ENV)
     if forced:
-        if forced not in names:
-            raise ValueError(f"{ENV}={forced!r}: {op} has the algorithms {', '.join(names)}")
+        if not any(forced in names for names in ALL_NAMES.values()):
+            raise ValueError(f"{ENV}={forced!r}: " + "; ".join(f"{o} has the algorithms {', '.join(names)}"
+                                                               for o, names in ALL_NAMES.items()))
         if forced in algorithms:
             return run(algorithms[forced])
     key = choice_key(op, shapes, dtype, threads.cpu_threads_now())

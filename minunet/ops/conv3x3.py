@@ -11,7 +11,7 @@ The numpy path hands the sums to BLAS, in bands of output rows that the device's
 (the algorithm before #25); one product with an im2col matrix; direct multiply-adds for one input channel.
 Which is fastest depends on the layer's shape and the machine, so the first call of each shape times them all
 and keeps the fastest (minunet/ops/choice.py; MINUNET_CONV_ALGO=<name> forces one). grad_input is the
-forward's algorithms applied to gy, padded, with the kernel flipped; grad_weight has its own three. The dtype
+forward's algorithms applied to gy, padded, with the kernel flipped; grad_weight has its own four. The dtype
 of x is kept (float32 or float64), and the bands' sizes do not depend on the thread count, so neither do the
 results.
 """
@@ -193,7 +193,8 @@ def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
 
 
 # grad_weight: gw[o, c, ky, kx] = sum over images and output pixels of gy[o, i, j] x[c, i + ky, j + kx]; each
-# band's sum is a partial (Co, Ci, 3, 3), the partials added in band order.
+# band's sum is a partial (Co, Ci, 3, 3), the partials added in band order. Four algorithms: per tap, im2col,
+# three shifted copies (im2col's product cut in three, on a copy a third the size), direct for one channel.
 def _grad_weight_taps(x_n, g, r0, rows):
     """One product per tap, gy's band (on the wide grid, zero in the garbage columns) times the transpose of
     the window the tap sees (read in place, as in _taps)."""
@@ -217,6 +218,29 @@ def _grad_weight_im2col(x_n, g, r0, rows):
     return (_im2col(x_n, r0, rows) @ g.T).T.reshape(Co, Ci, 3, 3)
 
 
+def _grad_weight_shifts(x_n, g, r0, rows):
+    """Three products, one per kernel row ky, with N = 3*Ci: the band's input rows copied three times, shifted
+    by kx = 0, 1, 2 (a copy of whole runs of the flat image, 3x the band where im2col's is 9x and cut into rows),
+    so that row (c, kx) of the copy, read from ky*W on, is tap (ky, kx)'s window on the wide grid; gy's band
+    transposed onto that grid (zeros in its W - Wo garbage columns) is the other operand."""
+    Ci, H, W = x_n.shape
+    Co, Wo = g.shape[0], W - 2
+    L, span = (rows - 1) * W + Wo, (rows + 1) * W + Wo  # the wide band; what ky = 0, 1, 2 read of the copy
+    xf = x_n.reshape(Ci, H * W)
+    shifted = np.empty((Ci, 3, span), x_n.dtype)
+    np.copyto(shifted, as_strided(xf[:, r0 * W:], (Ci, 3, span), xf.strides[:1] + xf.strides[1:] * 2,
+                                  writeable=False))
+    shifted = shifted.reshape(3 * Ci, span)
+    g_wide = np.empty((rows, W, Co), x_n.dtype)  # (pixels, Co): the order OpenBLAS runs fastest, as in im2col
+    g_wide[:, :Wo] = g.reshape(Co, rows, Wo).transpose(1, 2, 0)
+    g_wide[:, Wo:] = 0
+    g_wide = g_wide.reshape(rows * W, Co)[:L]
+    gw = np.empty((3, Ci, 3, Co), x_n.dtype)  # [ky, c, kx, o]
+    for ky in range(3):
+        np.matmul(shifted[:, ky * W:ky * W + L], g_wide, out=gw[ky].reshape(3 * Ci, Co))
+    return gw.transpose(3, 1, 0, 2)
+
+
 def _grad_weight_direct(x_n, g, r0, rows):
     """One input channel: per tap, gy's band times the window's pixels (a matrix-vector product)."""
     windows = _windows(x_n, r0, rows)[0]  # (3, 3, rows, Wo)
@@ -227,7 +251,7 @@ def _grad_weight_direct(x_n, g, r0, rows):
 
 
 GRAD_WEIGHT = {"taps": (_grad_weight_taps, lambda Ci, Co: Co), "im2col": (_grad_weight_im2col, lambda Ci, Co: 9 * Ci),
-               "direct": (_grad_weight_direct, lambda Ci, Co: Co)}
+               "shifts": (_grad_weight_shifts, lambda Ci, Co: 3 * Ci + Co), "direct": (_grad_weight_direct, lambda Ci, Co: Co)}
 
 
 @numpy_op
