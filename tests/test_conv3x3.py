@@ -153,8 +153,11 @@ def test_numpy_conv3x3_gives_the_same_bits_on_any_thread_count(rng, monkeypatch,
     forced = dict(y=algorithm if algorithm in conv3x3_ops.FORWARD else "taps",
                   gw=algorithm if algorithm in conv3x3_ops.GRAD_WEIGHT else "taps",
                   gx=algorithm if algorithm in conv3x3_ops.FORWARD and algorithm != "direct" else "taps")
+    forced["backward"] = "taps"  # grad_input's and grad_weight's algorithms both
+    y = NP.conv3x3(x, w, None, 0, relu=True)
     calls = dict(y=lambda: NP.conv3x3(x, w, b.astype(np.float32), 0, relu=True),
-                 gw=lambda: NP.conv3x3_grad_weight(x, gy, 0), gx=lambda: NP.conv3x3_grad_input(gy, w, 0, x.shape))
+                 gw=lambda: NP.conv3x3_grad_weight(x, gy, 0), gx=lambda: NP.conv3x3_grad_input(gy, w, 0, x.shape),
+                 backward=lambda: np.concatenate([g.ravel() for g in NP.conv3x3_backward(gy, x, w, y, 0, (1, 1, 1))]))
     runs = []
     for n in (1, 2):
         with threads.cpu_threads(n):
@@ -165,6 +168,38 @@ def test_numpy_conv3x3_gives_the_same_bits_on_any_thread_count(rng, monkeypatch,
             runs.append(run)
     for one, two, what in zip(*runs, calls):
         assert np.array_equal(one, two), f"{algorithm} {what}: 1 and 2 threads differ"
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("relu", [True, False])
+def test_numpy_conv3x3_backward_is_relu_grad_then_the_three_gradients(rng, monkeypatch, small_bands, pad, relu):
+    # The fused backward (one pass masks gy, pads it for grad_input and sums it for the bias) against the ops it
+    # replaces, in float64 on odd sizes, over several bands: gx and gw to the bit (the same algorithm on the same
+    # values), gb to rounding (another order of the sum). gy holds NaN and inf where the ReLU's output is 0,
+    # which must give zeros (np.where(y > 0, gy, 0)), and y NaN where gy is finite (NaN > 0 is false).
+    monkeypatch.setenv("MINUNET_CONV_ALGO", "taps")
+    N, Ci, H, W, Co = 2, 3, 13, 9, 4
+    x, w = randn(rng, N, Ci, H, W), randn(rng, Co, Ci, 3, 3)
+    gy = randn(rng, N, Co, H - 2 + 2 * pad, W - 2 + 2 * pad)
+    y = np.maximum(randn(rng, *gy.shape), 0)
+    if relu:
+        gy[0, 1, 2, :3], gy[1, 0, -1, -2:] = np.nan, np.inf
+        y[0, 1, 2, :3], y[1, 0, -1, -2:] = 0, 0
+        y[1, 3, 0, 0], gy[1, 3, 0, 0] = np.nan, 1.0
+    g = NP.relu_grad(gy, y) if relu else gy
+    assert np.isfinite(g).all()
+    expected = (NP.conv3x3_grad_input(g, w, pad, x.shape), NP.conv3x3_grad_weight(x, g, pad), NP.bias_grad(g))
+    for needs in [(True, True, True), (False, True, True), (True, True), (False, True), (True, False, False)]:
+        got = NP.conv3x3_backward(gy, x, w, y if relu else None, pad, needs)
+        assert len(got) == len(needs), needs
+        for name, have, want, need in zip(("gx", "gw", "gb"), got, expected, needs):
+            if not need:
+                assert have is None, f"{name} computed though not needed {needs}"
+            elif name == "gb":
+                assert_close(have, want, **EXACT, name=f"gb {needs}")
+            else:
+                assert np.array_equal(have, want), f"{name} {needs}: not the per-direction op's bits"
+    assert_close(got[0], reference.conv3x3_grad_input(g, w, pad, x.shape), **EXACT, name="gx against the reference")
 
 
 @pytest.mark.parametrize("source", ["numpy", "scipy"])

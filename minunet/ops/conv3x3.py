@@ -23,7 +23,8 @@ from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from . import choice
 from .blas import gemm
-from .checks import bias_args, check_tensor, check_weight_bias, grads_for, tensors
+from .checks import bias_args, check_tensor, check_weight_bias, tensors
+from .elementwise import keep_where
 from .launching import KernelDefines, cdiv, check_grid_yz, check_int32_size, i32, launch_split_k, launcher, pick
 
 PADDING = {"valid": 0, "same": 1}
@@ -40,12 +41,8 @@ class _Conv3x3(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        x, w, y = ctx.saved_tensors
-        be = ctx.backend
-        if ctx.relu:  # through the fused ReLU first: gradient only where the output is positive
-            gy = be.relu_grad(gy, y)
-        return grads_for(ctx, lambda: be.conv3x3_grad_input(gy, w, ctx.pad, ctx.x_shape),
-                         lambda: be.conv3x3_grad_weight(x, gy, ctx.pad), lambda: be.bias_grad(gy))
+        x, w, y = ctx.saved_tensors  # y: the output, saved where the ReLU is fused (None otherwise)
+        return ctx.backend.conv3x3_backward(gy, x, w, y, ctx.pad, ctx.needs_input_grad)
 
 
 def conv3x3(x, w, b=None, padding="valid", relu=False):
@@ -187,9 +184,13 @@ def numpy_conv3x3_grad_input(gy, w, pad, x_shape):
     """The "full" correlation of gy with the flipped kernel: x[c, i + ky, j + kx] went into y[o, i, j] through
     w[o, c, ky, kx], so gx[c, p, q] = sum gy[o, p - ky, q - kx] w[o, c, ky, kx], which is conv3x3 of gy padded
     by 2 - pad with w flipped in ky and kx and its channel axes swapped: the forward's algorithms serve."""
+    return _grad_input(_pad(gy, 2 - pad), w, pad, x_shape)
+
+
+def _grad_input(gy_padded, w, pad, x_shape):
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     layer = tuple(x_shape) + (w.shape[0], pad)
-    return _forward("conv3x3_grad_input", layer, gy, flipped, None, 2 - pad, relu=False)  # of shape x_shape
+    return _forward("conv3x3_grad_input", layer, gy_padded, flipped, None, 0, relu=False)  # of shape x_shape
 
 
 # grad_weight: gw[o, c, ky, kx] = sum over images and output pixels of gy[o, i, j] x[c, i + ky, j + kx]; each
@@ -202,7 +203,7 @@ def _grad_weight_taps(x_n, g, r0, rows):
     Co, Wo = g.shape[0], W - 2
     xf, L = x_n.reshape(Ci, H * W), (rows - 1) * W + Wo
     wide = np.zeros((Co, rows, W), x_n.dtype)
-    wide[..., :Wo] = g.reshape(Co, rows, Wo)
+    wide[..., :Wo] = g
     wide = wide.reshape(Co, rows * W)[:, :L]
     gw = np.empty((Co, Ci, 3, 3), x_n.dtype)
     for ky, kx in TAPS:
@@ -215,7 +216,7 @@ def _grad_weight_im2col(x_n, g, r0, rows):
     """One product with the band's im2col matrix: (9*Ci, pixels) times gy's band transposed (pixels, Co), the
     order of the product OpenBLAS runs fastest (1.3-1.9x the other on the U-Net's layers)."""
     Co, Ci = g.shape[0], x_n.shape[0]
-    return (_im2col(x_n, r0, rows) @ g.T).T.reshape(Co, Ci, 3, 3)
+    return (_im2col(x_n, r0, rows) @ g.reshape(Co, -1).T).T.reshape(Co, Ci, 3, 3)
 
 
 def _grad_weight_shifts(x_n, g, r0, rows):
@@ -232,7 +233,7 @@ def _grad_weight_shifts(x_n, g, r0, rows):
                                   writeable=False))
     shifted = shifted.reshape(3 * Ci, span)
     g_wide = np.empty((rows, W, Co), x_n.dtype)  # (pixels, Co): the order OpenBLAS runs fastest, as in im2col
-    g_wide[:, :Wo] = g.reshape(Co, rows, Wo).transpose(1, 2, 0)
+    g_wide[:, :Wo] = g.transpose(1, 2, 0)
     g_wide[:, Wo:] = 0
     g_wide = g_wide.reshape(rows * W, Co)[:L]
     gw = np.empty((3, Ci, 3, Co), x_n.dtype)  # [ky, c, kx, o]
@@ -243,7 +244,7 @@ def _grad_weight_shifts(x_n, g, r0, rows):
 
 def _grad_weight_direct(x_n, g, r0, rows):
     """One input channel: per tap, gy's band times the window's pixels (a matrix-vector product)."""
-    windows = _windows(x_n, r0, rows)[0]  # (3, 3, rows, Wo)
+    windows, g = _windows(x_n, r0, rows)[0], g.reshape(g.shape[0], -1)  # (3, 3, rows, Wo); (Co, pixels)
     gw = np.empty((g.shape[0], 1, 3, 3), x_n.dtype)
     for ky, kx in TAPS:
         gw[:, 0, ky, kx] = g @ windows[ky, kx].reshape(-1)
@@ -261,7 +262,6 @@ def numpy_conv3x3_grad_weight(x, gy, pad):
     _, Co, Ho, Wo = gy.shape
     if gy.size == 0:
         return np.zeros((Co, Ci, 3, 3), x.dtype)
-    gyf = gy.reshape(N, Co, Ho * Wo)
 
     def run(algorithm_and_size):
         algorithm, per_pixel = algorithm_and_size
@@ -270,10 +270,48 @@ def numpy_conv3x3_grad_weight(x, gy, pad):
 
         def band(i):
             n, r0, rows = bands[i]
-            parts[i] = algorithm(xp[n], gyf[n, :, r0 * Wo:(r0 + rows) * Wo], r0, rows)
+            parts[i] = algorithm(xp[n], gy[n, :, r0:r0 + rows], r0, rows)  # gy may be a view (backward's)
         threads.parallel(band, len(bands))
         return parts.sum(axis=0)
     return choice.choose("conv3x3_grad_weight", _applying(GRAD_WEIGHT, Ci), x.shape + (Co, pad), x.dtype, run)
+
+
+@numpy_op
+def numpy_conv3x3_backward(gy, x, w, y, pad, needs):
+    """(gx, gw, gb) of conv3x3, and of its fused ReLU where y (the output) is given, None where `needs` says no
+    gradient (gb only where it has a third entry: a bias). The per-direction ops above would take three passes
+    over gy more: here one pass masks gy where y > 0, writes it inside the zero border grad_input pads it with
+    (none where gx is not needed), and sums it per channel, the bias's gradient, while it is in cache."""
+    need_x, need_w, need_b = tuple(needs) + (False,) * (3 - len(needs))
+    border = 2 - pad if need_x else 0
+    gb = np.zeros(gy.shape[1], gy.dtype) if need_b else None
+    padded, g = _masked_in_border(gy, y, border, gb)
+    gx = _grad_input(padded, w, pad, x.shape) if need_x else None
+    gw = numpy_conv3x3_grad_weight(x, g, pad) if need_w else None
+    return (gx, gw, gb)[:len(needs)]
+
+
+def _masked_in_border(gy, y, border, sums):
+    """(padded, inner): gy where y > 0 (all of gy for y None) inside a zero border `border` px wide, and inner,
+    the view of it without the border; its sum per channel added into sums (unless None). One pass, by block of
+    channels on the device's threads: each channel's sum is added up in the same order on any thread count."""
+    N, C, H, W = gy.shape
+    padded = np.empty((N, C, H + 2 * border, W + 2 * border), gy.dtype)
+    inner = padded[:, :, border:border + H, border:border + W]
+
+    def channels(s):
+        for n in range(N):
+            if border:
+                edge = padded[n, s]
+                edge[:, :border], edge[:, -border:], edge[:, :, :border], edge[:, :, -border:] = 0, 0, 0, 0
+            if y is None:
+                np.copyto(inner[n, s], gy[n, s])
+            else:
+                keep_where(y[n, s] > 0, gy[n, s], out=inner[n, s])
+            if sums is not None:
+                sums[s] += inner[n, s].sum(axis=(1, 2))
+    threads.slices(channels, C, N * H * W)
+    return padded, inner
 
 
 choice.ALL_NAMES.update(conv3x3_forward=tuple(FORWARD), conv3x3_grad_input=tuple(FORWARD),
@@ -345,6 +383,17 @@ def conv3x3_forward_v5(be, args, y, relu):
     grid = (cdiv(y[:, 0].size, BN), cdiv(y.shape[1], BM))
     be.launch("conv3x3", "conv3x3_forward_v5", y.dtype, grid, (CONV3X3.MINUNET_GEMM_THREADS,), args + i32(relu))
     return y
+
+
+@kernel_op
+def kernel_conv3x3_backward(be, gy, x, w, y, pad, needs):
+    """The backward from the per-direction kernels: relu_grad first where y is given (gradient only where the
+    output is positive), then each gradient that `needs` asks for."""
+    if y is not None:
+        gy = be.relu_grad(gy, y)
+    grads = (lambda: be.conv3x3_grad_input(gy, w, pad, x.shape), lambda: be.conv3x3_grad_weight(x, gy, pad),
+             lambda: be.bias_grad(gy))
+    return tuple(grad() if need else None for grad, need in zip(grads, needs))
 
 
 @kernel_op
