@@ -204,24 +204,25 @@ def test_numpy_conv3x3_backward_is_relu_grad_then_the_three_gradients(rng, monke
 
 @pytest.mark.parametrize("source", ["numpy", "scipy"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blas_gemm_accumulates_on_strided_windows_and_beta_0_ignores_the_old_values(rng, dtype, source, monkeypatch):
-    # The taps' products: a window of an image's flat rows (rows far apart) times a tap's matrix, added into
-    # the band; beta 0 must not read c (np.empty's garbage, here NaN), beta 1 adds to it. Both BLAS libraries:
-    # NumPy's (the one used where found) and SciPy's (the fallback).
+def test_blas_shifted_products_add_up_the_windows_and_the_first_ignores_the_old_values(rng, dtype, source,
+                                                                                      monkeypatch):
+    # The taps' products: windows of an image's flat rows (rows far apart, each window a slice at its shift)
+    # times each tap's matrix, added up into c, whose old values (np.empty's garbage, here NaN) must not be read.
+    # Both BLAS libraries: NumPy's (the one used where found) and SciPy's (the fallback).
     from minunet.ops import blas
     found = blas._numpys_cblas() if source == "numpy" else blas._scipys_fortran()
     if found is None:
         pytest.skip("this NumPy ships no OpenBLAS with a CBLAS gemm")
     monkeypatch.setattr(blas, "_GEMM", (source, found))
-    gemm = blas.gemm
-    for M, K, N in [(5, 7, 30), (16, 16, 1000), (1, 3, 5), (4, 1, 9)]:
-        a, image = randn(rng, M, K, dtype=dtype), randn(rng, K, N + 9, dtype=dtype)
-        window, c = image[:, 4:4 + N], np.full((M, N), np.nan, dtype)
-        gemm(a, window, c, beta=0.0)
-        assert_close_dtype(c, a.astype(np.float64) @ window, dtype, name=f"beta 0 {(M, K, N)}", scale=terms_scale(K))
-        gemm(a, window, c, beta=1.0)
-        assert_close_dtype(c, 2 * (a.astype(np.float64) @ window), dtype, name=f"beta 1 {(M, K, N)}",
-                           scale=terms_scale(2 * K))
+    for T, M, K, N, shifts in [(1, 5, 7, 30, [4]), (9, 16, 16, 1000, [0, 1, 2, 40, 41, 42, 80, 81, 82]),
+                               (3, 1, 3, 5, [2, 0, 1]), (2, 4, 1, 9, [0, 9])]:
+        a, image = randn(rng, T, M, K, dtype=dtype), randn(rng, K, max(shifts) + N + 3, dtype=dtype)
+        c = np.full((M, N + 2), np.nan, dtype)[:, 1:-1]  # rows apart by more than their length
+        blas.shifted_products(a, image, shifts, c)
+        ref = sum(a[t].astype(np.float64) @ image[:, shift:shift + N] for t, shift in enumerate(shifts))
+        assert_close_dtype(c, ref, dtype, name=f"{(T, M, K, N)}", scale=terms_scale(T * K))
+    with pytest.raises(ValueError, match="do not fit"):
+        blas.shifted_products(a, image, [image.shape[1] - N + 1, 0], c)
 
 
 @pytest.fixture

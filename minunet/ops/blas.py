@@ -90,15 +90,24 @@ def _load():
         _GEMM = ("numpy", found) if found else ("scipy", _scipys_fortran())
 
 
-def gemm(a, b, c, beta):
-    """c = a @ b + beta * c in place (beta 0: c's old values are not read). a (M, K), b (K, N), c (M, N): views
-    of one dtype, each row contiguous, rows any distance apart."""
-    (M, K), N = a.shape, b.shape[1]
-    assert b.shape[0] == K and c.shape == (M, N) and a.dtype == b.dtype == c.dtype
-    assert all(m.shape[1] == 1 or m.strides[1] == m.itemsize for m in (a, b, c)), "each row must be contiguous"
+def shifted_products(a, b, shifts, c):
+    """c = sum over t of a[t] @ b[:, shifts[t]:shifts[t] + N], in place: a (T, M, K) C-contiguous, b (K, S) and
+    c (M, N) views of one dtype, each row contiguous, rows any distance apart. conv3x3's products per tap: b is
+    the flat image, a tap's window the slice starting at its shift. The first product is written (c's old
+    values are not read), the others added. One call into BLAS per t with the pointers worked out here: each
+    pointer numpy hands out costs about 2 us, as much as a small product's own overhead."""
+    (T, M, K), (M_c, N) = a.shape, c.shape
+    if not (a.flags.c_contiguous and b.shape[0] == K and M_c == M and a.dtype == b.dtype == c.dtype
+            and all(m.shape[1] <= 1 or m.strides[1] == m.itemsize for m in (b, c))
+            and len(shifts) == T and all(0 <= shift and shift + N <= b.shape[1] for shift in shifts)):
+        raise ValueError(f"shifted_products: a {a.shape}, b {b.shape}, c {c.shape} {a.dtype, b.dtype, c.dtype}, "
+                         f"shifts {shifts} do not fit")
     _load()
-    fn, _ = _GEMM[1][c.dtype]
-    # the distance between rows (the leading dimension), for one row its length
-    lda, ldb, ldc = (m.strides[0] // m.itemsize if m.shape[0] > 1 else max(1, m.shape[1]) for m in (a, b, c))
-    fn(ROW_MAJOR, NO_TRANSPOSE, NO_TRANSPOSE, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
-       c.ctypes.data, ldc)
+    fn, real = _GEMM[1][c.dtype]
+    size = c.itemsize
+    # the distance between rows (BLAS's leading dimension), for one row its length
+    ldb, ldc = (m.strides[0] // size if m.shape[0] > 1 else max(1, m.shape[1]) for m in (b, c))
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    for t, shift in enumerate(shifts):
+        fn(ROW_MAJOR, NO_TRANSPOSE, NO_TRANSPOSE, M, N, K, 1.0, pa + t * M * K * size, K, pb + shift * size, ldb,
+           0.0 if t == 0 else 1.0, pc, ldc)

@@ -22,7 +22,7 @@ from .. import threads
 from ..backends.registry import kernel_op, numpy_op
 from ..tensor import Function
 from . import choice
-from .blas import gemm
+from .blas import shifted_products
 from .checks import bias_args, check_tensor, check_weight_bias, tensors
 from .elementwise import keep_where
 from .launching import KernelDefines, cdiv, check_grid_yz, check_int32_size, i32, launch_split_k, launcher, pick
@@ -75,12 +75,10 @@ def _taps(x_n, w, r0, rows, out):
     each row are wrapped-around garbage, dropped when the band is copied out."""
     Ci, H, W = x_n.shape
     Wo = W - 2
-    xf, L = x_n.reshape(Ci, H * W), (rows - 1) * W + Wo
-    per_tap = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (3, 3, Co, Ci): each tap's matrix, rows contiguous
+    per_tap = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(9, -1, Ci)  # each tap's matrix (Co, Ci)
     wide = np.empty((w.shape[0], rows * W), x_n.dtype)
-    for t, (ky, kx) in enumerate(TAPS):
-        start = (r0 + ky) * W + kx
-        gemm(per_tap[ky, kx], xf[:, start:start + L], wide[:, :L], beta=0.0 if t == 0 else 1.0)
+    shifted_products(per_tap, x_n.reshape(Ci, H * W), [(r0 + ky) * W + kx for ky, kx in TAPS],
+                     wide[:, :(rows - 1) * W + Wo])
     out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
 
 
