@@ -292,22 +292,25 @@ def numpy_conv3x3_backward(gy, x, w, y, pad, needs):
 def _masked_in_border(gy, y, border, sums):
     """(padded, inner): gy where y > 0 (all of gy for y None) inside a zero border `border` px wide, and inner,
     the view of it without the border; its sum per channel added into sums (unless None). One pass, by block of
-    channels on the device's threads: each channel's sum is added up in the same order on any thread count."""
+    channels on the device's threads: each channel's sum is added up in the same order on any thread count.
+    Masked and summed on contiguous arrays (a strided view's passes go row by row), then copied in once."""
     N, C, H, W = gy.shape
-    padded = np.empty((N, C, H + 2 * border, W + 2 * border), gy.dtype)
+    copy = y is not None or border > 0
+    padded = np.empty((N, C, H + 2 * border, W + 2 * border), gy.dtype) if copy else gy
     inner = padded[:, :, border:border + H, border:border + W]
 
     def channels(s):
         for n in range(N):
+            if y is None:
+                masked = gy[n, s]
+            else:  # straight into padded where it has no border
+                masked = keep_where(y[n, s] > 0, gy[n, s], out=None if border else padded[n, s])
+            if sums is not None:
+                sums[s] += masked.sum(axis=(1, 2))
             if border:
                 edge = padded[n, s]
                 edge[:, :border], edge[:, -border:], edge[:, :, :border], edge[:, :, -border:] = 0, 0, 0, 0
-            if y is None:
-                np.copyto(inner[n, s], gy[n, s])
-            else:
-                keep_where(y[n, s] > 0, gy[n, s], out=inner[n, s])
-            if sums is not None:
-                sums[s] += inner[n, s].sum(axis=(1, 2))
+                np.copyto(inner[n, s], masked)
     threads.slices(channels, C, N * H * W)
     return padded, inner
 
