@@ -113,6 +113,18 @@ def small_bands(monkeypatch):
     monkeypatch.setattr(conv3x3_ops, "BAND_BYTES", 1024)
 
 
+@pytest.mark.parametrize("N, Ho, row_bytes", [(1, 186, 12000), (2, 122, 7936), (1, 10, 10 ** 6), (1, 20, 10),
+                                             (3, 7, 2 ** 21), (1, 1, 10), (5, 33, 40000)])
+def test_bands_cover_every_row_once_in_an_even_number_of_bands_of_about_band_bytes(N, Ho, row_bytes):
+    bands = conv3x3_ops._bands(N, Ho, row_bytes)
+    assert sorted((n, r) for n, r0, rows in bands for r in range(r0, r0 + rows)) == [(n, r) for n in range(N)
+                                                                                     for r in range(Ho)]
+    heights = {rows for _, _, rows in bands}
+    assert max(heights) - min(heights) <= max(heights) // 2 + 1, heights  # about equal (the last may be shorter)
+    assert len(bands) == 1 or len(bands) % 2 == 0 or len(bands) == N * Ho, f"{len(bands)} bands"
+    assert max(heights) == 1 or max(heights) * row_bytes <= 2 * conv3x3_ops.BAND_BYTES
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op, algorithm", _algorithm_cases())
 def test_each_numpy_algorithm_matches_the_reference(rng, monkeypatch, small_bands, op, algorithm, dtype):

@@ -133,9 +133,14 @@ BAND_BYTES = 1 << 20  # a band's working set: about 1 MiB, so that it is still i
 
 
 def _bands(N, Ho, row_bytes):
-    """[(image, first output row, rows)]: the slices of work that the device's threads share. Their size does
-    not depend on the thread count, so neither do the results."""
-    rows = max(1, min(Ho, BAND_BYTES // row_bytes))
+    """[(image, first output row, rows)]: the slices of work that the device's threads share, k bands of equal
+    height per image, each about BAND_BYTES. Their size does not depend on the thread count, so neither do the
+    results; an even number of them in all (unless one) keeps two threads equally busy: one image of the
+    188 px tile in 3 bands left one of 2 threads idle a third of the time (a training step 3.5% slower)."""
+    k = max(1, min(Ho, -(-Ho * row_bytes // BAND_BYTES)))
+    if N * k % 2 and (N * k > 1 or Ho >= 16):  # one image of 16 rows or more: split in two as well
+        k = min(k + 1, Ho)
+    rows = max(1, -(-Ho // k))
     return [(n, r0, min(rows, Ho - r0)) for n in range(N) for r0 in range(0, Ho, rows)]
 
 
