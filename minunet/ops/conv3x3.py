@@ -64,22 +64,23 @@ def conv3x3(x, w, b=None, padding="valid", relu=False):
 TAPS = [(ky, kx) for ky in range(3) for kx in range(3)]
 
 
-# Each algorithm computes one band of output rows of one image, given the padded image x_n (Ci, H, W), and
-# writes the sum without bias into `out` (Co, rows*Wo), a view of y. All of them add the same 9*Ci products per
+# Each algorithm computes one band of output rows of one image, given the padded image x_n (Ci, H, W): the sum
+# without bias, written into `out` (Co, rows, Wo), a view of y, or returned in an array of its own of that shape
+# (then the bias is added as it is copied in: one pass fewer). All of them add the same 9*Ci products per
 # output in another order, so each is within the usual bound of such a sum, |error| <= 9*Ci*u*sum|x*w| (u: the
 # dtype's unit roundoff, 2^-24 or 2^-53); tests/test_conv3x3.py checks each in float32 and float64.
 def _taps(x_n, w, r0, rows, out):
     """One product per tap (ky, kx), w[:, :, ky, kx] (Co, Ci) times the window the tap sees (K = Ci), added up by
     BLAS itself (ops/blas.py). On the flattened image the window of a "wide" band (rows of W, not Wo, pixels) is
     the plain slice starting at (r0 + ky)*W + kx, which BLAS reads in place; the band's last W - Wo columns of
-    each row are wrapped-around garbage, dropped when the band is copied out."""
+    each row are wrapped-around garbage, left out of the view returned."""
     Ci, H, W = x_n.shape
     Wo = W - 2
     per_tap = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(9, -1, Ci)  # each tap's matrix (Co, Ci)
     wide = np.empty((w.shape[0], rows * W), x_n.dtype)
     shifted_products(per_tap, x_n.reshape(Ci, H * W), [(r0 + ky) * W + kx for ky, kx in TAPS],
                      wide[:, :(rows - 1) * W + Wo])
-    out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
+    return wide.reshape(-1, rows, W)[..., :Wo]
 
 
 def _windows(x_n, r0, rows):
@@ -100,7 +101,9 @@ def _im2col(x_n, r0, rows):
 def _im2col_product(x_n, w, r0, rows, out):
     """The band's 9*Ci input values under each output pixel copied into one matrix (im2col), then one product
     with K = 9*Ci: BLAS works best with a large K, and the copy of a band stays in cache."""
-    np.matmul(w.reshape(w.shape[0], -1), _im2col(x_n, r0, rows), out=out)
+    Co = w.shape[0]
+    np.matmul(w.reshape(Co, -1), _im2col(x_n, r0, rows), out=out.reshape(Co, -1))
+    return out
 
 
 def _direct(x_n, w, r0, rows, out):
@@ -117,7 +120,7 @@ def _direct(x_n, w, r0, rows, out):
             wide[:, :L] = product
         else:
             wide[:, :L] += product
-    out.reshape(-1, rows, Wo)[...] = wide.reshape(-1, rows, W)[..., :Wo]
+    return wide.reshape(-1, rows, W)[..., :Wo]
 
 
 # name: (the band's function, the values its working set holds per output pixel: im2col's matrix, or the wide band)
@@ -153,7 +156,6 @@ def _forward(op, layer, x, w, b, pad, relu):
     y = np.empty((N, Co, Ho, Wo), x.dtype)
     if y.size == 0:
         return y
-    yf = y.reshape(N, Co, Ho * Wo)
 
     def run(algorithm_and_size):
         algorithm, per_pixel = algorithm_and_size
@@ -161,10 +163,12 @@ def _forward(op, layer, x, w, b, pad, relu):
 
         def band(i):
             n, r0, rows = bands[i]
-            out = yf[n, :, r0 * Wo:(r0 + rows) * Wo]
-            algorithm(xp[n], w, r0, rows, out)
+            out = y[n, :, r0:r0 + rows]
+            sums = algorithm(xp[n], w, r0, rows, out)
             if b is not None:
-                out += b[:, None]
+                np.add(sums, b[:, None, None], out=out)
+            elif sums is not out:
+                np.copyto(out, sums)
             if relu:
                 np.maximum(out, 0, out=out)
         threads.parallel(band, len(bands))
@@ -173,7 +177,7 @@ def _forward(op, layer, x, w, b, pad, relu):
 
 
 def _pad(x, pad):
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    return _in_border(x, pad)[0] if pad else x
 
 
 @numpy_op
@@ -288,17 +292,18 @@ def numpy_conv3x3_backward(gy, x, w, y, pad, needs):
     need_x, need_w, need_b = tuple(needs) + (False,) * (3 - len(needs))
     border = 2 - pad if need_x else 0
     gb = np.zeros(gy.shape[1], gy.dtype) if need_b else None
-    padded, g = _masked_in_border(gy, y, border, gb)
+    padded, g = _in_border(gy, border, y, gb)
     gx = _grad_input(padded, w, pad, x.shape) if need_x else None
     gw = numpy_conv3x3_grad_weight(x, g, pad) if need_w else None
     return (gx, gw, gb)[:len(needs)]
 
 
-def _masked_in_border(gy, y, border, sums):
-    """(padded, inner): gy where y > 0 (all of gy for y None) inside a zero border `border` px wide, and inner,
-    the view of it without the border; its sum per channel added into sums (unless None). One pass, by block of
-    channels on the device's threads: each channel's sum is added up in the same order on any thread count.
-    Masked and summed on contiguous arrays (a strided view's passes go row by row), then copied in once."""
+def _in_border(gy, border, y=None, sums=None):
+    """(padded, inner): gy inside a zero border `border` px wide (np.pad's result), where y > 0 only if y is
+    given (the ReLU's gradient), and inner, the view of it without the border; its sum per channel added into
+    sums unless None (the bias's gradient). One pass, by block of channels on the device's threads: each
+    channel's sum is added up in the same order on any thread count. Masked and summed on contiguous arrays
+    (a strided view's passes go row by row), then copied in once."""
     N, C, H, W = gy.shape
     copy = y is not None or border > 0
     padded = np.empty((N, C, H + 2 * border, W + 2 * border), gy.dtype) if copy else gy
