@@ -46,21 +46,29 @@ def cpu_model():
 def choose(op, algorithms, shapes, dtype, run):
     """run(fn) with the fastest of `algorithms` ({name: fn} of those that apply to these shapes) for the key
     (op, shapes, dtype, thread count); returns what run returned."""
+    found = known(op, algorithms, shapes, dtype)
+    if found is not None:
+        return run(found)
+    return _measure(choice_key(op, shapes, dtype, threads.cpu_threads_now()), algorithms, run)
+
+
+def known(op, algorithms, shapes, dtype):
+    """The algorithm to run without measuring: the forced one where it applies, or the one chosen before (in
+    this process, or in the file); None where a measurement is due."""
     forced = os.environ.get(ENV)
     if forced:
         if not any(forced in names for names in ALL_NAMES.values()):
             raise ValueError(f"{ENV}={forced!r}: " + "; ".join(f"{o} has the algorithms {', '.join(names)}"
                                                                for o, names in ALL_NAMES.items()))
         if forced in algorithms:
-            return run(algorithms[forced])
+            return algorithms[forced]
     key = choice_key(op, shapes, dtype, threads.cpu_threads_now())
     if key not in _chosen:
         name = _disk().get(_disk_key(key, algorithms)) if _read_file else None
-        if name in algorithms:
-            _chosen[key] = dict(algorithm=name, seconds=None)
-        else:
-            return _measure(key, algorithms, run)
-    return run(algorithms[_chosen[key]["algorithm"]])
+        if name not in algorithms:
+            return None
+        _chosen[key] = dict(algorithm=name, seconds=None)
+    return algorithms[_chosen[key]["algorithm"]]
 
 
 def choice_key(op, shapes, dtype, n_threads):
