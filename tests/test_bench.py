@@ -491,22 +491,21 @@ def test_train_before_after_runs_both_checkouts_in_turn():
 
 
 def test_settle_waits_while_a_thread_of_the_process_still_runs():
-    # What PyTorch's OpenMP threads do after a call: spin for some milliseconds. settle() must outwait such a
-    # thread (here a Python loop of 60 ms), and return at once on a quiet process.
-    import threading
-    import time
-
+    # What PyTorch's OpenMP threads do after a call: spin for some milliseconds. On fake clocks (a real spinning
+    # thread is descheduled now and then on a loaded machine): another thread burns CPU until 32 ms, so
+    # settle() returns after the first 5 ms window past it; on a quiet process, after one window; never past
+    # its limit.
     from minunet.bench.cpu import settle
-    start = time.perf_counter()
-    settle()
-    assert time.perf_counter() - start < 0.05
-    def spin():
-        while time.perf_counter() - start < 0.06:
-            pass
-    spinner = threading.Thread(target=spin)
-    start = time.perf_counter()
-    spinner.start()
-    settle()
-    waited = time.perf_counter() - start
-    spinner.join()
-    assert waited >= 0.05, f"settle() returned after {waited * 1e3:.0f} ms while a thread spun for 60 ms"
+
+    def clocks(busy_until):
+        now = {"wall": 0.0, "cpu": 0.0}
+
+        def sleep(seconds):
+            start, now["wall"] = now["wall"], now["wall"] + seconds
+            now["cpu"] += max(0.0, min(now["wall"], busy_until) - start)
+        return now, (lambda: now["wall"], lambda: now["cpu"], sleep)
+
+    for busy_until, settled_at in [(0.032, 0.040), (0.0, 0.005), (1.0, 0.1)]:
+        now, fake = clocks(busy_until)
+        settle(clocks=fake)
+        assert abs(now["wall"] - settled_at) < 1e-9, (busy_until, now["wall"])

@@ -225,7 +225,8 @@ def test_blas_shifted_products_add_up_the_windows_and_the_first_ignores_the_old_
     found = blas._numpys_cblas() if source == "numpy" else blas._scipys_fortran()
     if found is None:
         pytest.skip("this NumPy ships no OpenBLAS with a CBLAS gemm")
-    monkeypatch.setattr(blas, "_GEMM", (source, found))
+    monkeypatch.setattr(blas, "_GEMM", found)
+    assert blas.describe().startswith({"numpy": "NumPy's OpenBLAS", "scipy": "SciPy's BLAS"}[source])
     for T, M, K, N, shifts in [(1, 5, 7, 30, [4]), (9, 16, 16, 1000, [0, 1, 2, 40, 41, 42, 80, 81, 82]),
                                (3, 1, 3, 5, [2, 0, 1]), (2, 4, 1, 9, [0, 9])]:
         a, image = randn(rng, T, M, K, dtype=dtype), randn(rng, K, max(shifts) + N + 3, dtype=dtype)

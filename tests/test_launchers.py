@@ -166,7 +166,7 @@ def test_defaults_are_exact_versions_of_every_versioned_op():
 
 
 def test_every_device_has_every_backend_op_and_names_what_it_lacks():
-    assert set(NUMPY_OPS) == set(KERNEL_OPS) and len(NUMPY_OPS) == 22
+    assert set(NUMPY_OPS) == set(KERNEL_OPS) and len(NUMPY_OPS) == 23
     for device in ("numpy", "sim"):
         be = get_backend(device)
         assert all(callable(getattr(be, op)) for op in NUMPY_OPS)

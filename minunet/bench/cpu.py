@@ -159,14 +159,16 @@ def _steps_side_by_side(network, config, n, torch, quick, log):
 BLOCK = 3
 
 
-def settle(limit_s=0.1):
+def settle(limit_s=0.1, clocks=(time.perf_counter, time.process_time, time.sleep)):
     """Sleep until no thread of this process runs: 5 ms at a time, until one passes with under 0.5 ms of CPU
-    time (PyTorch's threads have gone to sleep), at most limit_s. Untimed; numpy's threads never spin."""
-    deadline = time.perf_counter() + limit_s
-    while time.perf_counter() < deadline:
-        cpu = time.process_time()
-        time.sleep(0.005)
-        if time.process_time() - cpu < 0.0005:
+    time (PyTorch's threads have gone to sleep), at most limit_s. Untimed; numpy's threads never spin.
+    (clocks: wall clock, the process's CPU time, sleep; a test's fakes.)"""
+    wall, cpu_time, sleep = clocks
+    deadline = wall() + limit_s
+    while wall() < deadline:
+        cpu = cpu_time()
+        sleep(0.005)
+        if cpu_time() - cpu < 0.0005:
             return
 
 

@@ -19,6 +19,9 @@ def environment(device):
             versions[name] = importlib.import_module(name).__version__
         except Exception:
             versions[name] = None
+    if device == "numpy":
+        from ..ops import blas
+        versions["blas"] = blas.describe()  # what conv3x3's products per tap call (ops/blas.py)
     name = _cpu_name()
     if device == "cuda":
         import cupy

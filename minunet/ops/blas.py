@@ -22,8 +22,8 @@ ROW_MAJOR, NO_TRANSPOSE = 101, 111  # CBLAS's enums
 
 
 def _numpys_cblas():
-    """{dtype: (gemm, real)} from the OpenBLAS inside NumPy's package (its CBLAS gemm: row-major, arguments by
-    value, 64-bit integers in scipy-openblas64's "…64_" names), or None where there is none to find."""
+    """(description, {dtype: (gemm, real)}) from the OpenBLAS inside NumPy's package (its CBLAS gemm: row-major,
+    arguments by value, 64-bit integers in scipy-openblas64's "…64_" names), or None where there is none."""
     from threadpoolctl import threadpool_info
     numpy_dir = Path(np.__file__).resolve().parent
     homes = (numpy_dir, numpy_dir.parent / "numpy.libs")  # macOS wheels: numpy/.dylibs; Linux, Windows: numpy.libs
@@ -45,13 +45,13 @@ def _numpys_cblas():
                     found[dtype] = (fn, real)
                     break
         if len(found) == len(_REALS):
-            return found
+            return f"NumPy's OpenBLAS {pool['version']} ({pool['architecture']})", found
     return None
 
 
 def _scipys_fortran():
-    """{dtype: (gemm, real)} from scipy.linalg.cython_blas: the Fortran gemm (transa, transb, m, n, k, alpha, a,
-    lda, b, ldb, beta, c, ldc), every argument by reference, matrices column-major."""
+    """(description, {dtype: (gemm, real)}) from scipy.linalg.cython_blas: the Fortran gemm (transa, transb, m, n,
+    k, alpha, a, lda, b, ldb, beta, c, ldc), every argument by reference, matrices column-major."""
     import scipy.linalg.cython_blas as cython_blas
     name_of = ctypes.pythonapi.PyCapsule_GetName
     name_of.restype, name_of.argtypes = ctypes.c_char_p, [ctypes.py_object]
@@ -71,14 +71,14 @@ def _scipys_fortran():
             fortran(b"N", b"N", ref(i(N)), ref(i(M)), ref(i(K)), ref(real(alpha)), b, ref(i(ldb)), a, ref(i(lda)),
                     ref(real(beta)), c, ref(i(ldc)))
         found[dtype] = (row_major, real)
-    return found
+    return "SciPy's BLAS (scipy.linalg.cython_blas)", found
 
 
 _GEMM = None
 
 
-def which():
-    """'numpy' or 'scipy': whose OpenBLAS gemm() calls (the bench prints it)."""
+def describe():
+    """Which BLAS shifted_products calls, e.g. "NumPy's OpenBLAS 0.3.31 (SkylakeX)" (the bench's report says)."""
     _load()
     return _GEMM[0]
 
@@ -86,8 +86,7 @@ def which():
 def _load():
     global _GEMM
     if _GEMM is None:
-        found = _numpys_cblas()
-        _GEMM = ("numpy", found) if found else ("scipy", _scipys_fortran())
+        _GEMM = _numpys_cblas() or _scipys_fortran()
 
 
 def shifted_products(a, b, shifts, c):
