@@ -307,9 +307,9 @@ def numpy_conv3x3_backward(gy, x, w, y, pad, needs):
     chosen = (choice.known("conv3x3_grad_input", _applying(FORWARD, Co), x.shape + (Co, pad), x.dtype),
               choice.known("conv3x3_grad_weight", _applying(GRAD_WEIGHT, Ci), x.shape + (Co, pad), x.dtype))
     if need_x and need_w and None not in chosen:
-        # Both algorithms known (after the first call): one parallel pass over both ops' bands, not two, so that no
-    # thread waits for the last band of grad_input before grad_weight starts (one 188 px image, 2 threads: a
-    # training step 5% faster; no change at 1 thread)
+        # Both algorithms known (after the first call): one parallel pass over both ops' bands, not two, so that
+        # no thread waits for the last band of grad_input before grad_weight starts (one 188 px image, 2 threads:
+        # a training step 5% faster; no change at 1 thread)
         gx, band_x, count_x = _forward_bands(chosen[0], padded, _flipped(w), None, False)
         parts, band_w, count_w, finish = _grad_weight_bands(chosen[1], _pad(x, pad), g)
         threads.parallel(lambda i: band_w(i) if i < count_w else band_x(i - count_w), count_w + count_x)
@@ -317,7 +317,6 @@ def numpy_conv3x3_backward(gy, x, w, y, pad, needs):
     gx = _grad_input(padded, w, pad, x.shape) if need_x else None
     gw = numpy_conv3x3_grad_weight(x, g, pad) if need_w else None
     return (gx, gw, gb)[:len(needs)]
-
 
 
 def _in_border(gy, border, y=None, sums=None):
