@@ -297,10 +297,16 @@ def test_a_forced_algorithm_runs_where_it_applies_and_an_unknown_one_is_an_error
         NP.conv3x3(x, w, None, 0)
 
 
-def test_an_unreadable_choice_file_is_measured_again_and_rewritten(rng, fresh_choices):
-    fresh_choices.write_text("{half a file")
+@pytest.mark.parametrize("content", ["{half a file", "[1, 2]", "the layer's key -> a list", "the layer's key -> 'fft'"])
+def test_an_unreadable_choice_file_is_measured_again_and_rewritten(rng, fresh_choices, content):
     x, w = randn(rng, 1, 2, 6, 7, dtype=np.float32), randn(rng, 3, 2, 3, 3, dtype=np.float32)
+    if content.startswith("the layer's key"):
+        key = choice.choice_key("conv3x3_forward", (1, 2, 6, 7, 3, 0), np.float32, 1)
+        disk_key = choice._disk_key(key, conv3x3_ops._applying(conv3x3_ops.FORWARD, 2))
+        content = json.dumps({disk_key: [1] if content.endswith("list") else "fft"})
+    fresh_choices.write_text(content)
     NP.conv3x3(x, w, None, 0)
+    assert choice.chosen()  # measured
     assert list(json.loads(fresh_choices.read_text()).values())[0] in ("taps", "im2col")
 
 

@@ -65,7 +65,7 @@ def known(op, algorithms, shapes, dtype):
     key = choice_key(op, shapes, dtype, threads.cpu_threads_now())
     if key not in _chosen:
         name = _disk().get(_disk_key(key, algorithms)) if _read_file else None
-        if name not in algorithms:
+        if not isinstance(name, str) or name not in algorithms:  # none, or a file edited by hand
             return None
         _chosen[key] = dict(algorithm=name, seconds=None)
     return algorithms[_chosen[key]["algorithm"]]
